@@ -1,0 +1,3 @@
+from dunet.cli import main
+
+raise SystemExit(main())

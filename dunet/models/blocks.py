@@ -1,0 +1,137 @@
+"""Building blocks shared by DU-Net and the stacked hourglass.
+
+All units are pre-activation (BN -> ReLU -> Conv), as in the paper and in Newell et al.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from dunet.quant import conv2d
+
+
+class BnReluConv(nn.Module):
+    """BN -> ReLU -> Conv on one tensor."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, *, bias: bool = False,
+                 quant: str = "none"):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(in_channels)
+        self.conv = conv2d(in_channels, out_channels, kernel_size, bias=bias, quant=quant)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.relu(self.norm(x)))
+
+
+class ConcatBnReluConv(nn.Module):
+    """concat -> BN -> ReLU -> Conv1x1: the segment that makes dense connectivity expensive.
+
+    With `memory_efficient` (paper 3.3) the concatenation, normalised and ReLU'd features are not
+    kept for backward but recomputed from the pieces, which are stored anyway. The recomputation
+    normalises with batch statistics only, and the running statistics are updated once, here in
+    forward, from per-piece statistics (a channel concat has per-channel statistics that are the
+    pieces' own), so they match the naive path and are never counted twice.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, memory_efficient: bool = False, quant: str = "none"):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(in_channels)
+        self.conv = conv2d(in_channels, out_channels, 1, quant=quant)
+        self.memory_efficient = memory_efficient
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        if self.memory_efficient and self.training and any(f.requires_grad for f in features):
+            self._update_running_stats(features)
+            return checkpoint(self._segment, *features, use_reentrant=False)
+        return self.conv(F.relu(self.norm(torch.cat(features, 1))))
+
+    def _segment(self, *features: Tensor) -> Tensor:
+        x = torch.cat(features, 1)
+        x = F.batch_norm(x, None, None, self.norm.weight, self.norm.bias, True, 0.0, self.norm.eps)
+        return self.conv(F.relu(x))
+
+    @torch.no_grad()
+    def _update_running_stats(self, features: list[Tensor]) -> None:
+        norm = self.norm
+        if not norm.track_running_stats:
+            return
+        mean = torch.cat([f.mean(dim=(0, 2, 3)) for f in features])
+        var = torch.cat([f.var(dim=(0, 2, 3), unbiased=True) for f in features])
+        norm.num_batches_tracked.add_(1)
+        momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+        norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+        norm.running_var.lerp_(var.to(norm.running_var.dtype), momentum)
+
+
+class HierarchicalConv(nn.Module):
+    """Hierarchical, parallel, multi-scale convolutions of Bulat & Tzimiropoulos, without the residual:
+    BN-ReLU-Conv3x3 C_in -> C/2, then C/2 -> C/4, then C/4 -> C/4; the three outputs concatenated (= C).
+    Stacked 3x3 convolutions see 3x3, 5x5 and 7x7 neighbourhoods."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, bias: bool = False, quant: str = "none"):
+        super().__init__()
+        half, quarter = out_channels // 2, out_channels // 4
+        widths = (half, quarter, out_channels - half - quarter)
+        self.branches = nn.ModuleList()
+        prev = in_channels
+        for width in widths:
+            self.branches.append(BnReluConv(prev, width, 3, bias=bias, quant=quant))
+            prev = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        outs = []
+        for branch in self.branches:
+            x = branch(x)
+            outs.append(x)
+        return torch.cat(outs, 1)
+
+
+class Residual(nn.Module):
+    """Residual module of the stacked hourglass (Newell et al.): pre-activation bottleneck
+    1x1 -> 3x3 -> 1x1 at half width, or the hierarchical multi-scale block; a BN-ReLU-Conv1x1
+    projection on the shortcut when the widths differ."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, block: str = "bottleneck", quant: str = "none"):
+        super().__init__()
+        if block == "bottleneck":
+            mid = out_channels // 2
+            self.body = nn.Sequential(
+                BnReluConv(in_channels, mid, 1, bias=True, quant=quant),
+                BnReluConv(mid, mid, 3, bias=True, quant=quant),
+                BnReluConv(mid, out_channels, 1, bias=True, quant=quant),
+            )
+        elif block == "hierarchical":
+            self.body = HierarchicalConv(in_channels, out_channels, bias=True, quant=quant)
+        else:
+            raise ValueError(f"unknown block {block!r}")
+        if in_channels == out_channels:
+            self.shortcut = nn.Identity()
+        elif block == "bottleneck":  # Newell: a plain 1x1 conv
+            self.shortcut = conv2d(in_channels, out_channels, 1, bias=True, quant=quant)
+        else:  # Bulat & Tzimiropoulos: BN-ReLU-Conv1x1
+            self.shortcut = BnReluConv(in_channels, out_channels, 1, bias=True, quant=quant)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+class DenseLayer(nn.Module):
+    """The DU-Net block: concat(inputs) -> BN-ReLU-Conv1x1 (bottleneck) -> BN-ReLU-Conv3x3 (growth new features).
+    With block="hierarchical" the 3x3 is the multi-scale hierarchical convolution."""
+
+    def __init__(self, in_channels: int, bottleneck: int, growth: int, *, block: str = "bottleneck",
+                 memory_efficient: bool = False, quant: str = "none"):
+        super().__init__()
+        self.squeeze = ConcatBnReluConv(in_channels, bottleneck, memory_efficient=memory_efficient, quant=quant)
+        if block == "bottleneck":
+            self.expand = BnReluConv(bottleneck, growth, 3, quant=quant)
+        elif block == "hierarchical":
+            self.expand = HierarchicalConv(bottleneck, growth, quant=quant)
+        else:
+            raise ValueError(f"unknown block {block!r}")
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        return self.expand(self.squeeze(features))

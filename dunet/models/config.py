@@ -1,0 +1,72 @@
+"""The model config: a model is a pure function of this."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from dunet.config import choice
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = choice("dunet", ("dunet", "hourglass"), "DU-Net (paper) or the stacked hourglass baseline")
+    block: str = choice(
+        "bottleneck", ("bottleneck", "hierarchical"),
+        "bottleneck: DU-Net dense layer / Newell residual; hierarchical: Bulat & Tzimiropoulos multi-scale block",
+    )
+    units: int = 4  # U-Nets (DU-Net) or hourglass stacks
+    order: int = 1  # order-K connectivity; 0 = plain stacked U-Nets of dense blocks, >= units-1 = fully dense
+    landmarks: int = 16
+    input_size: int = 256  # square input; heatmaps are input_size / 4
+    in_channels: int = 3
+    channels: int = 0  # width between blocks; 0 = the paper's (128 DU-Net, 256 hourglass)
+    growth: int = 32  # new features per dense layer
+    bottleneck: int = 128  # width of the 1x1 bottleneck in each dense layer
+    levels: int = 4  # down-sampling levels per U-Net
+    loss_num: int = 0  # supervised heads spread evenly over the units; 0 = every unit
+    memory_efficient: bool = False  # recompute concat-BN-ReLU-Conv1x1 in backward (paper 3.3)
+    refine: bool = False  # iterative refinement: two passes through the same DU-Net (paper 3.4)
+    quant: str = "none"  # none, bw, bw-alpha, tw, tw-alpha, or I/W/G bits such as 8/1/8 (see dunet.quant)
+
+    def __post_init__(self) -> None:
+        positive = ("units", "landmarks", "input_size", "in_channels", "growth", "bottleneck", "levels")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.order < 0:
+            raise ValueError(f"order must be >= 0, got {self.order}")
+        if self.channels < 0 or self.loss_num < 0:
+            raise ValueError("channels and loss_num must be >= 0 (0 = default)")
+        if self.loss_num > self.units:
+            raise ValueError(f"loss_num ({self.loss_num}) cannot exceed units ({self.units})")
+        stride = 4 * 2**self.levels
+        if self.input_size % stride:
+            raise ValueError(
+                f"input_size {self.input_size} must be a multiple of {stride} (stem stride 4 x 2^levels with levels={self.levels})"
+            )
+        if self.refine and self.arch != "dunet":
+            raise ValueError("refine (iterative refinement) is a DU-Net option")
+
+    @property
+    def width(self) -> int:
+        if self.channels:
+            return self.channels
+        return 128 if self.arch == "dunet" else 256
+
+    @property
+    def heads(self) -> int:
+        return self.loss_num or self.units
+
+    @property
+    def heatmap_size(self) -> int:
+        return self.input_size // 4
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def loss_anchors(units: int, heads: int) -> list[int]:
+    """0-based indices of the supervised units: `heads` of them spread evenly, the last one always."""
+    # Half rounds up, as in the reference code (Python 2 round).
+    return [int(units / heads * (j + 1) + 0.5) - 1 for j in range(heads)]

@@ -1,0 +1,77 @@
+"""Stacked hourglass baseline (Newell et al., ECCV 2016) with 256-channel residual modules,
+or with the hierarchical multi-scale block of Bulat & Tzimiropoulos (`block="hierarchical"`)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dunet.models.blocks import Residual
+from dunet.models.config import ModelConfig, loss_anchors
+from dunet.quant import conv2d
+
+
+class Hourglass(nn.Module):
+    """One hourglass: at each level a residual branch at this resolution plus
+    pool -> residual -> (inner hourglass | residual) -> residual -> upsample."""
+
+    def __init__(self, depth: int, width: int, block: str, quant: str):
+        super().__init__()
+        opts = dict(block=block, quant=quant)
+        self.upper = Residual(width, width, **opts)
+        self.down = Residual(width, width, **opts)
+        self.inner = Hourglass(depth - 1, width, block, quant) if depth > 1 else Residual(width, width, **opts)
+        self.up = Residual(width, width, **opts)
+
+    def forward(self, x: Tensor) -> Tensor:
+        low = self.up(self.inner(self.down(F.max_pool2d(x, 2))))
+        return self.upper(x) + F.interpolate(low, scale_factor=2.0, mode="nearest")
+
+
+class StackedHourglass(nn.Module):
+    """Input: RGB in [0, 1], (B, 3, S, S). Output: tuple of (B, landmarks, S/4, S/4) heatmaps at the
+    supervised stacks, final last. Each stack's features and heatmaps are merged back into the next."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        w, q, b = cfg.width, cfg.quant, cfg.block
+        # First layer full precision; then residuals 64 -> 128, pool, 128 -> w, w -> w.
+        self.stem = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, 64, 7, stride=2, padding=3, bias=True),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            Residual(64, 128, block=b, quant=q),
+            nn.MaxPool2d(2),
+            Residual(128, w, block=b, quant=q),
+            Residual(w, w, block=b, quant=q),
+        )
+        self.hourglasses = nn.ModuleList(Hourglass(cfg.levels, w, b, q) for _ in range(cfg.units))
+        self.features = nn.ModuleList(
+            nn.Sequential(
+                Residual(w, w, block=b, quant=q),
+                conv2d(w, w, 1, bias=True, quant=q),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+            )
+            for _ in range(cfg.units)
+        )
+        # Heads are the last layers: full precision.
+        self.heads = nn.ModuleList(nn.Conv2d(w, cfg.landmarks, 1, bias=True) for _ in range(cfg.units))
+        self.merge_features = nn.ModuleList(conv2d(w, w, 1, bias=True, quant=q) for _ in range(cfg.units - 1))
+        self.merge_heatmaps = nn.ModuleList(
+            conv2d(cfg.landmarks, w, 1, bias=True, quant=q) for _ in range(cfg.units - 1)
+        )
+        self.anchors = loss_anchors(cfg.units, cfg.heads)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        x = self.stem(images)
+        outputs = []
+        for n in range(self.cfg.units):
+            features = self.features[n](self.hourglasses[n](x))
+            heatmaps = self.heads[n](features)
+            if n in self.anchors:
+                outputs.append(heatmaps)
+            if n < self.cfg.units - 1:
+                x = x + self.merge_features[n](features) + self.merge_heatmaps[n](heatmaps)
+        return tuple(outputs)
