@@ -15,6 +15,10 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# Tests use small models: one thread each is faster than two threads fighting over a loaded machine.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

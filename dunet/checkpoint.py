@@ -1,0 +1,423 @@
+"""Checkpoints without pickle: tensors in safetensors, everything else in JSON, written atomically.
+
+A checkpoint is a directory (a run keeps `RUN/last/` and `RUN/best/`):
+
+    model.safetensors        weights; its metadata repeats config and meta, so it is also a model on its own
+    config.json              the resolved config
+    meta.json                format, format version, dunet version, metrics
+    train_state.safetensors  tensors of the training state: optimizer state ("optimizer.state.<param>.<key>"),
+    train_state.json         torch RNG state, ...; the JSON holds the rest and marks where each tensor goes.
+                             Both absent in exported / pretrained models.
+
+A shipped model is one file: any `NAME.safetensors` whose metadata holds `dunet_config` and `dunet_meta`.
+
+Writes go to a temporary sibling that is fsynced and then renamed over the target, keeping the old
+copy as `.NAME.old` until the new one is in place, so a crash never leaves a half-written checkpoint;
+loading falls back to `.NAME.old` when a crash happened between the two renames.
+Nothing here ever unpickles: no torch.load, no pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+from torch import Tensor, nn
+
+from dunet import DunetError, __version__
+
+FORMAT = "dunet-checkpoint"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+META_FILE = "meta.json"
+TRAIN_TENSORS_FILE = "train_state.safetensors"
+TRAIN_JSON_FILE = "train_state.json"
+RUN_SUBDIRS = ("best", "last")  # what a run directory resolves to, in order of preference
+
+# Markers the JSON structure uses for values JSON cannot hold.
+_TENSOR, _NDARRAY, _TUPLE, _INT_KEYS = "__tensor__", "__ndarray__", "__tuple__", "__int_keys__"
+_MARKERS = (_TENSOR, _NDARRAY, _TUPLE, _INT_KEYS)
+
+
+@dataclass
+class Checkpoint:
+    path: Path  # what was loaded: a checkpoint directory or a single .safetensors file
+    state_dict: dict[str, Tensor]
+    config: dict
+    meta: dict
+    train_state: dict | None = None  # epoch, step, best metric, "rng" (see capture_rng), ...
+    optimizer_state: dict | None = None  # a torch optimizer state_dict
+    optimizer_type: str | None = None  # class name of the optimizer that wrote it
+
+
+# ---------------------------------------------------------------------------------------------
+# saving
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, config: dict, *, optimizer: torch.optim.Optimizer | None = None,
+                    train_state: dict | None = None, metrics: dict | None = None) -> Path:
+    """Write a checkpoint directory at `path`, or a single-file model if `path` ends in `.safetensors`.
+
+    With `train_state` or `optimizer`, the training state is stored too; the RNG states of python,
+    numpy and torch are captured into `train_state["rng"]` unless it is already there."""
+    path = Path(path)
+    config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "dunet_version": __version__,
+        "torch_version": torch.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "metrics": dict(metrics or {}),
+    }
+    model_file = _model_file_bytes(model, config, meta)
+    if path.suffix == ".safetensors":
+        if optimizer is not None or train_state is not None:
+            raise ValueError("a single-file model holds weights only; save training state to a checkpoint directory")
+        _atomic_write_file(path, model_file)
+        return path
+
+    files = {MODEL_FILE: model_file, CONFIG_FILE: _json_bytes(config), META_FILE: _json_bytes(meta)}
+    if optimizer is not None or train_state is not None:
+        state = dict(train_state or {})
+        state.setdefault("rng", capture_rng())
+        tensors: dict[str, Tensor] = {}
+        structure: dict[str, Any] = {"train": _encode(state, "train", tensors)}
+        if optimizer is not None:
+            structure["optimizer_type"] = type(optimizer).__name__
+            structure["optimizer"] = _encode(optimizer.state_dict(), "optimizer", tensors)
+        files[TRAIN_TENSORS_FILE] = safetensors_bytes(tensors)
+        files[TRAIN_JSON_FILE] = _json_bytes(structure)
+    _atomic_write_dir(path, files)
+    return path
+
+
+def _model_file_bytes(model: nn.Module, config: dict, meta: dict) -> bytes:
+    # Cloning gives every tensor its own storage: safetensors refuses tensors that share memory.
+    weights = {name: t.detach().cpu().clone(memory_format=torch.contiguous_format)
+               for name, t in model.state_dict().items()}
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+                "dunet_config": json.dumps(config, default=_json_default),
+                "dunet_meta": json.dumps(meta, default=_json_default)}
+    return safetensors_bytes(weights, metadata=metadata)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store a {type(value).__name__} in checkpoint JSON")
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, default=_json_default) + "\n").encode()
+
+
+def _encode(value: Any, name: str, tensors: dict[str, Tensor]) -> Any:
+    """JSON structure of `value`; tensors and arrays go into `tensors` under their path ("optimizer.state.0.exp_avg")."""
+    if isinstance(value, (Tensor, np.ndarray)):
+        if name in tensors:  # keys with dots could collide; the marker keeps the real name anyway
+            name = f"{name}#{len(tensors)}"
+        if isinstance(value, Tensor):
+            tensors[name] = value.detach().cpu().clone(memory_format=torch.contiguous_format)
+            return {_TENSOR: name}
+        tensors[name] = torch.from_numpy(np.array(value, copy=True, order="C"))
+        return {_NDARRAY: name}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            clash = [k for k in value if k in _MARKERS]
+            if clash:
+                raise ValueError(f"{name}: the key {clash[0]!r} is reserved")
+            return {k: _encode(v, f"{name}.{k}", tensors) for k, v in value.items()}
+        if all(isinstance(k, int) and not isinstance(k, bool) for k in value):
+            return {_INT_KEYS: {str(k): _encode(v, f"{name}.{k}", tensors) for k, v in value.items()}}
+        raise TypeError(f"{name}: dict keys must be all strings or all integers")
+    if isinstance(value, tuple):
+        return {_TUPLE: [_encode(v, f"{name}.{i}", tensors) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, f"{name}.{i}", tensors) for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{name}: cannot store a {type(value).__name__} in a checkpoint "
+                    "(use numbers, strings, lists, tuples, dicts, tensors or numpy arrays)")
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic writes
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames and new entries in `path` durable (POSIX only; elsewhere a no-op)."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    return path.parent / f".{path.name}.{tag}"
+
+
+def _atomic_write_file(target: Path, data: bytes) -> None:
+    tmp = _sibling(target, "tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_synced(tmp, data)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise DunetError(f"{target}: cannot write the model file ({err.strerror or err})") from None
+
+
+def _atomic_write_dir(target: Path, files: dict[str, bytes]) -> None:
+    tmp, old = _sibling(target, "tmp"), _sibling(target, "old")
+    if target.is_file() or (target.is_dir() and any(target.iterdir()) and not (target / MODEL_FILE).is_file()):
+        raise DunetError(f"{target}: exists and is not a dunet checkpoint; refusing to replace it")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():  # left behind by a save that crashed
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        for name, data in files.items():
+            _write_synced(tmp / name, data)
+        _fsync_dir(tmp)
+        # Keep the old checkpoint until the new one is in place. If `target` is missing while `old`
+        # exists, an earlier save crashed between the renames and `old` is the last good copy.
+        if target.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DunetError(f"{target}: cannot write the checkpoint ({err.strerror or err})") from None
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint directory, a run directory (its best/, else last/) or a single .safetensors model."""
+    resolved = _resolve(Path(path))
+    if resolved.is_file():
+        return _load_file(resolved)
+    return _load_dir(resolved)
+
+
+def _resolve(path: Path) -> Path:
+    if not path.exists():
+        old = _sibling(path, "old")
+        if (old / MODEL_FILE).is_file():  # a save crashed between its two renames
+            return old
+        raise DunetError(f"{path}: no such checkpoint (file or directory not found)")
+    if path.is_file() or (path / MODEL_FILE).is_file():
+        return path
+    for sub in RUN_SUBDIRS:
+        if (path / sub).exists() or (_sibling(path / sub, "old") / MODEL_FILE).is_file():
+            return _resolve(path / sub)
+    raise DunetError(f"{path}: not a dunet checkpoint (expected {MODEL_FILE} in it, "
+                     f"or a run directory with {' or '.join(s + '/' for s in RUN_SUBDIRS)})")
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except FileNotFoundError:
+        raise DunetError(f"{path}: file not found") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DunetError(f"{path}: corrupt or truncated safetensors file ({reason})") from None
+    return tensors, metadata
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DunetError(f"{path}: file not found; the checkpoint is incomplete") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DunetError(f"{path}: corrupt JSON ({err})") from None
+
+
+def _parse_json_field(text: str | None, path: Path, field: str) -> dict:
+    try:
+        value = json.loads(text) if text is not None else None
+    except json.JSONDecodeError as err:
+        raise DunetError(f"{path}: corrupt {field} metadata ({err})") from None
+    if not isinstance(value, dict):
+        raise DunetError(f"{path}: {field} metadata is missing or not a mapping")
+    return value
+
+
+def _check_format(meta: dict, path: Path) -> None:
+    if meta.get("format") != FORMAT:
+        raise DunetError(f"{path}: not a dunet checkpoint (no '{FORMAT}' format marker)")
+    try:
+        version = int(meta.get("format_version", -1))
+    except (TypeError, ValueError):
+        version = -1
+    if version < 1:
+        raise DunetError(f"{path}: unknown checkpoint format version {meta.get('format_version')!r}")
+    if version > FORMAT_VERSION:
+        raise DunetError(f"{path}: written by a newer dunet (format {version}, this one reads {FORMAT_VERSION}); "
+                         "upgrade dunet")
+
+
+def _load_file(path: Path) -> Checkpoint:
+    state_dict, metadata = _read_safetensors(path)
+    if metadata.get("format") != FORMAT or "dunet_config" not in metadata:
+        raise DunetError(f"{path}: a safetensors file but not a dunet model (no dunet config in its metadata)")
+    _check_format(metadata, path)
+    config = _parse_json_field(metadata.get("dunet_config"), path, "dunet_config")
+    meta = _parse_json_field(metadata.get("dunet_meta"), path, "dunet_meta")
+    return Checkpoint(path=path, state_dict=state_dict, config=config, meta=meta)
+
+
+def _load_dir(path: Path) -> Checkpoint:
+    state_dict, _ = _read_safetensors(path / MODEL_FILE)
+    meta = _read_json(path / META_FILE)
+    if not isinstance(meta, dict):
+        raise DunetError(f"{path / META_FILE}: expected a JSON object")
+    _check_format(meta, path)
+    config = _read_json(path / CONFIG_FILE)
+    if not isinstance(config, dict):
+        raise DunetError(f"{path / CONFIG_FILE}: expected a JSON object")
+    ckpt = Checkpoint(path=path, state_dict=state_dict, config=config, meta=meta)
+
+    has_json, has_tensors = (path / TRAIN_JSON_FILE).is_file(), (path / TRAIN_TENSORS_FILE).is_file()
+    if has_json != has_tensors:
+        missing = TRAIN_TENSORS_FILE if has_json else TRAIN_JSON_FILE
+        raise DunetError(f"{path}: incomplete training state ({missing} is missing)")
+    if has_json:
+        structure = _read_json(path / TRAIN_JSON_FILE)
+        tensors, _ = _read_safetensors(path / TRAIN_TENSORS_FILE)
+        if not isinstance(structure, dict) or "train" not in structure:
+            raise DunetError(f"{path / TRAIN_JSON_FILE}: not a dunet training state")
+        where = path / TRAIN_JSON_FILE
+        ckpt.train_state = _decode(structure["train"], tensors, where)
+        if "optimizer" in structure:
+            ckpt.optimizer_state = _decode(structure["optimizer"], tensors, where)
+            ckpt.optimizer_type = structure.get("optimizer_type")
+    return ckpt
+
+
+def _decode(value: Any, tensors: dict[str, Tensor], where: Path) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, tensors, where) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (key, inner), = value.items()
+        if key in (_TENSOR, _NDARRAY):
+            if inner not in tensors:
+                raise DunetError(f"{where}: refers to tensor {inner!r}, which the training-state file lacks")
+            return tensors[inner] if key == _TENSOR else tensors[inner].numpy()
+        if key == _TUPLE:
+            return tuple(_decode(v, tensors, where) for v in inner)
+        if key == _INT_KEYS:
+            return {int(k): _decode(v, tensors, where) for k, v in inner.items()}
+    return {k: _decode(v, tensors, where) for k, v in value.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# restoring
+
+
+def load_weights(model: nn.Module, ckpt: Checkpoint | str | Path) -> Checkpoint:
+    """Copy the checkpoint's weights into `model` after checking that every tensor name and shape fits."""
+    if not isinstance(ckpt, Checkpoint):
+        ckpt = load_checkpoint(ckpt)
+    expected = model.state_dict()
+    given = ckpt.state_dict
+    problem = f"{ckpt.path} does not fit this model"
+    hint = _describe_model(ckpt.config)
+    for name, tensor in expected.items():
+        if name not in given:
+            raise DunetError(f"{problem}: the checkpoint has no tensor {name!r} (wrong architecture?){hint}")
+        if given[name].shape != tensor.shape:
+            raise DunetError(f"{problem}: tensor {name!r} has shape {tuple(given[name].shape)} in the checkpoint "
+                             f"but {tuple(tensor.shape)} in the model (wrong architecture or landmark count?){hint}")
+    extra = [name for name in given if name not in expected]
+    if extra:
+        raise DunetError(f"{problem}: the checkpoint has {len(extra)} tensor(s) the model lacks, "
+                         f"first {extra[0]!r} (wrong architecture?){hint}")
+    model.load_state_dict(given, strict=True)
+    return ckpt
+
+
+def _describe_model(config: dict) -> str:
+    model = config.get("model") if isinstance(config.get("model"), dict) else config
+    keys = ("arch", "units", "order", "landmarks", "input_size", "quant")
+    parts = [f"{k}={model[k]}" for k in keys if k in model]
+    return f"; checkpoint model: {', '.join(parts)}" if parts else ""
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, ckpt: Checkpoint) -> None:
+    """Load the saved optimizer state into `optimizer` (built over the same parameters, in the same order)."""
+    if ckpt.optimizer_state is None:
+        raise DunetError(f"{ckpt.path}: no optimizer state (exported and pretrained models have none)")
+    kind = type(optimizer).__name__
+    if ckpt.optimizer_type is not None and ckpt.optimizer_type != kind:
+        raise DunetError(f"{ckpt.path}: the optimizer state is from {ckpt.optimizer_type}, not {kind}")
+    try:
+        optimizer.load_state_dict(ckpt.optimizer_state)
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise DunetError(f"{ckpt.path}: the optimizer state does not fit this optimizer ({err})") from None
+
+
+def capture_rng() -> dict:
+    """RNG states of python, numpy (global) and torch: lists and numbers, plus torch's uint8 tensor(s)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": {"bit_generator": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    """Inverse of capture_rng (also accepts the state after a JSON round trip: lists for tuples)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state((np_state["bit_generator"], np.asarray(np_state["keys"], dtype=np.uint32),
+                         np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
+    torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.as_tensor(s, dtype=torch.uint8) for s in state["cuda"]])

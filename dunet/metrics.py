@@ -1,0 +1,400 @@
+"""Landmark-localization metrics of the field, in plain numpy.
+
+Conventions (the same everywhere in this module):
+- `pred`, `gt`: (N, K, 2) pixel coordinates; `visible`: (N, K) bool, True where the ground truth
+  has a position ("labelled"). Occluded but annotated points count as labelled, as in the standard
+  protocols; ground-truth points with NaN/inf coordinates are treated as unlabelled.
+- A sample whose normaliser is undefined (a needed point unlabelled, zero length) or that has no
+  labelled point gets NaN and is left out of every aggregate; `evaluate` reports how many in
+  `n_excluded`.
+- Units: per-sample NME from `nme` is a fraction of the normaliser (CED curves, FR and AUC use it);
+  `evaluate` reports `nme_*` in percent, as papers do (3.26 means 3.26 %); FR and AUC are fractions
+  in [0, 1]; PCK values are percent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from dunet import DunetError
+
+# Outer eye corners and pupil (eye-centre) points of the two standard face layouts, 0-based.
+# iBUG 68: the pupil is the mean of the six eye-contour points; WFLW 98 annotates the pupils.
+FACE_LAYOUTS: dict[int, dict[str, tuple]] = {
+    68: {"outer_eye_corners": (36, 45), "eyes": (tuple(range(36, 42)), tuple(range(42, 48)))},
+    98: {"outer_eye_corners": (60, 72), "eyes": ((96,), (97,))},
+}
+
+LSP_JOINTS = (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "r_wrist", "r_elbow",
+    "r_shoulder", "l_shoulder", "l_elbow", "l_wrist", "neck", "head_top",
+)
+MPII_JOINTS = (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
+    "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
+)
+LSP_TORSO = (8, 3)  # right shoulder, left hip
+
+# The usual grouped table: each group is the mean of its joints' PCK. MPII leaves pelvis and
+# thorax out of the table and of its Mean, as the official evaluation does.
+LSP_GROUPS = {"Head": (12, 13), "Sho.": (8, 9), "Elb.": (7, 10), "Wri.": (6, 11),
+              "Hip": (2, 3), "Knee": (1, 4), "Ank.": (0, 5)}
+MPII_GROUPS = {"Head": (8, 9), "Sho.": (12, 13), "Elb.": (11, 14), "Wri.": (10, 15),
+               "Hip": (2, 3), "Knee": (1, 4), "Ank.": (0, 5)}
+
+FACE_SPECS = ("300w", "wflw", "synthetic", "menpo")
+CED_THRESHOLDS = (0.08, 0.10)
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+def check_inputs(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """Validate shapes and return float64 pred, gt and a bool labelled mask (non-finite gt -> unlabelled)."""
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if gt.ndim != 3 or gt.shape[2] != 2:
+        raise DunetError(f"ground truth must have shape (N, K, 2), got {gt.shape}")
+    if pred.shape != gt.shape:
+        raise DunetError(f"predictions have shape {pred.shape} but the ground truth has shape {gt.shape}")
+    if gt.shape[0] == 0:
+        raise DunetError("no samples to evaluate")
+    if not np.isfinite(pred).all():
+        raise DunetError("predictions contain NaN or infinite coordinates")
+    if visible is None:
+        visible = np.ones(gt.shape[:2], dtype=bool)
+    visible = np.asarray(visible)
+    if visible.shape != gt.shape[:2]:
+        raise DunetError(f"visibility mask has shape {visible.shape}, expected {gt.shape[:2]}")
+    visible = visible.astype(bool) & np.isfinite(gt).all(axis=2)
+    return pred, gt, visible
+
+
+def point_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(N, K) Euclidean distance between predicted and ground-truth points."""
+    return np.linalg.norm(np.asarray(pred, dtype=np.float64) - np.asarray(gt, dtype=np.float64), axis=-1)
+
+
+@contextlib.contextmanager
+def _quiet_all_nan() -> Iterator[None]:
+    """Silence numpy's 'All-NaN slice' / 'Mean of empty slice' warnings: NaN is the intended answer."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def _positive_or_nan(lengths: np.ndarray) -> np.ndarray:
+    lengths = np.asarray(lengths, dtype=np.float64)
+    return np.where(np.isfinite(lengths) & (lengths > 0), lengths, np.nan)
+
+
+# ---------------------------------------------------------------------------------------------
+# normalisers: (N,) reference lengths from the ground truth, NaN where undefined
+
+
+def _face_layout(num_points: int, what: str) -> dict[str, tuple]:
+    if num_points not in FACE_LAYOUTS:
+        raise DunetError(f"{what} needs the 68-point iBUG or 98-point WFLW layout, got {num_points} points")
+    return FACE_LAYOUTS[num_points]
+
+
+def inter_ocular(gt: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Distance between the outer eye corners (iBUG 36/45, WFLW 60/72)."""
+    left, right = _face_layout(gt.shape[1], "inter-ocular NME")["outer_eye_corners"]
+    lengths = np.linalg.norm(gt[:, left] - gt[:, right], axis=-1)
+    return _positive_or_nan(np.where(visible[:, left] & visible[:, right], lengths, np.nan))
+
+
+def inter_pupil(gt: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Distance between the eye centres (iBUG: mean of each eye's 6 contour points; WFLW: 96/97).
+    Every point of both eyes must be labelled."""
+    left, right = _face_layout(gt.shape[1], "inter-pupil NME")["eyes"]
+    centre_left = gt[:, list(left)].mean(axis=1)
+    centre_right = gt[:, list(right)].mean(axis=1)
+    labelled = visible[:, list(left) + list(right)].all(axis=1)
+    lengths = np.linalg.norm(centre_left - centre_right, axis=-1)
+    return _positive_or_nan(np.where(labelled, lengths, np.nan))
+
+
+def box_size(gt: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """sqrt(width * height) of the bounding box of the labelled ground-truth points."""
+    masked = np.where(visible[..., None], gt, np.nan)
+    with _quiet_all_nan():
+        size = np.nanmax(masked, axis=1) - np.nanmin(masked, axis=1)
+    return _positive_or_nan(np.sqrt(size[:, 0] * size[:, 1]))
+
+
+def torso_size(gt: np.ndarray, visible: np.ndarray, joints: tuple[int, int] = LSP_TORSO) -> np.ndarray:
+    """Distance between two torso joints; LSP: right shoulder (8) to left hip (3)."""
+    a, b = joints
+    if gt.shape[1] <= max(a, b):
+        raise DunetError(f"torso size needs joints {a} and {b}, but the data has {gt.shape[1]} points")
+    lengths = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
+    return _positive_or_nan(np.where(visible[:, a] & visible[:, b], lengths, np.nan))
+
+
+# ---------------------------------------------------------------------------------------------
+# face metrics
+
+
+def nme(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None, normaliser: np.ndarray) -> np.ndarray:
+    """(N,) per-sample normalised mean error as a fraction: mean over labelled points of
+    error / normaliser. NaN for samples without labelled points or with an undefined normaliser."""
+    pred, gt, visible = check_inputs(pred, gt, visible)
+    normaliser = _positive_or_nan(np.broadcast_to(np.asarray(normaliser, dtype=np.float64), gt.shape[:1]))
+    errors = np.where(visible, point_errors(pred, gt), 0.0)
+    count = visible.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_error = np.where(count > 0, errors.sum(axis=1) / count, np.nan)
+    return mean_error / normaliser
+
+
+def _finite(errors: np.ndarray) -> np.ndarray:
+    errors = np.asarray(errors, dtype=np.float64).ravel()
+    return errors[np.isfinite(errors)]
+
+
+def failure_rate(errors: np.ndarray, threshold: float) -> float:
+    """Fraction of samples with error > threshold (NaN samples left out)."""
+    errors = _finite(errors)
+    return float(np.mean(errors > threshold)) if errors.size else float("nan")
+
+
+def ced_auc(errors: np.ndarray, threshold: float) -> float:
+    """Area under the cumulative error distribution from 0 to `threshold`, divided by `threshold`.
+
+    The CED is the step function x -> fraction of samples with error <= x, so its integral is exact:
+    each sample contributes max(0, threshold - e) / threshold. Implementations that sample the curve
+    (e.g. trapezoids every 1e-4) approximate this value."""
+    errors = _finite(errors)
+    if not errors.size:
+        return float("nan")
+    return float(np.mean(np.clip(1.0 - errors / threshold, 0.0, 1.0)))
+
+
+def ced_curve(errors: np.ndarray, max_error: float = 0.1, num: int = 1001) -> tuple[np.ndarray, np.ndarray]:
+    """(thresholds, fraction of samples with error <= threshold) on [0, max_error]."""
+    errors = np.sort(_finite(errors))
+    thresholds = np.linspace(0.0, max_error, num)
+    if not errors.size:
+        return thresholds, np.zeros_like(thresholds)
+    return thresholds, np.searchsorted(errors, thresholds, side="right") / errors.size
+
+
+def plot_ced(errors: dict[str, np.ndarray], path: str | Path, max_error: float = 0.1) -> Path:
+    """Write a PNG with one CED curve per entry of `errors` (per-sample NME as fractions)."""
+    # The Figure/Agg-canvas API draws off-screen without touching pyplot's global backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fig = Figure(figsize=(5, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, values in errors.items():
+        x, y = ced_curve(values, max_error)
+        label = f"{name} (AUC {ced_auc(values, max_error):.4f}, FR {failure_rate(values, max_error):.2%})"
+        ax.plot(x * 100, y, label=label)
+    ax.set_xlim(0, max_error * 100)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("NME (%)")
+    ax.set_ylabel("fraction of images")
+    ax.set_title("Cumulative error distribution")
+    ax.grid(True, alpha=0.3)
+    if errors:
+        ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    except OSError as err:
+        raise DunetError(f"{path}: cannot write the CED plot ({err.strerror or err})") from None
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# pose metrics
+
+
+def pck(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None, normaliser: np.ndarray,
+        alpha: float) -> tuple[float, np.ndarray]:
+    """Percentage of correct keypoints: a labelled point is correct when its error <= alpha * normaliser.
+
+    Returns (mean over all labelled points of samples with a defined normaliser, (K,) per joint),
+    both in percent; NaN where nothing was counted."""
+    pred, gt, visible = check_inputs(pred, gt, visible)
+    normaliser = _positive_or_nan(np.broadcast_to(np.asarray(normaliser, dtype=np.float64), gt.shape[:1]))
+    counted = visible & np.isfinite(normaliser)[:, None]
+    with np.errstate(invalid="ignore"):
+        correct = (point_errors(pred, gt) <= alpha * normaliser[:, None]) & counted
+    per_joint_count = counted.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_joint = np.where(per_joint_count > 0, 100.0 * correct.sum(axis=0) / per_joint_count, np.nan)
+    total = counted.sum()
+    mean = 100.0 * correct.sum() / total if total else float("nan")
+    return float(mean), per_joint
+
+
+def group_table(per_joint: np.ndarray, groups: dict[str, tuple[int, ...]], mean: float) -> dict[str, float]:
+    """The usual grouped row (Head, Sho., ..., Mean): each group is the mean of its joints' values."""
+    table = {}
+    with _quiet_all_nan():
+        for name, joints in groups.items():
+            table[name] = float(np.nanmean(per_joint[list(joints)]))
+    table["Mean"] = float(mean)
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# the entry point of `dunet eval`
+
+
+def evaluate(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None, spec_name: str,
+             normaliser: np.ndarray | None = None, names: list[str] | None = None) -> dict:
+    """All metrics of a data set, as a JSON-ready dict (NaN -> None). Keys by `spec_name`:
+
+    - faces ("300w", "wflw", "synthetic", "menpo"): nme_io, nme_ip, nme_box (percent; io/ip are None
+      unless the layout has 68 or 98 points), fr_0.08, auc_0.08, fr_0.10, auc_0.10 (fractions) on the
+      inter-ocular NME (box NME for other layouts; `ced_normaliser` says which). `normaliser` is unused.
+    - "lsp": pck_0.2 (torso = right shoulder to left hip of the ground truth unless `normaliser` is
+      given), per_joint, per_group.
+    - "mpii": pckh_0.5 with `normaliser` = head size (required; usually 0.6 x head-box diagonal),
+      per_joint, per_group; pelvis and thorax are left out of the mean.
+    - anything else (COCO, custom): pck_0.2 with `normaliser` (box size; the labelled ground-truth
+      box sqrt(w*h) if None), per_joint.
+    Always: n (samples given), n_excluded (samples without a defined score), mean_error_px (over
+    all labelled points). `names` label the per_joint entries (default: the LSP/MPII joint names,
+    else "0", "1", ...). For CED plots, per-sample errors are `nme(pred, gt, visible, inter_ocular(gt, visible))`.
+    """
+    pred, gt, visible = check_inputs(pred, gt, visible)
+    num, points = gt.shape[:2]
+    kind = spec_name.lower()
+    if names is not None and len(names) != points:
+        raise DunetError(f"{len(names)} landmark names given for {points} landmarks")
+    labelled_errors = point_errors(pred, gt)[visible]
+    result: dict = {"n": int(num), "mean_error_px": float(labelled_errors.mean()) if labelled_errors.size else None}
+
+    if kind in FACE_SPECS:
+        metrics, valid = _face_metrics(pred, gt, visible)
+    elif kind == "lsp":
+        _expect_points(points, LSP_JOINTS, "LSP")
+        if normaliser is None:
+            normaliser = torso_size(gt, visible)
+        metrics, valid = _pose_metrics(pred, gt, visible, normaliser, 0.2, "pck_0.2",
+                                       names or _default_names(points, LSP_JOINTS), LSP_GROUPS, range(points))
+    elif kind == "mpii":
+        if normaliser is None:
+            raise DunetError("MPII PCKh needs the per-sample head size as the normaliser")
+        _expect_points(points, MPII_JOINTS, "MPII")
+        scored = [j for j in range(points) if MPII_JOINTS[j] not in ("pelvis", "thorax")]
+        metrics, valid = _pose_metrics(pred, gt, visible, normaliser, 0.5, "pckh_0.5",
+                                       names or _default_names(points, MPII_JOINTS), MPII_GROUPS, scored)
+    else:
+        if normaliser is None:
+            normaliser = box_size(gt, visible)
+        metrics, valid = _pose_metrics(pred, gt, visible, normaliser, 0.2, "pck_0.2",
+                                       names or _default_names(points, ()), None, range(points))
+    result["n_excluded"] = int(num - valid)
+    result.update(metrics)
+    return _json_ready(result)
+
+
+def _face_metrics(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray) -> tuple[dict, int]:
+    points = gt.shape[1]
+    per_sample = {"box": nme(pred, gt, visible, box_size(gt, visible))}
+    if points in FACE_LAYOUTS:
+        per_sample["inter_ocular"] = nme(pred, gt, visible, inter_ocular(gt, visible))
+        per_sample["inter_pupil"] = nme(pred, gt, visible, inter_pupil(gt, visible))
+    ced_on = "inter_ocular" if points in FACE_LAYOUTS else "box"
+
+    def mean_percent(kind: str) -> float | None:
+        values = _finite(per_sample[kind]) if kind in per_sample else np.empty(0)
+        return 100.0 * float(values.mean()) if values.size else None
+
+    metrics = {"nme_io": mean_percent("inter_ocular"), "nme_ip": mean_percent("inter_pupil"),
+               "nme_box": mean_percent("box"), "ced_normaliser": ced_on}
+    for t in CED_THRESHOLDS:
+        metrics[f"fr_{t:.2f}"] = failure_rate(per_sample[ced_on], t)
+        metrics[f"auc_{t:.2f}"] = ced_auc(per_sample[ced_on], t)
+    return metrics, int(np.isfinite(per_sample[ced_on]).sum())
+
+
+def _pose_metrics(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, normaliser: np.ndarray,
+                  alpha: float, key: str, names: list[str], groups: dict | None, scored) -> tuple[dict, int]:
+    normaliser = np.asarray(normaliser, dtype=np.float64)
+    if normaliser.shape != gt.shape[:1]:
+        raise DunetError(f"normaliser must have one value per sample, shape ({gt.shape[0]},), got {normaliser.shape}")
+    scored = list(scored)
+    _, per_joint = pck(pred, gt, visible, normaliser, alpha)
+    mean, _ = pck(pred[:, scored], gt[:, scored], visible[:, scored], normaliser, alpha)
+    metrics: dict = {key: mean, "per_joint": {name: float(v) for name, v in zip(names, per_joint)}}
+    if groups is not None:
+        metrics["per_group"] = group_table(per_joint, groups, mean)
+    valid = np.isfinite(_positive_or_nan(normaliser)) & visible.any(axis=1)
+    return metrics, int(valid.sum())
+
+
+def _expect_points(points: int, layout: tuple[str, ...], spec: str) -> None:
+    if points != len(layout):
+        raise DunetError(f"{spec} evaluation expects {len(layout)} joints ({', '.join(layout)}), got {points}")
+
+
+def _default_names(points: int, layout: tuple[str, ...]) -> list[str]:
+    return list(layout) if len(layout) == points else [str(j) for j in range(points)]
+
+
+def _json_ready(value):
+    """Floats that are NaN/inf become None (JSON has no NaN); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {key: _json_ready(v) for key, v in value.items()}
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# human-readable output
+
+_PERCENT_KEYS = ("nme_", "pck", "per_joint", "per_group")
+
+
+def _format_value(key: str, value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool) or isinstance(value, (int, str)):
+        return str(value)
+    if key.startswith(_PERCENT_KEYS):
+        return f"{value:.2f} %"
+    if key.startswith(("fr_", "auc_")):
+        return f"{value:.4f}"
+    return f"{value:.3f}"
+
+
+def format_table(metrics: dict) -> str:
+    """Metrics from `evaluate` as aligned text: scalars one per line, the grouped PCK as the usual
+    one-row table, per-joint values one per line."""
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    width = max((len(k) for k in scalars), default=0)
+    lines = [f"{key.ljust(width)}  {_format_value(key, value)}" for key, value in scalars.items()]
+    groups = metrics.get("per_group")
+    if groups:
+        cells = [(name, "n/a" if v is None else f"{v:.1f}") for name, v in groups.items()]
+        widths = [max(len(a), len(b)) for a, b in cells]
+        lines.append("")
+        lines.append("  ".join(name.rjust(w) for (name, _), w in zip(cells, widths)))
+        lines.append("  ".join(value.rjust(w) for (_, value), w in zip(cells, widths)))
+    joints = metrics.get("per_joint")
+    if joints:
+        name_width = max(len(name) for name in joints)
+        lines.append("")
+        lines.append("per joint:")
+        lines.extend(f"  {name.ljust(name_width)}  {_format_value('per_joint', v):>8}" for name, v in joints.items())
+    return "\n".join(lines)
