@@ -94,7 +94,7 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise DunetError(
-            f"unknown config key {prefix}{unknown[0]!r}; allowed keys: {', '.join(prefix + k for k in fields)}"
+            f"unknown config key '{prefix}{unknown[0]}'; allowed keys: {', '.join(prefix + k for k in fields)}"
         )
     kwargs = {}
     for name, value in data.items():

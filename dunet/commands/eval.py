@@ -1,0 +1,47 @@
+"""`dunet eval (CHECKPOINT | --model NAME) --data FORMAT:PATH [--json] [--flip]`"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a model on a data set and print its metrics")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory, or a .safetensors / packed / .onnx model")
+    p.add_argument("--model", help="name of a pretrained model (see `dunet models`)")
+    p.add_argument("--data", required=True, help="FORMAT:PATH, e.g. 300w:../shared/data/300w")
+    p.add_argument("--flip", action="store_true", help="average with the prediction on the mirrored image")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--ced", metavar="PNG", help="write the cumulative error distribution plot here")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable samples instead of failing")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N samples")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dunet.data.readers import open_source
+    from dunet.engine.evaluate import errors_per_sample, predict_source, score
+    from dunet.engine.inference import load_runner
+    from dunet.metrics import format_table, plot_ced
+
+    runner = load_runner(args.checkpoint, args.model, backend=args.backend, precision=args.precision)
+    source = open_source(args.data, skip_bad=args.skip_bad)
+    runner.check_source(source)
+    indices = range(min(len(source), args.limit)) if args.limit else None
+    pred, idx = predict_source(runner.predict_crops, source, runner.input_size, indices=indices,
+                               batch_size=args.batch_size, flip=args.flip, progress=not args.json)
+    metrics = score(source, pred, idx)
+    extra = runner.quant_report(metrics)
+    metrics.update(extra)
+    if args.ced:
+        plot_ced({runner.name: errors_per_sample(source, pred, idx)}, args.ced)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{runner.name} on {args.data} ({len(idx)} samples{', flip test' if args.flip else ''})")
+        print(format_table(metrics))
+    return 0

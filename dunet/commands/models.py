@@ -1,0 +1,28 @@
+"""`dunet models`: the pretrained models that ship inside the package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the pretrained models shipped with dunet")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dunet.engine.pretrained import list_pretrained
+
+    models = list_pretrained()
+    if args.json:
+        print(json.dumps(models))
+        return 0
+    if not models:
+        print("no pretrained models are installed")
+        return 0
+    for m in models:
+        print(f"{m['name']:<24} {m['task']:<6} {m['summary']}")
+        print(f"{'':<24} validation: {m['validation']}; data: {m['data']} (research-only)")
+    return 0

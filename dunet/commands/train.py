@@ -1,0 +1,45 @@
+"""`dunet train CONFIG.yaml [--out RUN_DIR] [--set key=value ...] [--resume]`"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model from a YAML recipe (see configs/)")
+    p.add_argument("config", nargs="?", help="YAML recipe; optional with --resume (the run's own config is used)")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set optim.epochs=10 --set model.units=8")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--options", action="store_true", help="list every config key with its default and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dunet import DunetError
+    from dunet.engine.config import describe_options, load_config
+    from dunet.engine.trainer import resumed_config, train
+
+    if args.options:
+        print(describe_options())
+        return 0
+    if args.config is None and not args.resume:
+        raise DunetError("give a config file (e.g. configs/demo.yaml), or --resume with --out RUN_DIR")
+    out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "run")
+    if args.resume and args.config is None:
+        cfg = resumed_config(out, args.overrides)
+    else:
+        cfg = load_config(args.config, args.overrides)
+    if not args.resume and (out / "last").exists():
+        raise DunetError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
+    try:
+        metrics = train(cfg, out, resume=args.resume)
+    except KeyboardInterrupt:
+        return 130
+    if metrics:
+        from dunet.metrics import format_table
+
+        print(format_table(metrics))
+    return 0

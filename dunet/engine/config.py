@@ -1,0 +1,135 @@
+"""The training config: one YAML file per recipe (see configs/). Every option is documented here, once.
+
+The defaults are the paper's (RMSprop, lr 2.5e-4, batch 24, face schedule); the shipped recipes say
+what they change for the CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from dunet import DunetError
+from dunet.config import apply_overrides, choice, from_dict
+from dunet.models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: str = "synthetic:2000:0"  # FORMAT:PATH of the training data (see docs/data.md)
+    val: str = ""  # FORMAT:PATH of validation data; empty = split `val_fraction` off the training data
+    val_fraction: float = 0.1  # share of the training data held out when `val` is empty
+    split_seed: int = 0  # seed of that split (keep it fixed to compare runs on the same held-out set)
+    sigma: float = 0.0  # Gaussian sigma in heatmap pixels; 0 = 1 px at 64x64 heatmaps, scaled with resolution
+    scale_range: tuple[float, float] = (0.75, 1.25)  # random zoom (paper)
+    rotation: float = 30.0  # random rotation in +-degrees (paper)
+    flip: bool = True  # random horizontal flip with left/right landmarks swapped (paper)
+    color_jitter: float = 0.4  # per-channel gain in [1 - j, 1 + j] (reference code: 0.6-1.4)
+    workers: int = 2  # data-loading processes
+    skip_bad: bool = False  # skip unreadable or invalid samples (counted in the log) instead of failing
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = choice("rmsprop", ("rmsprop", "adam"), "paper: RMSprop")
+    lr: float = 2.5e-4  # initial learning rate (paper)
+    weight_decay: float = 0.0
+    batch_size: int = 24  # paper: 24
+    epochs: int = 100
+    # Learning-rate decay: at each epoch in `milestones` the rate is multiplied by the matching `gammas` entry.
+    # Paper, faces: /5 at 30, /2 at 60, /2 at 90. Pose: x0.2 at 100, x0.5 at 140 and 160 of 200.
+    milestones: tuple[int, ...] = (30, 60, 90)
+    gammas: tuple[float, ...] = (0.2, 0.5, 0.5)
+
+    def __post_init__(self) -> None:
+        if len(self.milestones) != len(self.gammas):
+            raise ValueError("milestones and gammas must have the same length")
+        if self.batch_size < 1 or self.epochs < 1 or self.lr <= 0:
+            raise ValueError("batch_size and epochs must be >= 1 and lr > 0")
+
+    def lr_at(self, epoch: int) -> float:
+        lr = self.lr
+        for milestone, gamma in zip(self.milestones, self.gammas):
+            if epoch >= milestone:
+                lr *= gamma
+        return lr
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    # Loss at every supervised head: "regression" = MSE on Gaussian heatmaps, "detection" = sigmoid
+    # cross-entropy on binary disks. With model.refine, one entry per pass, e.g. [detection, regression].
+    supervision: tuple[str, ...] = ("regression",)
+    seed: int = 0  # seeds initialisation, shuffling and augmentation
+    precision: str = choice("fp32", ("fp32", "bf16"), "bf16 autocasts convolutions to bfloat16 on the CPU")
+    channels_last: bool = True  # NHWC memory format: faster convolutions on this CPU
+    threads: int = 0  # torch threads per process; 0 = all cores (divided between distributed processes)
+    eval_every: int = 1  # validate every N epochs (and always after the last)
+    flip_test: bool = False  # average predictions with the mirrored image at validation
+    max_val_samples: int = 0  # 0 = the whole validation set
+
+    def __post_init__(self) -> None:
+        for s in self.supervision:
+            if s not in ("regression", "detection"):
+                raise ValueError(f"supervision {s!r}: choose regression or detection")
+        passes = 2 if self.model.refine else 1
+        if len(self.supervision) not in (1, passes):
+            raise ValueError(f"supervision needs 1 or {passes} entries (one per pass)")
+
+    def supervision_per_head(self, heads_per_pass: int) -> list[str]:
+        passes = 2 if self.model.refine else 1
+        per_pass = list(self.supervision) * (passes if len(self.supervision) == 1 else 1)
+        return [kind for kind in per_pass for _ in range(heads_per_pass)]
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML recipe (or the defaults when `path` is None) and apply `--set key=value` overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise DunetError(f"config file {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise DunetError(f"config file {path}: not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise DunetError(f"config file {path}: expected a mapping at the top level")
+    data = apply_overrides(data, list(overrides))
+    try:
+        return from_dict(TrainConfig, data)
+    except DunetError as err:
+        raise DunetError(f"{path}: {err}" if path else str(err)) from None
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    return from_dict(TrainConfig, data)
+
+
+def describe_options() -> str:
+    """Every option with its default, for `dunet train --options`."""
+    lines = []
+
+    def walk(cls, prefix):
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if dataclasses.is_dataclass(default):
+                walk(type(default), prefix + f.name + ".")
+                continue
+            choices = f.metadata.get("choices")
+            extra = f"  (one of: {', '.join(map(str, choices))})" if choices else ""
+            lines.append(f"{prefix}{f.name} = {default!r}{extra}")
+
+    walk(TrainConfig, "")
+    return "\n".join(lines)

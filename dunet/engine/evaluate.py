@@ -1,0 +1,69 @@
+"""Evaluation: predict every sample of a data set (centre crop, no augmentation) and score it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from dunet.data.sample import Source, normaliser
+from dunet.metrics import evaluate
+
+
+def predict_source(predict_crops, source: Source, input_size: int, *, indices=None, batch_size: int = 16,
+                   workers: int = 0, flip: bool = False, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Run `predict_crops(images, crop_to_image, flip) -> (coords, peaks)` over `source` (or its `indices`)
+    and return (N, K, 2) landmarks in original-image pixels and (N,) sample indices, in order."""
+    from dunet.data.dataset import LandmarkDataset
+
+    dataset = LandmarkDataset(source, input_size=input_size, augment=False)
+    if indices is not None:
+        dataset = Subset(dataset, list(indices))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc="eval", leave=False, disable=None)
+    coords, order = [], []
+    for batch in loader:
+        pred, _ = predict_crops(batch["image"], batch["crop_to_image"], flip)
+        coords.append(np.asarray(pred))
+        order.append(batch["index"].numpy())
+    return np.concatenate(coords), np.concatenate(order)
+
+
+def score(source: Source, pred: np.ndarray, indices: np.ndarray) -> dict:
+    """The data set's metrics for predictions `pred` of samples `indices` (see dunet.metrics.evaluate)."""
+    samples = [source.samples[i] for i in indices]
+    gt = np.stack([s.keypoints for s in samples])
+    visible = np.stack([s.visible for s in samples]) > 0
+    norm = np.array([normaliser(source.spec, s) for s in samples], dtype=np.float64)
+    kind = source.spec.name
+    # Face metrics use their own normalisers; pose sets use the spec's (torso, head, box).
+    use_norm = None if kind in ("300w", "wflw", "synthetic") else norm
+    if kind == "lsp" and np.isnan(norm).all():
+        use_norm = None
+    return evaluate(pred, gt, visible, kind, normaliser=use_norm, names=list(source.spec.keypoints))
+
+
+def main_metric(metrics: dict) -> tuple[str, bool]:
+    """(key, higher_is_better) of the headline metric of a metrics dict."""
+    for key, higher in (("nme_io", False), ("nme_box", False), ("pckh_0.5", True), ("pck_0.2", True)):
+        if metrics.get(key) is not None:
+            return key, higher
+    return "mean_error_px", False
+
+
+@torch.no_grad()
+def errors_per_sample(source: Source, pred: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Inter-ocular (faces) or box-normalised per-sample NME, for CED plots."""
+    from dunet.metrics import box_size, inter_ocular, nme
+
+    samples = [source.samples[i] for i in indices]
+    gt = np.stack([s.keypoints for s in samples])
+    visible = np.stack([s.visible for s in samples]) > 0
+    if gt.shape[1] in (68, 98):
+        norm = inter_ocular(gt, visible)
+    else:
+        norm = box_size(gt, visible)
+    return nme(pred, gt, visible, norm)

@@ -1,0 +1,143 @@
+"""A trained landmark model ready to use: network + config + landmark spec, from a checkpoint,
+a single-file model or a pretrained name. Used by eval, predict, export and the demo."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dunet import DunetError
+from dunet.data.spec import DatasetSpec
+from dunet.engine.config import TrainConfig, config_from_dict
+from dunet.engine.losses import final_heatmaps
+from dunet.models import build_model
+
+
+def spec_to_dict(spec: DatasetSpec) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(spec)))
+
+
+def spec_from_dict(data: dict) -> DatasetSpec:
+    def pairs(value):
+        return None if value is None else tuple(tuple(int(i) for i in p) for p in value)
+
+    norm_kind, norm_arg = data.get("normaliser", ("bbox", None))
+    return DatasetSpec(
+        name=data["name"],
+        keypoints=tuple(data["keypoints"]),
+        flip_pairs=pairs(data.get("flip_pairs")),
+        skeleton=pairs(data.get("skeleton")) or (),
+        normaliser=(norm_kind, tuple(norm_arg) if norm_arg is not None else None),
+        box_margin=float(data.get("box_margin", 1.25)),
+    )
+
+
+class LandmarkModel:
+    """Network in eval mode + what is needed to use it: the train config and the landmark spec."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, spec: DatasetSpec, source: str = "",
+                 precision: str = "fp32"):
+        self.model = model.eval()
+        self.config = config
+        self.spec = spec
+        self.source = source
+        self.precision = precision
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.kinds = config.supervision_per_head(config.model.heads)  # per head, both passes with refine
+
+    @property
+    def input_size(self) -> int:
+        return self.config.model.input_size
+
+    @property
+    def name(self) -> str:
+        m = self.config.model
+        return f"{m.arch}({m.units})" + (f"-{m.quant}" if m.quant != "none" else "") + (
+            f" [{Path(self.source).name}]" if self.source else "")
+
+    def check_source(self, source) -> None:
+        if source.spec.num_keypoints != self.spec.num_keypoints:
+            raise DunetError(f"{self.source or 'the model'} predicts {self.spec.num_keypoints} landmarks "
+                             f"({self.spec.name}) but {source.name} has {source.spec.num_keypoints}")
+
+    def quant_report(self, metrics: dict) -> dict:
+        """Balance index (paper eq. 7) for quantized models; nothing for full-precision ones."""
+        if self.config.model.quant == "none":
+            return {}
+        from dunet.quant.report import balance_report
+
+        return balance_report(self.config.model, metrics)
+
+    @classmethod
+    def load(cls, path_or_name: str | Path, precision: str = "fp32") -> "LandmarkModel":
+        """From a checkpoint directory, a run directory, a `.safetensors` model or a pretrained name."""
+        from dunet.checkpoint import load_checkpoint, load_weights
+        from dunet.engine.pretrained import resolve_pretrained
+
+        path = Path(path_or_name)
+        if not path.exists():
+            path = resolve_pretrained(str(path_or_name))
+        ckpt = load_checkpoint(path)
+        cfg_dict = dict(ckpt.config)
+        spec_dict = cfg_dict.pop("spec", None)
+        try:
+            config = config_from_dict(cfg_dict)
+        except DunetError as err:
+            raise DunetError(f"{ckpt.path}: its config is not a dunet training config ({err})") from None
+        if spec_dict is None:
+            raise DunetError(f"{ckpt.path}: no landmark spec in the checkpoint config")
+        model = build_model(config.model)
+        load_weights(model, ckpt)
+        return cls(model, config, spec_from_dict(spec_dict), source=str(ckpt.path), precision=precision)
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return nullcontext()
+
+    @torch.no_grad()
+    def heatmaps(self, images: Tensor, flip: bool = False) -> Tensor:
+        """(B, K, S/4, S/4) float32 heatmaps of the final head; `flip` averages with the mirrored input."""
+        fmt = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        x = images.contiguous(memory_format=fmt)
+        with self._autocast():
+            out = final_heatmaps(self.model(x), self.kinds)
+            if flip:
+                if not self.spec.can_flip:
+                    raise DunetError(f"flip test needs left/right pairs, which the {self.spec.name!r} spec lacks")
+                mirrored = final_heatmaps(self.model(torch.flip(x, dims=[3])), self.kinds)
+                mirrored = torch.flip(mirrored, dims=[3])[:, torch.as_tensor(self.spec.flip_index())]
+                out = (out + mirrored) / 2
+        return out.float()
+
+    def predict_crops(self, images: Tensor, crop_to_image: Tensor | np.ndarray, flip: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks (B, K, 2) in original-image pixels and their peak scores (B, K) from cropped inputs."""
+        from dunet.data.heatmaps import heatmaps_to_image
+
+        coords, peaks = heatmaps_to_image(self.heatmaps(images, flip=flip), crop_to_image)
+        return coords.numpy(), peaks.numpy()
+
+
+def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str = "torch",
+                precision: str = "fp32") -> LandmarkModel:
+    """The model a command was pointed at: a CHECKPOINT path or a pretrained --model NAME."""
+    if (checkpoint is None) == (model_name is None):
+        raise DunetError("give either a CHECKPOINT path or --model NAME")
+    target = checkpoint or model_name
+    if backend == "onnx" or str(target).endswith(".onnx"):
+        from dunet.engine.onnx_runner import OnnxLandmarkModel
+
+        return OnnxLandmarkModel.load(target)
+    if model_name is not None:
+        from dunet.engine.pretrained import resolve_pretrained
+
+        target = resolve_pretrained(model_name)
+    return LandmarkModel.load(target, precision=precision)

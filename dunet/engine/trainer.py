@@ -1,0 +1,310 @@
+"""The training loop, top to bottom: data, model, optimizer, epochs, validation, checkpoints.
+
+A run directory holds `config.yaml` (resolved), `log.csv` (one row per epoch), `curves.png`,
+`last/` and `best/` checkpoints (atomic). `resume=True` continues from `last/` exactly: weights,
+optimizer, RNG and epoch are restored, and shuffling and augmentation depend only on
+(seed, epoch, index), so 2 epochs straight equal 1 + resume + 1.
+
+Distributed: started with `torchrun --nproc-per-node N -m dunet train ...`, each process trains on
+its shard of every epoch under DistributedDataParallel (gloo on CPU, nccl on GPUs); rank 0 validates,
+logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader, Subset
+
+from dunet import DunetError
+from dunet.checkpoint import load_checkpoint, load_weights, restore_optimizer, restore_rng, save_checkpoint
+from dunet.engine.config import TrainConfig, config_from_dict, config_to_dict
+from dunet.engine.evaluate import main_metric, predict_source, score
+from dunet.engine.inference import LandmarkModel, spec_to_dict
+from dunet.engine.losses import total_loss
+from dunet.models import build_model
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Distributed:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size())
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Deterministic (train, val) split of range(n)."""
+    if n < 2 or fraction <= 0:
+        return list(range(n)), []
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(n - 1, max(1, int(round(n * fraction))))
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def epoch_order(indices: list[int], seed: int, epoch: int, ddp: Distributed) -> list[int]:
+    """This process's share of the epoch's shuffled indices (equal shares across processes)."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = [indices[i] for i in torch.randperm(len(indices), generator=gen).tolist()]
+    share = len(order) // ddp.world
+    return order[ddp.rank * share:(ddp.rank + 1) * share]
+
+
+def build_data(cfg: TrainConfig, ddp: Distributed):
+    from dunet.data.dataset import LandmarkDataset
+    from dunet.data.readers import open_source
+
+    train_source = open_source(cfg.data.train, skip_bad=cfg.data.skip_bad)
+    if cfg.data.val:
+        val_source = open_source(cfg.data.val, skip_bad=cfg.data.skip_bad)
+        train_idx, val_idx = list(range(len(train_source))), list(range(len(val_source)))
+    else:
+        val_source = train_source
+        train_idx, val_idx = split_indices(len(train_source), cfg.data.val_fraction, cfg.data.split_seed)
+    if cfg.max_val_samples:
+        val_idx = val_idx[: cfg.max_val_samples]
+    spec = train_source.spec
+    if cfg.model.landmarks != spec.num_keypoints:
+        raise DunetError(f"config key 'model.landmarks' is {cfg.model.landmarks} but {cfg.data.train} has "
+                         f"{spec.num_keypoints} keypoints per sample; set model.landmarks={spec.num_keypoints}")
+    d = cfg.data
+    train_set = LandmarkDataset(train_source, input_size=cfg.model.input_size, sigma=d.sigma or None,
+                                augment=True, seed=cfg.seed, scale_range=tuple(d.scale_range),
+                                rotation=d.rotation, flip=d.flip, color_jitter=d.color_jitter)
+    return train_source, val_source, train_set, train_idx, val_idx
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out_dir: Path, *, resume: bool = False, log=print):
+        self.cfg, self.out, self.log = cfg, Path(out_dir), log
+        self.ddp = setup_distributed()
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // self.ddp.world)
+        torch.set_num_threads(threads)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+
+        self.train_source, self.val_source, self.train_set, self.train_idx, self.val_idx = build_data(cfg, self.ddp)
+        self.spec = self.train_source.spec
+        self.model = build_model(cfg.model)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.kinds = cfg.supervision_per_head(cfg.model.heads)
+        params = self.model.parameters()
+        if cfg.optim.optimizer == "rmsprop":
+            self.optimizer = torch.optim.RMSprop(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.epoch, self.step = 0, 0
+        self.best: float | None = None
+        if resume:
+            self._resume()
+        self.net = self.model
+        if self.ddp.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model)
+
+    # ------------------------------------------------------------------ state
+    def _config_dict(self) -> dict:
+        return {**config_to_dict(self.cfg), "spec": spec_to_dict(self.spec)}
+
+    def _resume(self) -> None:
+        last = self.out / "last"
+        ckpt = load_checkpoint(last)  # also recovers a save cut off between its two renames
+        load_weights(self.model, ckpt)
+        restore_optimizer(self.optimizer, ckpt)
+        state = ckpt.train_state or {}
+        self.epoch, self.step, self.best = int(state["epoch"]), int(state["step"]), state.get("best")
+        if "rng" in state:
+            restore_rng(state["rng"])
+        self.log(f"resumed from {last} at epoch {self.epoch}")
+
+    def _save(self, name: str, metrics: dict | None = None) -> None:
+        if not self.ddp.main:
+            return
+        state = {"epoch": self.epoch, "step": self.step, "best": self.best}
+        save_checkpoint(self.out / name, self.model, self._config_dict(), optimizer=self.optimizer,
+                        train_state=state, metrics=metrics)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict:
+        cfg = self.cfg
+        if self.ddp.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(self._config_dict(), sort_keys=False))
+            self.log(f"training {cfg.model.arch}({cfg.model.units}) on {cfg.data.train}: "
+                     f"{len(self.train_idx)} train / {len(self.val_idx)} val samples, "
+                     f"{self.ddp.world} process(es) x {torch.get_num_threads()} threads -> {self.out}")
+        metrics: dict = {}
+        interrupted = False
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # save on SIGTERM as on Ctrl-C
+        try:
+            while self.epoch < cfg.optim.epochs:
+                started = time.perf_counter()
+                train_loss, images = self._train_epoch()
+                seconds = time.perf_counter() - started
+                self.epoch += 1
+                last_epoch = self.epoch == cfg.optim.epochs
+                metrics = {}
+                if self.val_idx and (self.epoch % cfg.eval_every == 0 or last_epoch):
+                    metrics = self.validate()
+                self._end_epoch(train_loss, images / seconds, seconds, metrics)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if interrupted:
+            self._save("last")
+            self.log(f"interrupted: saved {self.out / 'last'} (epoch {self.epoch} restarts on --resume)")
+            raise KeyboardInterrupt
+        return metrics
+
+    def _train_epoch(self) -> tuple[float, int]:
+        cfg = self.cfg
+        lr = cfg.optim.lr_at(self.epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.train_set.set_epoch(self.epoch)
+        order = epoch_order(self.train_idx, cfg.seed, self.epoch, self.ddp)
+        batch = max(1, cfg.optim.batch_size // self.ddp.world)
+        loader = DataLoader(Subset(self.train_set, order), batch_size=batch, shuffle=False,
+                            num_workers=cfg.data.workers, drop_last=len(order) >= batch,
+                            persistent_workers=False)
+        if self.ddp.main:
+            from tqdm import tqdm
+
+            loader = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}", leave=False, disable=None)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.net.train()
+        total, seen = 0.0, 0
+        for item in loader:
+            images = item["image"].contiguous(memory_format=fmt)
+            with autocast:
+                outputs = self.net(images)
+            loss = total_loss(outputs, item["heatmaps"], item["visible"], self.kinds)
+            if not torch.isfinite(loss):
+                raise DunetError(f"loss is {loss.item()} at epoch {self.epoch + 1}, step {self.step}: stopping; "
+                                 f"the last good checkpoint is kept in {self.out / 'last'}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            total += loss.item() * len(images)
+            seen += len(images)
+            if hasattr(loader, "set_postfix"):
+                loader.set_postfix(loss=f"{loss.item():.5f}")
+        if self.ddp.world > 1:
+            stats = torch.tensor([total, float(seen)])
+            dist.all_reduce(stats)
+            total, seen = stats.tolist()
+        return total / max(seen, 1), int(seen)
+
+    def validate(self) -> dict:
+        if not self.ddp.main:
+            return {}
+        cfg = self.cfg
+        runner = LandmarkModel(self.model, cfg, self.spec, precision=cfg.precision)
+        pred, idx = predict_source(runner.predict_crops, self.val_source, cfg.model.input_size,
+                                   indices=self.val_idx, batch_size=cfg.optim.batch_size,
+                                   workers=cfg.data.workers, flip=cfg.flip_test and self.spec.can_flip)
+        self.model.train()
+        return score(self.val_source, pred, idx)
+
+    def _end_epoch(self, train_loss: float, images_per_s: float, seconds: float, metrics: dict) -> None:
+        if self.ddp.world > 1:
+            dist.barrier()
+        if not self.ddp.main:
+            return
+        key, higher = main_metric(metrics) if metrics else (None, False)
+        value = metrics.get(key) if key else None
+        improved = value is not None and (self.best is None or (value > self.best if higher else value < self.best))
+        if improved:
+            self.best = value
+        self._save("last", metrics)
+        if improved:
+            self._save("best", metrics)
+        row = {"epoch": self.epoch, "lr": self.cfg.optim.lr_at(self.epoch - 1), "train_loss": train_loss,
+               "images_per_s": round(images_per_s, 2), "seconds": round(seconds, 1),
+               "metric": key or "", "value": value if value is not None else ""}
+        write_log(self.out / "log.csv", row)
+        plot_curves(self.out / "log.csv", self.out / "curves.png")
+        shown = f", {key} {value:.4g}" + (" (best)" if improved else "") if value is not None else ""
+        self.log(f"epoch {self.epoch}/{self.cfg.optim.epochs}: loss {train_loss:.6f}, "
+                 f"{images_per_s:.1f} img/s{shown}")
+
+
+def write_log(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def plot_curves(log_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_path) as f:
+        rows = list(csv.DictReader(f))
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    axes[0].plot(epochs, [float(r["train_loss"]) for r in rows], marker="o")
+    axes[0].set(xlabel="epoch", ylabel="train loss", yscale="log", title="loss")
+    points = [(int(r["epoch"]), float(r["value"])) for r in rows if r["value"] not in ("", None)]
+    if points:
+        axes[1].plot(*zip(*points), marker="o", color="tab:orange")
+        axes[1].set(xlabel="epoch", ylabel=rows[-1]["metric"], title="validation")
+    fig.tight_layout()
+    tmp = png_path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, log=print) -> dict:
+    trainer = Trainer(cfg, Path(out_dir), resume=resume, log=log)
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.ddp.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def resumed_config(out_dir: Path, overrides: list[str]) -> TrainConfig:
+    """The config of an existing run, with `--set` overrides applied (e.g. more epochs)."""
+    from dunet.config import apply_overrides
+
+    path = Path(out_dir) / "config.yaml"
+    if not path.is_file():
+        raise DunetError(f"--resume: {path} not found (is {out_dir} a dunet run directory?)")
+    data = yaml.safe_load(path.read_text())
+    data.pop("spec", None)
+    return config_from_dict(apply_overrides(data, overrides))
+
+

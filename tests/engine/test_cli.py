@@ -1,0 +1,96 @@
+"""The CLI contract: train, eval, predict, models."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dunet.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from tests.engine.conftest import TINY
+    import yaml
+
+    root = tmp_path_factory.mktemp("cli")
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run = root / "run"
+    assert main(["train", str(config), "--out", str(run), "--set", "optim.epochs=1"]) == 0
+    return run
+
+
+def test_train_refuses_to_overwrite_a_run(trained_run, capsys):
+    config = trained_run.parent / "tiny.yaml"
+    assert main(["train", str(config), "--out", str(trained_run)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_train_bad_key_is_one_line_error(trained_run, capsys):
+    assert main(["train", str(trained_run.parent / "tiny.yaml"), "--out", str(trained_run.parent / "x"),
+                 "--set", "model.nunits=3"]) == 2
+    err = capsys.readouterr().err
+    assert "model.nunits" in err and "Traceback" not in err
+
+
+def test_eval_json(trained_run, capsys):
+    assert main(["eval", str(trained_run), "--data", "synthetic:6:5", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 6 and {"nme_io", "nme_ip", "fr_0.08", "auc_0.08"} <= metrics.keys()
+
+
+def test_eval_flip_and_ced(trained_run, tmp_path, capsys):
+    ced = tmp_path / "ced.png"
+    assert main(["eval", str(trained_run / "last"), "--data", "synthetic:4:5", "--flip", "--ced", str(ced)]) == 0
+    assert "nme_io" in capsys.readouterr().out and ced.stat().st_size > 0
+
+
+def test_eval_mismatched_data_and_missing_checkpoint(trained_run, tmp_path, capsys, shared_data):
+    assert main(["eval", str(trained_run), "--data", f"lsp:{shared_data / 'lsp'}"]) == 2
+    assert "68 landmarks" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nothing"), "--data", "synthetic:4:5"]) == 2
+    assert "nothing" in capsys.readouterr().err
+
+
+def test_predict_writes_json_and_overlays(trained_run, tmp_path, shared_data):
+    out = tmp_path / "pred"
+    image = shared_data / "300w" / "afw_1051618982_1.jpg"
+    assert main(["predict", str(trained_run), str(image), "--box", "10,10,100,120", "--out", str(out)]) == 0
+    result = json.loads((out / "predictions.json").read_text())
+    inst = result["images"][0]["instances"][0]
+    assert len(inst["landmarks"]) == 68 and inst["box"] == [10, 10, 100, 120]
+    assert (out / "afw_1051618982_1_landmarks.png").exists()
+
+
+def test_predict_unreadable_image(trained_run, tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    assert main(["predict", str(trained_run), str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_models_lists(capsys):
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tmp_path):
+    from tests.engine.conftest import TINY
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+         "-m", "dunet", "train", str(config), "--out", str(run), "--set", "optim.epochs=1"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 process(es)" in proc.stdout
+    assert (run / "last" / "model.safetensors").exists()

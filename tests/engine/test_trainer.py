@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from dunet import DunetError
+from dunet.checkpoint import load_checkpoint
+from dunet.engine import trainer as trainer_module
+from dunet.engine.config import load_config
+from dunet.engine.trainer import resumed_config, split_indices, train
+
+
+def weights(run):
+    return load_checkpoint(run / "last").state_dict
+
+
+def test_split_is_deterministic_and_disjoint():
+    a, b = split_indices(100, 0.1, 0)
+    assert len(b) == 10 and not set(a) & set(b) and sorted(a + b) == list(range(100))
+    assert split_indices(100, 0.1, 0) == (a, b)
+    assert split_indices(100, 0.1, 1) != (a, b)
+
+
+@pytest.mark.slow
+def test_resume_is_exact(tiny_config, tmp_path):
+    straight = tmp_path / "straight"
+    train(load_config(tiny_config), straight, log=lambda *_: None)
+    halves = tmp_path / "halves"
+    train(load_config(tiny_config, ["optim.epochs=1"]), halves, log=lambda *_: None)
+    train(resumed_config(halves, ["optim.epochs=2"]), halves, resume=True, log=lambda *_: None)
+    a, b = weights(straight), weights(halves)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert load_checkpoint(halves / "last").train_state["epoch"] == 2
+    assert (halves / "log.csv").read_text().count("\n") == 3  # header + 2 epochs
+    assert (halves / "curves.png").stat().st_size > 0
+
+
+def test_training_lowers_the_loss(tiny_config, tmp_path):
+    run = tmp_path / "run"
+    train(load_config(tiny_config, ["optim.epochs=3", "data.train=synthetic:32:0"]), run, log=lambda *_: None)
+    rows = (run / "log.csv").read_text().splitlines()[1:]
+    losses = [float(r.split(",")[2]) for r in rows]
+    assert losses[-1] < 0.5 * losses[0]
+    assert (run / "best" / "model.safetensors").exists()
+
+
+def test_nan_loss_stops_and_keeps_last_good(tiny_config, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(load_config(tiny_config, ["optim.epochs=1"]), run, log=lambda *_: None)
+    good = weights(run)
+    monkeypatch.setattr(trainer_module, "total_loss", lambda *a, **k: torch.tensor(float("nan")))
+    with pytest.raises(DunetError, match="loss is nan.*last good checkpoint"):
+        train(resumed_config(run, ["optim.epochs=2"]), run, resume=True, log=lambda *_: None)
+    after = weights(run)
+    assert all(torch.equal(good[k], after[k]) for k in good)
+    assert load_checkpoint(run / "last").train_state["epoch"] == 1
+
+
+def test_interrupt_saves_and_resume_continues(tiny_config, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    real = trainer_module.total_loss
+    calls = {"n": 0}
+
+    def interrupt_on_fourth_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "total_loss", interrupt_on_fourth_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config(tiny_config), run, log=lambda *_: None)
+    assert load_checkpoint(run / "last").train_state["epoch"] == 1  # epoch 2 restarts on resume
+    monkeypatch.setattr(trainer_module, "total_loss", real)
+    train(resumed_config(run, []), run, resume=True, log=lambda *_: None)
+    assert load_checkpoint(run / "last").train_state["epoch"] == 2
+
+
+def test_landmark_mismatch_is_a_clear_error(tiny_config, tmp_path):
+    with pytest.raises(DunetError, match="model.landmarks.*68"):
+        train(load_config(tiny_config, ["model.landmarks=16"]), tmp_path / "run", log=lambda *_: None)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.memory_efficient=true", "precision=bf16"],
+    ["model.refine=true", "supervision=[detection,regression]"],
+    ["model.arch=hourglass", "model.channels=16"],
+])
+def test_variants_train(tiny_config, tmp_path, overrides):
+    metrics = train(load_config(tiny_config, ["optim.epochs=1", *overrides]), tmp_path / "run", log=lambda *_: None)
+    assert metrics["n"] == 8
