@@ -26,44 +26,50 @@ class BnReluConv(nn.Module):
         return self.conv(F.relu(self.norm(x)))
 
 
+def batch_norm_train(x: Tensor, norm: nn.BatchNorm2d, update_stats: bool) -> Tensor:
+    """Training-mode batch norm; the running statistics move only when `update_stats`, so a segment
+    recomputed in backward does not count its batch twice (the public reference code does)."""
+    if update_stats:
+        return norm(x)
+    # Throwaway copies of the statistics: the op then saves the same tensors as on the first run,
+    # which checkpoint's recomputation requires.
+    return F.batch_norm(x, norm.running_mean.clone(), norm.running_var.clone(), norm.weight, norm.bias,
+                        True, 0.0, norm.eps)
+
+
+def recomputes(memory_efficient: bool, module: nn.Module, features: list[Tensor]) -> bool:
+    return memory_efficient and module.training and any(f.requires_grad for f in features)
+
+
 class ConcatBnReluConv(nn.Module):
     """concat -> BN -> ReLU -> Conv1x1: the segment that makes dense connectivity expensive.
 
-    With `memory_efficient` (paper 3.3) the concatenation, normalised and ReLU'd features are not
-    kept for backward but recomputed from the pieces, which are stored anyway. The recomputation
-    normalises with batch statistics only, and the running statistics are updated once, here in
-    forward, from per-piece statistics (a channel concat has per-channel statistics that are the
-    pieces' own), so they match the naive path and are never counted twice.
+    With `memory_efficient` (paper 3.3) the concatenated, normalised and ReLU'd features are not
+    kept for backward but recomputed from the pieces, which are stored anyway. BN statistics are
+    updated on the first run of the segment only. `full_precision` keeps a plain nn.Conv2d
+    whatever the quantization (heads are a model's last layers).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, memory_efficient: bool = False, quant: str = "none"):
+    def __init__(self, in_channels: int, out_channels: int, *, memory_efficient: bool = False, quant: str = "none",
+                 full_precision: bool = False):
         super().__init__()
         self.norm = nn.BatchNorm2d(in_channels)
-        self.conv = conv2d(in_channels, out_channels, 1, quant=quant)
+        if full_precision:
+            self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        else:
+            self.conv = conv2d(in_channels, out_channels, 1, quant=quant)
         self.memory_efficient = memory_efficient
 
     def forward(self, features: list[Tensor]) -> Tensor:
-        if self.memory_efficient and self.training and any(f.requires_grad for f in features):
-            self._update_running_stats(features)
-            return checkpoint(self._segment, *features, use_reentrant=False)
+        if recomputes(self.memory_efficient, self, features):
+            first_run = [True]  # local to this call: the model keeps no state between calls
+
+            def segment(*pieces: Tensor) -> Tensor:
+                update, first_run[0] = first_run[0], False
+                return self.conv(F.relu(batch_norm_train(torch.cat(pieces, 1), self.norm, update)))
+
+            return checkpoint(segment, *features, use_reentrant=False)
         return self.conv(F.relu(self.norm(torch.cat(features, 1))))
-
-    def _segment(self, *features: Tensor) -> Tensor:
-        x = torch.cat(features, 1)
-        x = F.batch_norm(x, None, None, self.norm.weight, self.norm.bias, True, 0.0, self.norm.eps)
-        return self.conv(F.relu(x))
-
-    @torch.no_grad()
-    def _update_running_stats(self, features: list[Tensor]) -> None:
-        norm = self.norm
-        if not norm.track_running_stats:
-            return
-        mean = torch.cat([f.mean(dim=(0, 2, 3)) for f in features])
-        var = torch.cat([f.var(dim=(0, 2, 3), unbiased=True) for f in features])
-        norm.num_batches_tracked.add_(1)
-        momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
-        norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
-        norm.running_var.lerp_(var.to(norm.running_var.dtype), momentum)
 
 
 class HierarchicalConv(nn.Module):
@@ -125,6 +131,7 @@ class DenseLayer(nn.Module):
     def __init__(self, in_channels: int, bottleneck: int, growth: int, *, block: str = "bottleneck",
                  memory_efficient: bool = False, quant: str = "none"):
         super().__init__()
+        self.memory_efficient = memory_efficient
         self.squeeze = ConcatBnReluConv(in_channels, bottleneck, memory_efficient=memory_efficient, quant=quant)
         if block == "bottleneck":
             self.expand = BnReluConv(bottleneck, growth, 3, quant=quant)
@@ -134,4 +141,15 @@ class DenseLayer(nn.Module):
             raise ValueError(f"unknown block {block!r}")
 
     def forward(self, features: list[Tensor]) -> Tensor:
+        if isinstance(self.expand, BnReluConv) and recomputes(self.memory_efficient, self, features):
+            # Memory-efficient: recompute concat-BN-ReLU-Conv1x1-BN-ReLU; only the input of the 3x3 is kept.
+            squeeze, expand = self.squeeze, self.expand
+            first_run = [True]
+
+            def segment(*pieces: Tensor) -> Tensor:
+                update, first_run[0] = first_run[0], False
+                x = squeeze.conv(F.relu(batch_norm_train(torch.cat(pieces, 1), squeeze.norm, update)))
+                return F.relu(batch_norm_train(x, expand.norm, update))
+
+            return expand.conv(checkpoint(segment, *features, use_reentrant=False))
         return self.expand(self.squeeze(features))

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dunet.models.blocks import BnReluConv, ConcatBnReluConv, DenseLayer
+from dunet.models.blocks import ConcatBnReluConv, DenseLayer
 from dunet.models.config import ModelConfig, loss_anchors
 
 
@@ -71,7 +71,10 @@ class DUNet(nn.Module):
         )
         self.anchors = loss_anchors(cfg.units, cfg.heads)
         # Last layers: full precision.
-        self.heads = nn.ModuleList(BnReluConv(w, cfg.landmarks, 1) for _ in self.anchors)
+        self.heads = nn.ModuleList(
+            ConcatBnReluConv(w, cfg.landmarks, memory_efficient=cfg.memory_efficient, full_precision=True)
+            for _ in self.anchors
+        )
         if cfg.refine:
             self.refine = RefineMerge(cfg, 2 * w, w)
 
@@ -111,7 +114,7 @@ class DUNet(nn.Module):
                 x, _, new = self.up[level](n, [x, skips[level]], history[pos])
                 history[pos] = (history[pos] + [new])[-k:] if k > 0 else []
             if head < len(self.anchors) and n == self.anchors[head]:
-                heatmaps.append(self.heads[head](x))
+                heatmaps.append(self.heads[head]([x]))
                 head += 1
         return heatmaps, first_input, unit_input
 
