@@ -1,0 +1,203 @@
+"""The training / evaluation pipeline: a torch Dataset over a `Source`, and its DataLoader.
+
+Per sample: load the image, draw one affine (crop around the box x the spec's margin, scale, rotation,
+flip), warp image and keypoints with it, jitter colours, and encode heatmap targets. Randomness is a
+pure function of (seed, epoch, index), so runs repeat exactly whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from dunet import DunetError
+from dunet.data.heatmaps import STRIDE, default_sigma, encode_disk, encode_gaussian, input_to_heatmap
+from dunet.data.sample import Source, normaliser
+from dunet.data.transforms import (
+    AugmentParams, apply_affine, apply_color, crop_matrix, invert_affine, random_augment, warp_image,
+)
+
+log = logging.getLogger("dunet.data")
+
+MAX_REPLACEMENTS = 20
+
+
+def crop_image(image: np.ndarray, center, scale: float, input_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain crop for prediction: the square of side `scale` pixels around `center` of an (H, W, 3)
+    uint8 RGB image, resized to input_size. For a box from a data set the side is
+    `sample.scale * spec.box_margin`. Returns the (3, S, S) float image in [0, 1] and the (2, 3) affine
+    that maps crop pixels back to image pixels (apply it to decoded keypoints)."""
+    matrix = crop_matrix(np.asarray(center, dtype=np.float64), scale, input_size)
+    crop = _to_float(warp_image(image, matrix, input_size))
+    return _to_chw(crop), torch.from_numpy(invert_affine(matrix)).float()
+
+
+def _to_float(crop: np.ndarray) -> np.ndarray:
+    return crop.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def _to_chw(crop: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
+
+
+class LandmarkDataset(Dataset):
+    """Samples of `source` as dicts of tensors:
+
+    image (3, S, S) float32 RGB in [0, 1]; heatmaps (K, S/4, S/4) float32; visible (K,) float32 = labelled
+    and inside the crop (use it to mask the loss); keypoints (K, 2) float32 in crop pixels; crop_to_image
+    (2, 3) float32 affine from crop pixels to original-image pixels; normaliser () float32, the metric's
+    normaliser in original-image pixels (NaN if unknown); index () int64, the sample actually returned
+    (its original keypoints are `source.samples[index]`).
+
+    With augment=False the crop is the plain box (evaluation, prediction). A sample whose image turns
+    out bad is logged and replaced by another, deterministically chosen one (bad_sample="replace"), so an
+    epoch never dies on one file; bad_sample="raise" raises instead.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        input_size: int = 256,
+        sigma: float | None = None,
+        target: str = "gaussian",
+        augment: bool = True,
+        seed: int = 0,
+        scale_range: tuple[float, float] = (0.75, 1.25),
+        rotation: float = 30.0,
+        flip: bool = True,
+        color_jitter: float = 0.4,
+        disk_radius: float | None = None,
+        bad_sample: str = "replace",
+    ):
+        if input_size % STRIDE or input_size < 4 * STRIDE:
+            raise DunetError(f"input size must be a multiple of {STRIDE} and at least {4 * STRIDE}, got {input_size}")
+        if target not in ("gaussian", "disk"):
+            raise DunetError(f"target must be 'gaussian' or 'disk', got {target!r}")
+        if bad_sample not in ("replace", "raise"):
+            raise DunetError(f"bad_sample must be 'replace' or 'raise', got {bad_sample!r}")
+        if seed < 0:
+            raise DunetError(f"seed must be >= 0, got {seed}")
+        if len(source) == 0:
+            raise DunetError(f"{source.name}: the data set is empty")
+        self.source = source
+        self.spec = source.spec
+        self.input_size = input_size
+        self.heatmap_size = input_size // STRIDE
+        self.sigma = sigma if sigma is not None else default_sigma(self.heatmap_size)
+        self.disk_radius = disk_radius if disk_radius is not None else 2.0 * self.sigma
+        self.target = target
+        self.augment = augment
+        self.seed = seed
+        self.scale_range = scale_range
+        self.rotation = rotation
+        self.flip = flip and self.spec.can_flip  # never flip a landmark set with unknown sides
+        self.color_jitter = color_jitter
+        self.bad_sample = bad_sample
+        self.epoch = 0
+        self.flip_index = self.spec.flip_index()
+        self.bad: dict[int, str] = {}  # bad samples met by this process (each worker has its own)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation (and, through `build_loader`, the shuffle) of `epoch`."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def params(self, index: int, attempt: int = 0) -> AugmentParams:
+        if not self.augment:
+            return AugmentParams()
+        rng = np.random.default_rng([self.seed, self.epoch, index, attempt])
+        return random_augment(rng, self.scale_range, self.rotation, self.flip, self.color_jitter)
+
+    def crop_side(self, index: int) -> float:
+        """Side of the un-augmented crop of sample `index` in original-image pixels."""
+        return self.source.samples[index].scale * self.spec.box_margin
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        index = int(index)
+        current = index
+        for attempt in range(MAX_REPLACEMENTS + 1):
+            try:
+                return self.make(current, self.params(current, attempt))
+            except DunetError as err:
+                if self.bad_sample == "raise":
+                    raise
+                if current not in self.bad:
+                    self.bad[current] = str(err)
+                    log.warning("skipping bad sample %d: %s", current, err)
+                # A deterministic stand-in, different for each attempt.
+                rng = np.random.default_rng([self.seed, self.epoch, index, attempt, 1])
+                current = int(rng.integers(len(self)))
+        raise DunetError(
+            f"{self.source.name}: {MAX_REPLACEMENTS + 1} bad samples in a row around index {index}; "
+            f"run `dunet data check {self.source.name}`"
+        )
+
+    def make(self, index: int, params: AugmentParams) -> dict[str, torch.Tensor]:
+        """Sample `index` under the given augmentation."""
+        sample = self.source.samples[index]
+        image = self.source.load_image(index)
+        size = self.input_size
+        matrix = crop_matrix(sample.center, self.crop_side(index) * params.scale, size, params.rotation, params.flip)
+        crop = _to_float(warp_image(image, matrix, size))
+        if params.color != (1.0, 1.0, 1.0):
+            crop = apply_color(crop, params.color)
+        keypoints = apply_affine(sample.keypoints, matrix)
+        visible = sample.visible.copy()
+        if params.flip:
+            keypoints, visible = keypoints[self.flip_index], visible[self.flip_index]
+        # Targets in numpy: single-threaded, no torch thread pool for tiny arrays.
+        keypoints = keypoints.astype(np.float32)
+        on_map = input_to_heatmap(keypoints)
+        inside = ((on_map >= -0.5) & (on_map <= self.heatmap_size - 0.5)).all(axis=1)
+        visible = visible * inside
+        if self.target == "gaussian":
+            heatmaps = encode_gaussian(on_map, visible, self.heatmap_size, self.sigma)
+        else:
+            heatmaps = encode_disk(on_map, visible, self.heatmap_size, self.disk_radius)
+        return {
+            "image": _to_chw(crop),
+            "heatmaps": torch.from_numpy(heatmaps),
+            "visible": torch.from_numpy(visible.astype(np.float32)),
+            "keypoints": torch.from_numpy(keypoints),
+            "crop_to_image": torch.from_numpy(invert_affine(matrix)).float(),
+            "normaliser": torch.tensor(normaliser(self.spec, sample), dtype=torch.float32),
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+
+
+class EpochSampler(Sampler[int]):
+    """Order of one epoch: a permutation drawn from (seed, dataset.epoch), or 0..N-1 unshuffled."""
+
+    def __init__(self, dataset: LandmarkDataset, shuffle: bool, seed: int):
+        self.dataset, self.shuffle, self.seed = dataset, shuffle, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(len(self.dataset)))
+        order = np.random.default_rng([self.seed, self.dataset.epoch]).permutation(len(self.dataset))
+        return iter(order.tolist())
+
+
+def build_loader(
+    dataset: LandmarkDataset, batch_size: int, workers: int = 2, shuffle: bool = True, seed: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
+    """DataLoader for `dataset`. Call `dataset.set_epoch(e)` before iterating epoch e: workers are
+    started per epoch (not persistent) so they see the new epoch. (Torch already runs each worker
+    single-threaded; OpenCV's thread count is left alone: changing it in a forked worker can hang.)"""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochSampler(dataset, shuffle, seed),
+        num_workers=workers,
+        drop_last=drop_last,
+        persistent_workers=False,
+    )

@@ -1,0 +1,166 @@
+"""Heatmap codec: keypoints to Gaussian or disk targets, and heatmaps back to sub-pixel keypoints.
+
+Heatmaps are 1/stride of the input (stride 4). Positions map between the two with pixel centres
+aligned: heatmap pixel j covers input pixels [stride*j, stride*(j+1)), so
+    heatmap = (input + 0.5) / stride - 0.5,
+which commutes with a horizontal flip (needed for flip-averaged testing). All functions take batched
+torch tensors (any leading dimensions); the encoders also take numpy arrays and then return numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+STRIDE = 4
+# Paper: sigma 1 heatmap pixel at 64x64 heatmaps; other sizes scale it with the resolution.
+SIGMA_AT_64 = 1.0
+
+
+def default_sigma(heatmap_size: int) -> float:
+    return SIGMA_AT_64 * heatmap_size / 64.0
+
+
+def input_to_heatmap(points, stride: int = STRIDE):
+    """Input (crop) pixels to heatmap pixels; numpy or torch."""
+    points = points if isinstance(points, (np.ndarray, Tensor)) else np.asarray(points, dtype=np.float64)
+    return (points + 0.5) / stride - 0.5
+
+
+def heatmap_to_input(points, stride: int = STRIDE):
+    """Heatmap pixels to input (crop) pixels; numpy or torch."""
+    points = points if isinstance(points, (np.ndarray, Tensor)) else np.asarray(points, dtype=np.float64)
+    return (points + 0.5) * stride - 0.5
+
+
+def _prepare(keypoints, visible, size: int | tuple[int, int]):
+    """Float32 keypoints with non-finite ones unlabelled (moved to 0), a 0/1 mask, the pixel grids
+    and the array module (numpy in, numpy out; torch in, torch out)."""
+    height, width = (size, size) if isinstance(size, int) else size
+    if isinstance(keypoints, np.ndarray):
+        points = keypoints.astype(np.float32)
+        mask = (np.asarray(visible) > 0).astype(np.float32)
+        finite = np.isfinite(points).all(axis=-1)
+        xs, ys = np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
+        xp = np
+    else:
+        points = torch.as_tensor(keypoints, dtype=torch.float32)
+        mask = (torch.as_tensor(visible, dtype=torch.float32, device=points.device) > 0).to(torch.float32)
+        finite = torch.isfinite(points).all(dim=-1)
+        xs = torch.arange(width, dtype=torch.float32, device=points.device)
+        ys = torch.arange(height, dtype=torch.float32, device=points.device)
+        xp = torch
+    points = xp.where(finite[..., None], points, 0 * points[..., :1])
+    return points, mask * finite, xs, ys, xp
+
+
+def encode_gaussian(keypoints, visible, size: int | tuple[int, int], sigma: float):
+    """(..., K, H, W) maps with an unnormalised Gaussian (peak 1 at the exact sub-pixel position) per
+    labelled keypoint, zeros for unlabelled ones. `keypoints` (..., K, 2) are in heatmap pixels.
+    numpy in gives numpy out (single-threaded, what data workers want); torch in gives torch out."""
+    points, mask, xs, ys, xp = _prepare(keypoints, visible, size)
+    # Separable: exp(-(dx^2 + dy^2) / 2s^2) = exp(-dx^2 / 2s^2) * exp(-dy^2 / 2s^2). Tails below
+    # exp(-30) are set to 0: subnormal floats would make exp and the product ~100x slower.
+    ax = -((xs - points[..., 0:1]) ** 2) / (2 * sigma**2)  # (..., K, W)
+    ay = -((ys - points[..., 1:2]) ** 2) / (2 * sigma**2)  # (..., K, H)
+    gx = xp.exp(xp.where(ax > -30, ax, -30.0)) * (ax > -30)
+    gy = xp.exp(xp.where(ay > -30, ay, -30.0)) * (ay > -30) * mask[..., None]
+    return gy[..., :, None] * gx[..., None, :]
+
+
+def encode_disk(keypoints, visible, size: int | tuple[int, int], radius: float):
+    """(..., K, H, W) binary maps: 1 within `radius` heatmap pixels of each labelled keypoint
+    (the part-detection targets of Bulat & Tzimiropoulos). numpy or torch, like `encode_gaussian`."""
+    points, mask, xs, ys, _ = _prepare(keypoints, visible, size)
+    dx2 = (xs - points[..., 0:1]) ** 2
+    dy2 = (ys - points[..., 1:2]) ** 2
+    inside = (dy2[..., :, None] + dx2[..., None, :]) <= radius**2
+    return inside * mask[..., None, None]
+
+
+def _blur(heatmaps: Tensor, sigma: float) -> Tensor:
+    """Gaussian smoothing that keeps each map's maximum (DARK-style modulation of predictions)."""
+    radius = max(1, int(round(3 * sigma)))
+    taps = torch.arange(-radius, radius + 1, dtype=heatmaps.dtype, device=heatmaps.device)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    shape = heatmaps.shape
+    flat = heatmaps.reshape(-1, 1, shape[-2], shape[-1])
+    peak = flat.amax(dim=(-2, -1), keepdim=True)
+    # Zero padding: the image outside the map holds no evidence (replicating the edge would pull peaks to it).
+    flat = F.conv2d(flat, kernel.view(1, 1, 1, -1), padding=(0, radius))
+    flat = F.conv2d(flat, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+    flat = flat * (peak / flat.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12))
+    return flat.reshape(shape)
+
+
+def decode(heatmaps, refine: str = "taylor", blur_sigma: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Keypoints (..., K, 2) in heatmap pixels and peak values (..., K) from (..., K, H, W) heatmaps.
+
+    refine: "none" = integer argmax; "quarter" = argmax moved a quarter pixel towards the higher
+    neighbour (Newell et al.); "taylor" = one Newton step on the log heatmap around the argmax
+    (exact for a Gaussian peak; Zhang et al., DARK), falling back to "quarter" at borders or where
+    the log heatmap is not a local maximum. `blur_sigma` > 0 smooths the maps first (useful for
+    network predictions, whose peaks are not clean Gaussians)."""
+    if refine not in ("none", "quarter", "taylor"):
+        raise ValueError(f"refine must be none, quarter or taylor, got {refine!r}")
+    maps = torch.as_tensor(heatmaps).detach().float()
+    if blur_sigma > 0:
+        maps = _blur(maps, blur_sigma)
+    *lead, height, width = maps.shape
+    flat = maps.reshape(-1, height, width)
+    peak, index = flat.reshape(flat.shape[0], -1).max(dim=1)
+    px, py = index % width, torch.div(index, width, rounding_mode="floor")
+    coords = torch.stack([px, py], dim=1).to(torch.float32)
+    if refine == "none":
+        return coords.reshape(*lead, 2), peak.reshape(lead)
+
+    rows = torch.arange(flat.shape[0])
+
+    def at(dx: int, dy: int, values: Tensor) -> Tensor:
+        x = (px + dx).clamp(0, width - 1)
+        y = (py + dy).clamp(0, height - 1)
+        return values[rows, y, x]
+
+    inner_x = (px > 0) & (px < width - 1)
+    inner_y = (py > 0) & (py < height - 1)
+    quarter = torch.stack([
+        torch.where(inner_x, 0.25 * torch.sign(at(1, 0, flat) - at(-1, 0, flat)), torch.zeros_like(peak)),
+        torch.where(inner_y, 0.25 * torch.sign(at(0, 1, flat) - at(0, -1, flat)), torch.zeros_like(peak)),
+    ], dim=1)
+    offset = quarter
+    if refine == "taylor":
+        # float64 and a tiny floor: the tails of narrow Gaussians must not be clipped.
+        logs = torch.log(flat.double().clamp_min(1e-30))
+        centre = at(0, 0, logs)
+        gx = (at(1, 0, logs) - at(-1, 0, logs)) / 2
+        gy = (at(0, 1, logs) - at(0, -1, logs)) / 2
+        hxx = at(1, 0, logs) - 2 * centre + at(-1, 0, logs)
+        hyy = at(0, 1, logs) - 2 * centre + at(0, -1, logs)
+        hxy = (at(1, 1, logs) - at(-1, 1, logs) - at(1, -1, logs) + at(-1, -1, logs)) / 4
+        det = hxx * hyy - hxy**2
+        safe_det = torch.where(det.abs() > 1e-12, det, torch.ones_like(det))
+        # offset = -H^-1 g
+        ox = -(hyy * gx - hxy * gy) / safe_det
+        oy = -(-hxy * gx + hxx * gy) / safe_det
+        newton = torch.stack([ox, oy], dim=1).float()
+        good = (
+            inner_x & inner_y & (det > 1e-12) & (hxx < 0) & (peak > 0)
+            & (newton.abs() <= 1.0).all(dim=1) & torch.isfinite(newton).all(dim=1)
+        )
+        offset = torch.where(good[:, None], newton, quarter)
+    coords = coords + offset
+    return coords.reshape(*lead, 2), peak.reshape(lead)
+
+
+def heatmaps_to_image(heatmaps, crop_to_image, refine: str = "taylor", blur_sigma: float = 0.0,
+                      stride: int = STRIDE) -> tuple[Tensor, Tensor]:
+    """Decode (B, K, H, W) heatmaps to (B, K, 2) original-image coordinates through each sample's
+    (B, 2, 3) crop-to-image affine; also returns the (B, K) peak values."""
+    coords, peak = decode(heatmaps, refine=refine, blur_sigma=blur_sigma)
+    crop = heatmap_to_input(coords, stride)
+    affine = torch.as_tensor(crop_to_image, dtype=torch.float32)
+    image = crop @ affine[..., :2].transpose(-1, -2) + affine[..., None, :, 2]
+    return image, peak

@@ -1,0 +1,491 @@
+"""Readers: each turns one on-disk format into a `Source` of `Sample`s (see docs/data.md for layouts).
+
+A data source is named `FORMAT:PATH[:IMAGE_DIR]`:
+    300w:DIR               folders (searched recursively) of images with same-named .pts files
+    lsp:DIR | lsp:FILE.mat joints.mat (3x14xN original or 14x3xN extended) and images/imNNNN.jpg
+    mpii:FILE.json[:DIR]   the MPII JSON list (joints, joints_vis, center, scale, image)
+    coco:FILE.json[:DIR]   COCO keypoints JSON, one sample per annotated instance
+    dlc:FILE.csv[:DIR]     DeepLabCut CollectedData CSV
+    synthetic[:N[:SEED[:SIZE]]]  the built-in generated faces
+
+Problems with single items (a missing image, a wrong point count, NaN coordinates, ...) are collected
+as `BadItem`s: by default the first is raised as a DunetError, with `skip_bad` they are left out and
+listed in `Source.skipped`. Problems with the whole source (no such file, unreadable JSON) always raise.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from dunet import DunetError
+from dunet.data.images import IMAGE_EXTENSIONS, image_size
+from dunet.data.sample import BadItem, Sample, Source, box_from_keypoints, check_keypoints, require_samples
+from dunet.data.spec import SPECS, DatasetSpec, spec_from_coco_category, spec_from_names
+
+
+def _finish(name: str, spec: DatasetSpec, samples: list[Sample], bad: list[BadItem], skip_bad: bool) -> Source:
+    if bad and not skip_bad:
+        more = f" (and {len(bad) - 1} more bad items)" if len(bad) > 1 else ""
+        raise DunetError(
+            f"{bad[0]}{more}; fix it, or pass --skip-bad to leave bad items out "
+            f"(`dunet data check {name}` lists them all)"
+        )
+    return Source(name, spec, samples, list(bad))
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise DunetError(f"{path}: annotation file not found")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as err:
+        raise DunetError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DunetError(f"{path}: cannot read ({err})") from None
+
+
+def _image_checked(path: Path, keypoints: np.ndarray, visible: np.ndarray, expected: int,
+                   sizes: dict[Path, tuple[int, int]] | None = None) -> tuple[tuple[int, int] | None, str | None]:
+    """Image size from the header and the problem with the keypoints, if any."""
+    if sizes is not None and path in sizes:
+        size = sizes[path]
+    else:
+        try:
+            size = image_size(path)
+        except DunetError as err:
+            return None, str(err).removeprefix(f"{path}: ")
+        if sizes is not None:
+            sizes[path] = size
+    return size, check_keypoints(keypoints, visible, size[0], size[1], expected)
+
+
+# --- 300-W style: IMAGE + IMAGE.pts -------------------------------------------------------------
+
+
+def parse_pts(path: Path) -> np.ndarray:
+    """Points of a .pts file, as written (1-based in the 300-W convention); the official header
+    (`version: 1`, `n_points: N`, `{` ... `}`) is optional. Raises ValueError with the problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not a text .pts file") from None
+    declared = None
+    points = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line in ("{", "}"):
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            if key.strip() == "n_points":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise ValueError(f"line {number}: bad n_points {value.strip()!r}") from None
+            elif key.strip() != "version":
+                raise ValueError(f"line {number}: unexpected header {line!r}")
+            continue
+        fields = line.split()
+        if len(fields) != 2:
+            raise ValueError(f"line {number}: expected 'x y', got {line!r}")
+        try:
+            points.append((float(fields[0]), float(fields[1])))
+        except ValueError:
+            raise ValueError(f"line {number}: not numbers: {line!r}") from None
+    if declared is not None and declared != len(points):
+        raise ValueError(f"header says n_points: {declared} but the file has {len(points)} points")
+    return np.array(points, dtype=np.float64).reshape(-1, 2)
+
+
+def read_pts_folder(folder: str | os.PathLike, skip_bad: bool = False, name: str = "",
+                    spec: DatasetSpec = SPECS["300w"]) -> Source:
+    """Every image under `folder` (recursively) with a .pts file of the same name beside it."""
+    root = Path(folder)
+    name = name or f"300w:{folder}"
+    if not root.is_dir():
+        raise DunetError(f"{root}: folder not found")
+    images: dict[Path, Path] = {}
+    annotations: list[Path] = []
+    for path in sorted(root.rglob("*")):
+        suffix = path.suffix.lower()
+        if suffix == ".pts":
+            annotations.append(path)
+        elif suffix in IMAGE_EXTENSIONS:
+            images[path.with_suffix("")] = path
+    samples, bad = [], []
+    annotated = set()
+    k = spec.num_keypoints
+    for pts in annotations:
+        stem = pts.with_suffix("")
+        annotated.add(stem)
+        image = images.get(stem)
+        if image is None:
+            bad.append(BadItem(str(pts), f"missing image: no {stem.name}.jpg/.png/... beside it"))
+            continue
+        try:
+            points = parse_pts(pts) - 1.0  # 1-based -> 0-based
+        except ValueError as err:
+            bad.append(BadItem(str(pts), str(err)))
+            continue
+        visible = np.ones(len(points), dtype=np.float32)
+        size, problem = _image_checked(image, points, visible, k)
+        if problem:
+            bad.append(BadItem(str(pts if size else image), problem))
+            continue
+        centre, side = box_from_keypoints(points, visible)
+        samples.append(Sample(str(image), points, visible, centre, side, {"annotation": str(pts)}))
+    for stem, image in images.items():
+        if stem not in annotated:
+            bad.append(BadItem(str(image), f"missing annotation: no {stem.name}.pts beside it"))
+    return _finish(name, spec, samples, bad, skip_bad)
+
+
+# --- LSP: joints.mat + images/imNNNN.jpg ---------------------------------------------------------
+
+
+def read_lsp(path: str | os.PathLike, image_dir: str | os.PathLike | None = None, skip_bad: bool = False,
+             name: str = "") -> Source:
+    """LSP `joints.mat`: (3, 14, N) x/y/flag of the original release (flag 1 = occluded there) or
+    (14, 3, N) of LSP-extended (flag 1 = visible). Every joint has coordinates, so all are labelled;
+    the flag goes to meta["occluded"]. Coordinates are MATLAB 1-based and are shifted to 0-based."""
+    import scipy.io
+
+    path = Path(path)
+    name = name or f"lsp:{path}"
+    mat_path = path / "joints.mat" if path.is_dir() else path
+    if not mat_path.is_file():
+        raise DunetError(f"{mat_path}: LSP joints file not found")
+    try:
+        mat = scipy.io.loadmat(str(mat_path))
+    except Exception as err:  # scipy raises several types for broken files
+        raise DunetError(f"{mat_path}: cannot read MATLAB file ({err})") from None
+    joints = mat.get("joints")
+    if joints is None:
+        found = ", ".join(k for k in mat if not k.startswith("__")) or "nothing"
+        raise DunetError(f"{mat_path}: no 'joints' array (found: {found})")
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim == 3 and joints.shape[:2] == (3, 14):
+        xy, flags, occluded_flag = joints[:2].transpose(2, 1, 0), joints[2].T, 1.0  # original release
+    elif joints.ndim == 3 and joints.shape[:2] == (14, 3):
+        xy, flags, occluded_flag = joints[:, :2].transpose(2, 0, 1), joints[:, 2].T, 0.0  # LSP-extended
+    else:
+        raise DunetError(f"{mat_path}: 'joints' has shape {joints.shape}; expected (3, 14, N) or (14, 3, N)")
+    first = int(np.asarray(mat.get("first_index", 1)).reshape(-1)[0])
+    folder = Path(image_dir) if image_dir else mat_path.parent / "images"
+    if not image_dir and not folder.is_dir():
+        folder = mat_path.parent
+    if not folder.is_dir():
+        raise DunetError(f"{folder}: LSP image folder not found")
+    samples, bad = [], []
+    for n in range(xy.shape[0]):
+        number = first + n
+        candidates = [folder / f"im{number:04d}.jpg", folder / f"im{number:05d}.jpg"]
+        image = next((c for c in candidates if c.is_file()), None)
+        if image is None:
+            bad.append(BadItem(str(candidates[0]), f"missing image for joints entry {n} of {mat_path.name}"))
+            continue
+        points = xy[n] - 1.0
+        visible = np.ones(14, dtype=np.float32)
+        size, problem = _image_checked(image, points, visible, 14)
+        if problem:
+            bad.append(BadItem(str(image), problem))
+            continue
+        centre, side = box_from_keypoints(points, visible)
+        meta = {"index": n, "occluded": flags[n] == occluded_flag}
+        samples.append(Sample(str(image), points, visible, centre, side, meta))
+    return _finish(name, SPECS["lsp"], samples, bad, skip_bad)
+
+
+# --- MPII JSON list -------------------------------------------------------------------------------
+
+
+def _head_size(entry: dict) -> float:
+    """PCKh normaliser: 0.6 x the head-box diagonal (official evaluation), if the entry has one."""
+    if "head_size" in entry:
+        try:
+            return float(entry["head_size"])
+        except (TypeError, ValueError):
+            return math.nan
+    box = entry.get("headbox") or entry.get("head_box")
+    try:
+        box = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return math.nan
+    if box.size != 4:
+        return math.nan
+    return 0.6 * float(np.hypot(box[2] - box[0], box[3] - box[1]))
+
+
+def read_mpii(path: str | os.PathLike, image_dir: str | os.PathLike | None = None, skip_bad: bool = False,
+              name: str = "") -> Source:
+    """The MPII annotation list used by most pose code: entries with `image`, `joints` (16 x 2),
+    `joints_vis`, `center` and `scale` (person height / 200). MATLAB 1-based coordinates become
+    0-based; the box follows the usual convention: centre moved down 15 x scale px, side 200 x scale
+    (the spec's box_margin adds x1.25). Optional `headbox` [x1, y1, x2, y2] or `head_size` gives PCKh."""
+    path = Path(path)
+    name = name or f"mpii:{path}"
+    data = _read_json(path)
+    if not isinstance(data, list):
+        raise DunetError(f"{path}: expected a JSON list of MPII entries, got {type(data).__name__}")
+    folder = Path(image_dir) if image_dir else path.parent
+    if not image_dir and (path.parent / "images").is_dir():
+        folder = path.parent / "images"
+    samples, bad = [], []
+    sizes: dict[Path, tuple[int, int]] = {}
+    for n, entry in enumerate(data):
+        where = f"{path} entry {n}"
+        if not isinstance(entry, dict):
+            bad.append(BadItem(where, "not an object"))
+            continue
+        missing = [key for key in ("image", "joints", "joints_vis", "center", "scale") if key not in entry]
+        if missing:
+            bad.append(BadItem(where, f"missing {', '.join(repr(m) for m in missing)}"))
+            continue
+        image = folder / str(entry["image"])
+        where = f"{path} entry {n} ({entry['image']})"
+        try:
+            joints = np.asarray(entry["joints"], dtype=np.float64)
+            vis = np.asarray(entry["joints_vis"], dtype=np.float64).reshape(-1)
+            centre = np.asarray(entry["center"], dtype=np.float64).reshape(2)
+            scale = float(entry["scale"])
+        except (TypeError, ValueError):
+            bad.append(BadItem(where, "joints, joints_vis, center and scale must be numbers"))
+            continue
+        if joints.ndim != 2 or joints.shape[1] != 2 or len(joints) != 16 or len(vis) != 16:
+            bad.append(BadItem(where, f"expected 16 joints and 16 joints_vis, found {joints.shape} / {len(vis)}"))
+            continue
+        if not (np.isfinite(centre).all() and math.isfinite(scale) and scale > 0):
+            bad.append(BadItem(where, f"bad center {centre.tolist()} or scale {scale}"))
+            continue
+        points = joints - 1.0
+        visible = (vis > 0).astype(np.float32)
+        size, problem = _image_checked(image, points, visible, 16, sizes)
+        if problem:
+            bad.append(BadItem(where if size else str(image), problem))
+            continue
+        centre = centre - 1.0 + np.array([0.0, 15.0 * scale])
+        meta = {"index": n, "head_size": _head_size(entry), "mpii_scale": scale}
+        samples.append(Sample(str(image), points, visible, centre, 200.0 * scale, meta))
+    return _finish(name, SPECS["mpii"], samples, bad, skip_bad)
+
+
+# --- COCO keypoints --------------------------------------------------------------------------------
+
+
+def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = None, skip_bad: bool = False,
+              name: str = "") -> Source:
+    """COCO keypoints JSON: one sample per non-crowd annotation with keypoints; the spec comes from
+    the category (names, 1-based skeleton, optional 0-based `flip_pairs`). Visibility 0 = unlabelled,
+    1 = labelled but occluded, 2 = visible. The box is the annotation's bbox (or the keypoints' box)."""
+    path = Path(path)
+    name = name or f"coco:{path}"
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
+            or not isinstance(data.get("images"), list):
+        raise DunetError(f"{path}: not a COCO file (needs 'images' and 'annotations' lists)")
+    folder = Path(image_dir) if image_dir else path.parent
+    images = {img.get("id"): img for img in data["images"] if isinstance(img, dict)}
+    annotations = [a for a in data["annotations"] if isinstance(a, dict) and "keypoints" in a]
+    annotations = [a for a in annotations if not a.get("iscrowd", 0)]
+    if not annotations:
+        raise DunetError(f"{path}: the data set is empty (no annotations with keypoints)")
+    categories = {c.get("id"): c for c in data.get("categories") or [] if isinstance(c, dict)}
+    used = sorted({a.get("category_id") for a in annotations}, key=str)
+    if len(used) > 1:
+        raise DunetError(f"{path}: annotations of several categories ({used}); keep one keypoint category per file")
+    counts = [len(a["keypoints"]) // 3 for a in annotations if isinstance(a["keypoints"], list)]
+    k = max(set(counts), key=counts.count) if counts else 0
+    spec = spec_from_coco_category(categories.get(used[0], {}), k, str(path))
+    samples, bad = [], []
+    sizes: dict[Path, tuple[int, int]] = {}
+    for ann in annotations:
+        where = f"{path} annotation {ann.get('id', '?')}"
+        raw = ann["keypoints"]
+        if not isinstance(raw, list) or len(raw) % 3 or len(raw) // 3 != k:
+            found = f"{len(raw)} numbers" if isinstance(raw, list) else type(raw).__name__
+            bad.append(BadItem(where, f"expected {k} keypoints ({3 * k} numbers: x, y, v triples), found {found}"))
+            continue
+        info = images.get(ann.get("image_id"))
+        if info is None or "file_name" not in info:
+            bad.append(BadItem(where, f"image id {ann.get('image_id')!r} is not listed in 'images'"))
+            continue
+        image = folder / str(info["file_name"])
+        where = f"{path} annotation {ann.get('id', '?')} ({info['file_name']})"
+        try:
+            triples = np.asarray(raw, dtype=np.float64).reshape(k, 3)
+        except (TypeError, ValueError):
+            bad.append(BadItem(where, "keypoints must be numbers"))
+            continue
+        points, visible = triples[:, :2], (triples[:, 2] > 0).astype(np.float32)
+        size, problem = _image_checked(image, points, visible, k, sizes)
+        if problem:
+            bad.append(BadItem(where if size else str(image), problem + ("" if size else f" ({where})")))
+            continue
+        box = ann.get("bbox")
+        try:
+            x, y, w, h = (float(v) for v in box)
+            ok = w > 0 and h > 0 and all(math.isfinite(v) for v in (x, y, w, h))
+        except (TypeError, ValueError):
+            ok = False
+        if ok:
+            centre, side = np.array([x + w / 2, y + h / 2]), max(w, h)
+        elif visible.any():
+            centre, side = box_from_keypoints(points, visible)
+        else:
+            centre, side = np.array(size, dtype=np.float64) / 2, float(max(size))
+        meta = {"annotation_id": ann.get("id"), "image_id": ann.get("image_id"),
+                "occluded": triples[:, 2] == 1, "area": ann.get("area")}
+        samples.append(Sample(str(image), points, visible, centre, side, meta))
+    return _finish(name, spec, samples, bad, skip_bad)
+
+
+# --- DeepLabCut CollectedData.csv ----------------------------------------------------------------
+
+
+def _dlc_skeleton(csv_path: Path, names: list[str]) -> list[tuple[int, int]]:
+    """Skeleton from the project's config.yaml (searched upwards), if there is one."""
+    import yaml
+
+    for folder in list(csv_path.parents)[:4]:
+        config = folder / "config.yaml"
+        if config.is_file():
+            try:
+                data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+            except (yaml.YAMLError, OSError, UnicodeDecodeError):
+                return []
+            index = {n: i for i, n in enumerate(names)}
+            return [(index[a], index[b]) for a, b in (data.get("skeleton") or [])
+                    if a in index and b in index]
+    return []
+
+
+def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None, skip_bad: bool = False,
+             name: str = "") -> Source:
+    """DeepLabCut labels: header rows `scorer`, `bodyparts`, `coords` (x, y per body part), then one
+    row per frame whose first cell(s) give the image path relative to the project. Empty cells are
+    unlabelled points. Images are looked up under IMAGE_DIR, else the CSV's folder or its parents."""
+    path = Path(path)
+    name = name or f"dlc:{path}"
+    if not path.is_file():
+        raise DunetError(f"{path}: DeepLabCut CSV not found")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DunetError(f"{path}: cannot read CSV ({err})") from None
+    header = {row[0]: row for row in rows[:4] if row}
+    if "individuals" in header:
+        raise DunetError(f"{path}: multi-animal DeepLabCut files are not supported (one animal per frame)")
+    if not {"scorer", "bodyparts", "coords"} <= set(header):
+        raise DunetError(f"{path}: not a DeepLabCut CollectedData CSV (expected header rows scorer, bodyparts, coords)")
+    parts, coords = header["bodyparts"], header["coords"]
+    x_columns = [i for i, c in enumerate(coords) if c == "x"]
+    if not x_columns or any(i + 1 >= len(coords) or coords[i + 1] != "y" or parts[i + 1] != parts[i]
+                            for i in x_columns):
+        raise DunetError(f"{path}: the coords row must list x, y for each body part")
+    names = [parts[i] for i in x_columns]
+    index_columns = x_columns[0]
+    data_rows = [r for r in rows[3:] if any(cell.strip() for cell in r)]
+    if not data_rows:
+        raise DunetError(f"{path}: the data set is empty (no labelled frames)")
+
+    def relative(row: list[str]) -> str:
+        return "/".join(cell for cell in row[:index_columns] if cell)
+
+    if image_dir:
+        base = Path(image_dir)
+    else:
+        first = relative(data_rows[0])
+        base = next((folder for folder in [path.parent, *list(path.parents)[1:4]] if (folder / first).is_file()),
+                    path.parent)
+    spec = spec_from_names("dlc", names, _dlc_skeleton(path, names))
+    samples, bad = [], []
+    for number, row in enumerate(data_rows, start=4):
+        where = f"{path} row {number}"
+        image = base / relative(row)
+        values = row[index_columns:index_columns + 2 * len(names)]
+        values += [""] * (2 * len(names) - len(values))
+        points = np.zeros((len(names), 2))
+        visible = np.zeros(len(names), dtype=np.float32)
+        problem = None
+        for j in range(len(names)):
+            x, y = values[2 * j].strip(), values[2 * j + 1].strip()
+            if not x and not y:
+                continue
+            try:
+                points[j] = float(x), float(y)
+            except ValueError:
+                problem = f"{names[j]}: expected numbers or empty cells, got {x!r}, {y!r}"
+                break
+            visible[j] = 1.0
+        if problem:
+            bad.append(BadItem(where, problem))
+            continue
+        size, problem = _image_checked(image, points, visible, len(names))
+        if problem:
+            bad.append(BadItem(where if size else str(image), problem + ("" if size else f" ({where})")))
+            continue
+        if visible.any():
+            centre, side = box_from_keypoints(points, visible)
+        else:
+            centre, side = np.array(size, dtype=np.float64) / 2, float(max(size))
+        samples.append(Sample(str(image), points, visible, centre, side, {"row": number}))
+    return _finish(name, spec, samples, bad, skip_bad)
+
+
+# --- FORMAT:PATH ---------------------------------------------------------------------------------
+
+
+def _synthetic(rest: str, skip_bad: bool, name: str) -> Source:
+    from dunet.data.synthetic import DEFAULT_COUNT, DEFAULT_SIZE, synthetic_source
+
+    parts = [p for p in rest.split(":")] if rest else []
+    if len(parts) > 3:
+        raise DunetError(f"{name}: expected synthetic[:N[:SEED[:SIZE]]]")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise DunetError(f"{name}: N, SEED and SIZE must be integers") from None
+    count, seed, size = (values + [DEFAULT_COUNT, 0, DEFAULT_SIZE][len(values):])[:3]
+    if count < 1 or size < 16:
+        raise DunetError(f"{name}: need N >= 1 and SIZE >= 16")
+    return synthetic_source(count, seed, size, name)
+
+
+READERS: dict[str, Callable[..., Source]] = {
+    "300w": lambda rest, skip_bad, name: read_pts_folder(rest, skip_bad, name),
+    "pts": lambda rest, skip_bad, name: read_pts_folder(rest, skip_bad, name),
+    "lsp": lambda rest, skip_bad, name: read_lsp(*_path_and_dir(rest, name), skip_bad=skip_bad, name=name),
+    "mpii": lambda rest, skip_bad, name: read_mpii(*_path_and_dir(rest, name), skip_bad=skip_bad, name=name),
+    "coco": lambda rest, skip_bad, name: read_coco(*_path_and_dir(rest, name), skip_bad=skip_bad, name=name),
+    "dlc": lambda rest, skip_bad, name: read_dlc(*_path_and_dir(rest, name), skip_bad=skip_bad, name=name),
+    "synthetic": _synthetic,
+}
+
+
+def _path_and_dir(rest: str, name: str) -> tuple[str, str | None]:
+    parts = rest.split(":")
+    if len(parts) > 2 or not parts[0]:
+        raise DunetError(f"{name}: expected FORMAT:PATH[:IMAGE_DIR]")
+    return parts[0], (parts[1] or None) if len(parts) == 2 else None
+
+
+def open_source(text: str, skip_bad: bool = False, allow_empty: bool = False) -> Source:
+    """Open a data source named `FORMAT:PATH[:IMAGE_DIR]` (see the module docstring). An empty result
+    (nothing found, or everything skipped as bad) is an error unless `allow_empty`."""
+    fmt, sep, rest = text.partition(":")
+    fmt = fmt.strip().lower()
+    if fmt not in READERS:
+        raise DunetError(f"unknown data format {fmt!r} in {text!r}; use one of: {', '.join(READERS)} as FORMAT:PATH")
+    if not sep and fmt != "synthetic":
+        raise DunetError(f"{text!r}: expected FORMAT:PATH, e.g. {fmt}:path/to/data")
+    source = READERS[fmt](rest, skip_bad, text)
+    return source if allow_empty else require_samples(source)

@@ -1,0 +1,116 @@
+"""One affine transform per sample: crop a square around the box, scale, rotate, optionally mirror.
+
+A crop matrix M (2x3) maps original-image pixels to crop pixels, both 0-based with pixel centres at
+integers, the convention of `cv2.warpAffine`; keypoints go through the same M, so image and keypoints
+stay aligned. The inverse maps crop (or decoded heatmap) positions back to the original image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+def crop_matrix(
+    center: np.ndarray, box_size: float, output_size: int, rotation: float = 0.0, flip: bool = False
+) -> np.ndarray:
+    """Map the square of side `box_size` around `center`, rotated by `rotation` degrees
+    (counter-clockwise on screen), onto an output_size x output_size crop; `flip` mirrors the crop."""
+    zoom = output_size / float(box_size)
+    angle = math.radians(rotation)
+    cos, sin = math.cos(angle) * zoom, math.sin(angle) * zoom
+    # y points down, so a counter-clockwise turn on screen is this matrix.
+    linear = np.array([[cos, sin], [-sin, cos]])
+    mid = (output_size - 1) / 2.0
+    offset = np.array([mid, mid]) - linear @ np.asarray(center, dtype=np.float64)
+    matrix = np.hstack([linear, offset[:, None]])
+    if flip:
+        mirror = np.array([[-1.0, 0.0, output_size - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        matrix = (mirror @ np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+    return matrix
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The affine applying `inner` first, then `outer`."""
+    return (np.vstack([outer, [0, 0, 1]]) @ np.vstack([inner, [0, 0, 1]]))[:2]
+
+
+def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def warp_image(image: np.ndarray, matrix: np.ndarray, output_size: int) -> np.ndarray:
+    """Resample `image` through `matrix` into an output_size square (bilinear, black outside).
+
+    Large reductions first shrink the needed region by area averaging, so small crops of big
+    images do not alias."""
+    zoom = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    height, width = image.shape[:2]
+    corners = np.array([[-0.5, -0.5], [output_size - 0.5, -0.5], [-0.5, output_size - 0.5],
+                        [output_size - 0.5, output_size - 0.5]])
+    region = apply_affine(corners, invert_affine(matrix))
+    x0, y0 = np.floor(region.min(axis=0)).astype(int) - 1
+    x1, y1 = np.ceil(region.max(axis=0)).astype(int) + 2
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((output_size, output_size) + image.shape[2:], dtype=image.dtype)
+    part = image[y0:y1, x0:x1]
+    # From region pixels to image pixels: a shift.
+    to_image = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]])
+    if zoom < 0.5:
+        factor = int(1.0 / zoom)
+        small_w, small_h = max(1, part.shape[1] // factor), max(1, part.shape[0] // factor)
+        sx, sy = part.shape[1] / small_w, part.shape[0] / small_h
+        part = cv2.resize(part, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        # A small pixel's centre is the centre of the block it averages.
+        to_image = compose(to_image, np.array([[sx, 0.0, (sx - 1) / 2], [0.0, sy, (sy - 1) / 2]]))
+    local = compose(matrix, to_image)
+    return cv2.warpAffine(
+        part, local, (output_size, output_size), flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )
+
+
+def flip_keypoints(keypoints: np.ndarray, visible: np.ndarray, width: int, flip_index: np.ndarray):
+    """Mirror keypoints in an image `width` pixels wide and swap left/right landmarks."""
+    mirrored = np.asarray(keypoints, dtype=np.float64).copy()
+    mirrored[:, 0] = width - 1 - mirrored[:, 0]
+    return mirrored[flip_index], np.asarray(visible)[flip_index]
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    scale: float = 1.0  # crop side multiplier: > 1 shows more context (the object looks smaller)
+    rotation: float = 0.0  # degrees
+    flip: bool = False
+    color: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel gain
+
+
+def random_augment(
+    rng: np.random.Generator,
+    scale_range: tuple[float, float] = (0.75, 1.25),
+    rotation: float = 30.0,
+    flip: bool = True,
+    color_jitter: float = 0.4,
+) -> AugmentParams:
+    """The paper's augmentation: scale in scale_range, rotation in +-rotation, flip half the time,
+    per-channel colour gain in [1 - color_jitter, 1 + color_jitter] (the reference code's x[0.6, 1.4])."""
+    scale = float(rng.uniform(*scale_range))
+    angle = float(rng.uniform(-rotation, rotation)) if rotation > 0 else 0.0
+    mirror = bool(flip and rng.random() < 0.5)
+    gains = rng.uniform(1 - color_jitter, 1 + color_jitter, size=3) if color_jitter > 0 else np.ones(3)
+    return AugmentParams(scale, angle, mirror, tuple(float(g) for g in gains))
+
+
+def apply_color(image: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:
+    """Per-channel gain on a float image in [0, 1], clipped back to [0, 1]."""
+    return np.clip(image * np.asarray(gains, dtype=image.dtype), 0.0, 1.0)

@@ -1,0 +1,257 @@
+"""Every kind of bad input gives an error naming the file and the problem, or is skipped and
+counted with skip_bad (--skip-bad)."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+from dunet import DunetError
+from dunet.data import open_source
+from dunet.data.images import load_image
+
+from .helpers import face_points, write_coco, write_face, write_image, write_pts
+
+
+def _expect_bad(text: str, file_name: str, problem: str, good: int, bad: int = 1):
+    """Opening fails naming the file and the problem; with skip_bad the rest loads and the bad is counted."""
+    with pytest.raises(DunetError) as caught:
+        open_source(text)
+    message = str(caught.value)
+    assert file_name in message and problem in message, message
+    source = open_source(text, skip_bad=True)
+    assert len(source) == good and len(source.skipped) == bad
+    assert file_name in source.skipped[0].path or file_name in source.skipped[0].problem
+    return source
+
+
+@pytest.fixture
+def faces(tmp_path):
+    """Two good 300-W style faces."""
+    for i in range(2):
+        write_face(tmp_path, f"good{i}", seed=i)
+    return tmp_path
+
+
+def test_corrupt_image(faces):
+    (faces / "broken.jpg").write_bytes(b"this is not a jpeg at all" * 10)
+    write_pts(faces / "broken.pts", face_points())
+    _expect_bad(f"300w:{faces}", "broken.jpg", "not an image file", good=2)
+
+
+def test_truncated_image_is_found_when_decoded(faces):
+    image, _ = write_face(faces, "cut", seed=5)
+    image.write_bytes(image.read_bytes()[:2000])
+    source = open_source(f"300w:{faces}")  # the header is intact: found when the pixels are read
+    with pytest.raises(DunetError, match="cut.jpg: truncated image file"):
+        load_image(image)
+    assert len(source) == 3
+
+
+def test_missing_image(faces):
+    write_pts(faces / "lonely.pts", face_points())
+    _expect_bad(f"300w:{faces}", "lonely.pts", "missing image", good=2)
+
+
+def test_missing_annotation(faces):
+    write_image(faces / "unlabelled.jpg")
+    _expect_bad(f"300w:{faces}", "unlabelled.jpg", "missing annotation", good=2)
+
+
+def test_wrong_number_of_points(faces):
+    write_face(faces, "short", points=face_points()[:67])
+    _expect_bad(f"300w:{faces}", "short.pts", "expected 68 keypoints, found 67", good=2)
+    write_pts(faces / "short.pts", face_points()[:67], header=False)
+    _expect_bad(f"300w:{faces}", "short.pts", "expected 68 keypoints, found 67", good=2)
+    text = (faces / "good0.pts").read_text().replace("n_points: 68", "n_points: 69")
+    (faces / "short.pts").write_text(text)
+    _expect_bad(f"300w:{faces}", "short.pts", "header says n_points: 69 but the file has 68 points", good=2)
+
+
+def test_nan_coordinates(faces):
+    points = face_points()
+    points[10] = np.nan
+    write_face(faces, "nan", points=points)
+    _expect_bad(f"300w:{faces}", "nan.pts", "keypoint 10 is not a number", good=2)
+
+
+def test_negative_coordinates(faces):
+    points = face_points()
+    points[3, 0] = -40
+    write_face(faces, "neg", points=points)
+    _expect_bad(f"300w:{faces}", "neg.pts", "keypoint 3 has a negative coordinate", good=2)
+
+
+def test_points_far_outside_the_image(faces):
+    points = face_points()
+    points[5] = [900, 40]  # image is 120 x 120
+    write_face(faces, "far", points=points)
+    _expect_bad(f"300w:{faces}", "far.pts", "far outside the 120x120 image", good=2)
+
+
+def test_point_just_outside_the_image_is_accepted(faces):
+    points = face_points()
+    points[5] = [-0.8, 121.0]
+    write_face(faces, "edge", points=points)
+    assert len(open_source(f"300w:{faces}")) == 3
+
+
+def test_unparseable_pts(faces):
+    (faces / "junk.pts").write_text("version: 1\nn_points: 68\n{\n1.0 two\n}\n")
+    write_image(faces / "junk.jpg")
+    _expect_bad(f"300w:{faces}", "junk.pts", "line 4: not numbers", good=2)
+
+
+def test_pts_without_header_is_read(faces):
+    write_pts(faces / "plain.pts", face_points(), header=False)
+    write_image(faces / "plain.jpg")
+    source = open_source(f"300w:{faces}")
+    plain = next(s for s in source.samples if s.image_path.endswith("plain.jpg"))
+    np.testing.assert_allclose(plain.keypoints, face_points(), atol=1e-3)
+
+
+def test_grayscale_rgba_palette_and_16_bit_images_are_converted(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    Image.fromarray(rgb[:, :, 0]).save(tmp_path / "gray.png")
+    Image.fromarray(np.dstack([rgb, np.full((20, 30), 7, np.uint8)])).save(tmp_path / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png")
+    sixteen = (np.arange(600, dtype=np.uint32).reshape(20, 30) * 100).astype(np.uint16)
+    Image.fromarray(sixteen).save(tmp_path / "deep.png")
+    gray = load_image(tmp_path / "gray.png")
+    assert gray.shape == (20, 30, 3) and gray.dtype == np.uint8
+    assert (gray == rgb[:, :, :1]).all()
+    np.testing.assert_array_equal(load_image(tmp_path / "rgba.png"), rgb)  # alpha dropped
+    assert load_image(tmp_path / "palette.png").shape == (20, 30, 3)
+    deep = load_image(tmp_path / "deep.png")
+    assert deep.shape == (20, 30, 3) and deep.dtype == np.uint8
+    np.testing.assert_array_equal(deep[:, :, 0], np.round(sixteen / 257.0).astype(np.uint8))  # 65535 -> 255
+
+
+def test_images_of_any_mode_train(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, size=(120, 120, 3), dtype=np.uint8)
+    Image.fromarray(rgb[:, :, 0]).save(tmp_path / "a.png")
+    Image.fromarray(np.dstack([rgb, rgb[:, :, :1]])).save(tmp_path / "b.png")
+    Image.fromarray((rgb[:, :, 0].astype(np.uint16) * 250)).save(tmp_path / "c.png")
+    for name in "abc":
+        write_pts(tmp_path / f"{name}.pts", face_points())
+    from dunet.data import LandmarkDataset
+
+    dataset = LandmarkDataset(open_source(f"300w:{tmp_path}"), 64)
+    assert all(dataset[i]["image"].shape == (3, 64, 64) for i in range(3)) and not dataset.bad
+
+
+def test_missing_image_file(tmp_path):
+    with pytest.raises(DunetError, match="nothing.png: image file not found"):
+        load_image(tmp_path / "nothing.png")
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(DunetError, match="empty"):
+        open_source(f"300w:{tmp_path}")
+
+
+def test_everything_bad_is_an_error_even_when_skipping(tmp_path):
+    write_pts(tmp_path / "a.pts", face_points())
+    with pytest.raises(DunetError, match="no usable samples; all 1 items are bad"):
+        open_source(f"300w:{tmp_path}", skip_bad=True)
+
+
+def test_coco_annotations_pointing_at_missing_images(tmp_path):
+    write_image(tmp_path / "here.jpg")
+    path = write_coco(tmp_path, ["here.jpg", "gone.jpg"], instances_per_image=2)
+    source = _expect_bad(f"coco:{path}", "gone.jpg", "image file not found", good=2, bad=2)
+    assert all("gone.jpg" in b.path for b in source.skipped)
+
+
+def test_coco_annotation_with_unknown_image_id(tmp_path):
+    write_image(tmp_path / "here.jpg")
+    path = write_coco(tmp_path, ["here.jpg"], instances_per_image=2)
+    data = json.loads(path.read_text())
+    data["annotations"][1]["image_id"] = 99
+    path.write_text(json.dumps(data))
+    _expect_bad(f"coco:{path}", "keypoints.json annotation 101", "image id 99 is not listed", good=1)
+
+
+def test_coco_wrong_number_of_keypoints(tmp_path):
+    write_image(tmp_path / "here.jpg")
+    path = write_coco(tmp_path, ["here.jpg"], instances_per_image=3)
+    data = json.loads(path.read_text())
+    data["annotations"][2]["keypoints"] = data["annotations"][2]["keypoints"][:-3]
+    path.write_text(json.dumps(data))
+    _expect_bad(f"coco:{path}", "annotation 102", "expected 17 keypoints", good=2)
+
+
+def test_coco_nan_and_negative_keypoints(tmp_path):
+    write_image(tmp_path / "here.jpg")
+    path = write_coco(tmp_path, ["here.jpg"], instances_per_image=3)
+    data = json.loads(path.read_text())
+    data["annotations"][1]["keypoints"][3] = -50.0
+    path.write_text(json.dumps(data))
+    _expect_bad(f"coco:{path}", "annotation 101", "negative coordinate", good=2)
+    data["annotations"][1]["keypoints"][3] = float("nan")
+    path.write_text(json.dumps(data))  # Python writes NaN, which json.load reads back
+    _expect_bad(f"coco:{path}", "annotation 101", "not a number", good=2)
+
+
+def test_not_json(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('{"images": [')
+    with pytest.raises(DunetError, match="broken.json: not valid JSON"):
+        open_source(f"coco:{path}")
+    with pytest.raises(DunetError, match="broken.json: not valid JSON"):
+        open_source(f"mpii:{path}")
+
+
+def test_coco_without_keypoint_annotations(tmp_path):
+    path = tmp_path / "empty.json"
+    path.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    with pytest.raises(DunetError, match="empty.json: the data set is empty"):
+        open_source(f"coco:{path}")
+
+
+def test_mpii_entry_problems(tmp_path):
+    write_image(tmp_path / "p.jpg", 200, 200)
+    good = {"image": "p.jpg", "joints": [[50 + i, 60 + i] for i in range(16)], "joints_vis": [1] * 16,
+            "center": [100, 100], "scale": 0.5}
+    missing = {k: v for k, v in good.items() if k != "scale"}
+    short = dict(good, joints=good["joints"][:15])
+    gone = dict(good, image="gone.jpg")
+    path = tmp_path / "mpii.json"
+    path.write_text(json.dumps([good, missing]))
+    _expect_bad(f"mpii:{path}", "mpii.json entry 1", "missing 'scale'", good=1)
+    path.write_text(json.dumps([good, short]))
+    _expect_bad(f"mpii:{path}", "mpii.json entry 1", "expected 16 joints", good=1)
+    path.write_text(json.dumps([good, gone]))
+    _expect_bad(f"mpii:{path}", "gone.jpg", "image file not found", good=1)
+
+
+def test_lsp_problems(tmp_path):
+    scipy.io.savemat(str(tmp_path / "joints.mat"), {"joints": np.zeros((2, 14, 3))})
+    with pytest.raises(DunetError, match="joints.mat: 'joints' has shape"):
+        open_source(f"lsp:{tmp_path}")
+    joints = np.zeros((3, 14, 2))
+    joints[:2] = 20.0
+    scipy.io.savemat(str(tmp_path / "joints.mat"), {"joints": joints})
+    write_image(tmp_path / "images" / "im0001.jpg")
+    _expect_bad(f"lsp:{tmp_path}", "im0002.jpg", "missing image", good=1)
+    (tmp_path / "joints.mat").write_bytes(b"garbage")
+    with pytest.raises(DunetError, match="joints.mat: cannot read MATLAB file"):
+        open_source(f"lsp:{tmp_path}")
+
+
+def test_dlc_problems(tmp_path):
+    write_image(tmp_path / "labeled-data" / "v" / "img0.png")
+    write_image(tmp_path / "labeled-data" / "v" / "img1.png")
+    header = "scorer,me,me,me,me\nbodyparts,nose,nose,tail,tail\ncoords,x,y,x,y\n"
+    csv_path = tmp_path / "labeled-data" / "v" / "CollectedData_me.csv"
+    csv_path.write_text(header + "labeled-data/v/img0.png,10,12,,\nlabeled-data/v/img1.png,abc,3,4,5\n")
+    source = _expect_bad(f"dlc:{csv_path}", "CollectedData_me.csv row 5", "expected numbers or empty cells", good=1)
+    assert source.samples[0].visible.tolist() == [1.0, 0.0]  # empty cells: unlabelled
+    csv_path.write_text("scorer,me\nindividuals,a\nbodyparts,nose\ncoords,x\n")
+    with pytest.raises(DunetError, match="multi-animal"):
+        open_source(f"dlc:{csv_path}")
+    csv_path.write_text("just,some,csv\n1,2,3\n")
+    with pytest.raises(DunetError, match="not a DeepLabCut CollectedData CSV"):
+        open_source(f"dlc:{csv_path}")

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from dunet.data.heatmaps import (
+    decode, default_sigma, encode_disk, encode_gaussian, heatmap_to_input, heatmaps_to_image, input_to_heatmap,
+)
+
+
+def _points(generator, shape, size, margin=1.0):
+    return torch.rand(*shape, 2, generator=generator) * (size - 1 - 2 * margin) + margin
+
+
+@pytest.mark.parametrize("size", [64, 32])
+def test_encode_decode_sub_pixel(size):
+    sigma = default_sigma(size)  # 1 px at 64, scaled with the resolution
+    g = torch.Generator().manual_seed(0)
+    points = _points(g, (4, 17), size)
+    maps = encode_gaussian(points, torch.ones(4, 17), size, sigma)
+    assert maps.shape == (4, 17, size, size)
+    taylor, peak = decode(maps, refine="taylor")
+    assert (taylor - points).abs().max() < 0.05
+    quarter, _ = decode(maps, refine="quarter")
+    argmax, _ = decode(maps, refine="none")
+    # Each refinement does better than the one before it.
+    assert (taylor - points).abs().mean() < (quarter - points).abs().mean() < (argmax - points).abs().mean()
+    assert (quarter - points).abs().max() <= 0.25 + 0.5 + 1e-6
+    assert torch.all(argmax == argmax.round())
+    # The peak value is the Gaussian at the argmax pixel.
+    expected_peak = torch.exp(-((argmax - points) ** 2).sum(-1) / (2 * sigma**2))
+    assert peak.shape == (4, 17) and torch.allclose(peak, expected_peak, atol=1e-5)
+
+
+def test_peak_value_and_shape():
+    maps = encode_gaussian(torch.tensor([[10.0, 20.0]]), torch.ones(1), 32, 1.5)
+    assert maps[0, 20, 10] == pytest.approx(1.0)
+    assert maps[0, 20, 11] == pytest.approx(np.exp(-1 / (2 * 1.5**2)), rel=1e-5)
+    assert maps[0, 22, 12] == pytest.approx(np.exp(-8 / (2 * 1.5**2)), rel=1e-5)
+
+
+def test_unlabelled_and_nan_points_give_empty_maps():
+    points = torch.tensor([[5.0, 5.0], [float("nan"), 3.0], [7.0, 7.0]])
+    maps = encode_gaussian(points, torch.tensor([1.0, 1.0, 0.0]), 16, 1.0)
+    assert maps[0].max() == 1.0 and maps[1].abs().max() == 0 and maps[2].abs().max() == 0
+    disks = encode_disk(points, torch.tensor([1.0, 1.0, 0.0]), 16, 2.0)
+    assert disks[0].sum() > 0 and disks[1].sum() == 0 and disks[2].sum() == 0
+
+
+def test_disk_targets_are_binary_disks():
+    centre = torch.tensor([[20.3, 18.7]])
+    disk = encode_disk(centre, torch.ones(1), 40, 3.0)[0]
+    assert set(disk.unique().tolist()) == {0.0, 1.0}
+    ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    inside = ((xs - 20.3) ** 2 + (ys - 18.7) ** 2) <= 9.0
+    assert torch.equal(disk.bool(), inside)
+    assert abs(disk.sum().item() - np.pi * 9) < 4
+
+
+def test_numpy_and_torch_encoders_agree():
+    rng = np.random.default_rng(1)
+    points = rng.uniform(0, 31, size=(3, 5, 2)).astype(np.float32)
+    visible = (rng.random((3, 5)) < 0.7).astype(np.float32)
+    as_numpy = encode_gaussian(points, visible, 32, 0.5)
+    as_torch = encode_gaussian(torch.from_numpy(points), torch.from_numpy(visible), 32, 0.5)
+    assert isinstance(as_numpy, np.ndarray) and as_numpy.dtype == np.float32
+    np.testing.assert_allclose(as_numpy, as_torch.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(encode_disk(points, visible, 32, 2.0),
+                                  encode_disk(torch.from_numpy(points), torch.from_numpy(visible), 32, 2.0).numpy())
+
+
+def test_blurred_decoding_of_noisy_maps():
+    g = torch.Generator().manual_seed(2)
+    points = _points(g, (2, 10), 64, margin=6)
+    maps = encode_gaussian(points, torch.ones(2, 10), 64, 1.5) + 0.02 * torch.rand(2, 10, 64, 64, generator=g)
+    plain, _ = decode(maps, refine="taylor")
+    smooth, _ = decode(maps, refine="taylor", blur_sigma=1.0)
+    assert (smooth - points).abs().mean() < 0.1
+    assert (smooth - points).abs().mean() <= (plain - points).abs().mean() + 1e-6
+
+
+def test_heatmap_and_input_coordinates_are_inverse_and_flip_consistent():
+    x = torch.tensor([0.0, 13.7, 255.0])
+    assert torch.allclose(heatmap_to_input(input_to_heatmap(x)), x)
+    # Mirroring the input (x -> S-1-x) mirrors the heatmap (h -> H-1-h), as flip testing needs.
+    assert torch.allclose(input_to_heatmap(255 - x), 63 - input_to_heatmap(x))
+
+
+def test_heatmaps_to_image_applies_the_crop_affine():
+    points = torch.tensor([[[10.25, 20.5], [30.0, 3.75]]])
+    maps = encode_gaussian(points, torch.ones(1, 2), 64, 1.0)
+    affine = torch.tensor([[[2.0, 0.0, 100.0], [0.0, 2.0, 50.0]]])
+    image, _ = heatmaps_to_image(maps, affine)
+    expected = heatmap_to_input(points) * 2 + torch.tensor([100.0, 50.0])
+    assert torch.allclose(image, expected, atol=0.05 * 4 * 2)
