@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from dunet.commands.data import draw_overlay
+    from dunet.data.draw import draw_overlay
     from dunet.data.readers import open_source
     from dunet.engine.config import load_config
     from dunet.engine.evaluate import errors_per_sample, predict_source, score

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from dunet import DunetError
-    from dunet.commands.data import draw_overlay
+    from dunet.data.draw import draw_overlay
     from dunet.data.dataset import crop_image
     from dunet.data.images import load_image
     from dunet.engine.inference import load_runner
