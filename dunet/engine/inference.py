@@ -71,9 +71,12 @@ class LandmarkModel:
         """Balance index (paper eq. 7) for quantized models; nothing for full-precision ones."""
         if self.config.model.quant == "none":
             return {}
-        from dunet.quant.report import balance_report
+        from dunet.quant.efficiency import balance_report
 
-        return balance_report(self.config.model, metrics)
+        nme = metrics.get("nme_io") or metrics.get("nme_box")
+        if nme is None:
+            return {}  # the balance index is defined on NME (paper eq. 7)
+        return balance_report(self.model, self.config.model, nme)
 
     @classmethod
     def load(cls, path_or_name: str | Path, precision: str = "fp32") -> "LandmarkModel":
@@ -82,8 +85,12 @@ class LandmarkModel:
         from dunet.engine.pretrained import resolve_pretrained
 
         path = Path(path_or_name)
-        if not path.exists():
+        if not path.exists() and not any(c in str(path_or_name) for c in "/\\."):  # a bare name
             path = resolve_pretrained(str(path_or_name))
+        from dunet.quant.packing import is_packed_file
+
+        if path.is_file() and is_packed_file(path):
+            return cls._load_packed(path, precision)
         ckpt = load_checkpoint(path)
         cfg_dict = dict(ckpt.config)
         spec_dict = cfg_dict.pop("spec", None)
@@ -96,6 +103,20 @@ class LandmarkModel:
         model = build_model(config.model)
         load_weights(model, ckpt)
         return cls(model, config, spec_from_dict(spec_dict), source=str(ckpt.path), precision=precision)
+
+    @classmethod
+    def _load_packed(cls, path: Path, precision: str) -> "LandmarkModel":
+        from dunet.quant.packing import load_packed
+
+        cfg_dict, state = load_packed(path)
+        cfg_dict = dict(cfg_dict)
+        spec_dict = cfg_dict.pop("spec", None)
+        if spec_dict is None:
+            raise DunetError(f"{path}: no landmark spec in the packed model's config")
+        config = config_from_dict(cfg_dict)
+        model = build_model(config.model)
+        model.load_state_dict(state, strict=True)
+        return cls(model, config, spec_from_dict(spec_dict), source=str(path), precision=precision)
 
     def _autocast(self):
         if self.precision == "bf16":

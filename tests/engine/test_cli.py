@@ -94,3 +94,29 @@ def test_torchrun_two_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 process(es)" in proc.stdout
     assert (run / "last" / "model.safetensors").exists()
+
+
+def _eval_json(target, capsys, data="synthetic:6:5"):
+    capsys.readouterr()
+    assert main(["eval", str(target), "--data", data, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_export_safetensors_and_onnx_match(trained_run, tmp_path, capsys):
+    reference = _eval_json(trained_run, capsys)
+    single = tmp_path / "model.safetensors"
+    assert main(["export", str(trained_run), "--format", "safetensors", "--out", str(single)]) == 0
+    assert _eval_json(single, capsys)["mean_error_px"] == reference["mean_error_px"]
+    half = tmp_path / "half.safetensors"
+    assert main(["export", str(trained_run), "--format", "safetensors", "--half", "--out", str(half)]) == 0
+    assert half.stat().st_size < 0.6 * single.stat().st_size
+    assert abs(_eval_json(half, capsys)["mean_error_px"] - reference["mean_error_px"]) < 0.5
+    onnx_file = tmp_path / "model.onnx"
+    assert main(["export", str(trained_run), "--format", "onnx", "--out", str(onnx_file)]) == 0
+    capsys.readouterr()
+    assert abs(_eval_json(onnx_file, capsys)["mean_error_px"] - reference["mean_error_px"]) < 1e-3
+
+
+def test_export_packed_needs_a_quantized_model(trained_run, tmp_path, capsys):
+    assert main(["export", str(trained_run), "--format", "packed", "--out", str(tmp_path / "m.packed")]) == 2
+    assert "full-precision" in capsys.readouterr().err

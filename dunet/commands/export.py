@@ -1,0 +1,65 @@
+"""`dunet export CHECKPOINT --format {safetensors,packed,onnx} --out FILE`"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a trained model: one-file safetensors, packed (1-2 bit) or ONNX")
+    p.add_argument("checkpoint", help="checkpoint or run directory (or a pretrained model name)")
+    p.add_argument("--format", required=True, choices=["safetensors", "packed", "onnx"],
+                   help="safetensors: one file with config; packed: quantized weights at 1 bit (BW) or 2 bits "
+                        "(TW); onnx: for onnxruntime and other runtimes")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--fixed-batch", action="store_true", help="onnx: batch fixed to 1 instead of dynamic")
+    p.add_argument("--int8", metavar="FORMAT:PATH",
+                   help="onnx: also quantize to int8 (static, calibrated on up to 32 samples of this data)")
+    p.add_argument("--card", help="safetensors: a JSON model card stored in the file's metadata")
+    p.add_argument("--half", action="store_true", help="safetensors: store weights as float16 (half the size)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dunet import DunetError
+    from dunet.engine.config import config_to_dict
+    from dunet.engine.inference import LandmarkModel, spec_to_dict
+
+    runner = LandmarkModel.load(args.checkpoint)
+    config = {**config_to_dict(runner.config), "spec": spec_to_dict(runner.spec)}
+    model = runner.model.float().to(memory_format=__import__("torch").contiguous_format)
+    out = Path(args.out)
+    if args.format == "safetensors":
+        from dunet.checkpoint import save_checkpoint
+
+        if out.suffix != ".safetensors":
+            raise DunetError(f"{out}: the file name must end in .safetensors")
+        card = json.loads(Path(args.card).read_text()) if args.card else None
+        save_checkpoint(out, model.half() if args.half else model, config, metrics=card)
+    elif args.format == "packed":
+        from dunet.quant.packing import save_packed
+
+        if runner.config.model.quant == "none":
+            raise DunetError(f"{args.checkpoint}: a full-precision model has nothing to pack; "
+                             "train with model.quant (e.g. bw-alpha) or use --format safetensors")
+        save_packed(model, config, out)
+    else:
+        from dunet.deploy.onnx_export import export_onnx
+
+        meta = {"train_config": json.dumps(config_to_dict(runner.config)), "spec": json.dumps(spec_to_dict(runner.spec))}
+        export_onnx(model, out, runner.input_size, dynamic_batch=not args.fixed_batch, metadata=meta)
+        if args.int8:
+            from dunet.data.dataset import LandmarkDataset
+            from dunet.data.readers import open_source
+            from dunet.deploy.int8 import quantize_onnx_int8
+
+            source = open_source(args.int8)
+            dataset = LandmarkDataset(source, input_size=runner.input_size, augment=False)
+            calibration = [dataset[i]["image"][None].numpy() for i in range(min(32, len(dataset)))]
+            int8_path = out.with_name(out.stem + "-int8.onnx")
+            quantize_onnx_int8(out, int8_path, calibration)
+            print(f"wrote {int8_path}")
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MiB)")
+    return 0
