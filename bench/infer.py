@@ -1,0 +1,256 @@
+"""Inference speed on this CPU: images/s and latency of DU-Net(4), DU-Net(8) and hourglass(4) at 256 px,
+batch 1 and 8, for torch fp32, torch bf16, onnxruntime fp32 and onnxruntime int8, side by side with the
+machine's peak for each precision measured in the same run (large matmuls).
+
+    .venv/bin/python bench/infer.py                 # full run, 10 timed repeats per cell
+    .venv/bin/python bench/infer.py --quick         # 3 repeats
+    .venv/bin/python bench/infer.py --models dunet8 --batches 8 --backends torch-bf16,ort-int8
+
+Random weights (speed does not depend on them); BN statistics are set from one train-mode pass so
+activations have a trained network's scale (untouched BN lets them decay into slow denormal floats).
+Writes bench/results/infer.json. The 2 cores are shared with other work: read ratios, not absolutes,
+and check `load_average` in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dunet.deploy import OnnxPredictor, TorchPredictor, export_onnx, quantize_onnx_int8  # noqa: E402
+from dunet.models import ModelConfig, build_model  # noqa: E402
+
+MODELS = {
+    "dunet4": ("DU-Net(4)", dict(arch="dunet", units=4)),
+    "dunet8": ("DU-Net(8)", dict(arch="dunet", units=8)),
+    "hourglass4": ("hourglass(4)", dict(arch="hourglass", units=4)),
+}
+BACKENDS = {  # name -> precision whose peak it is compared with
+    "torch-fp32": "fp32",
+    "torch-bf16": "bf16",
+    "ort-fp32": "fp32",
+    "ort-int8": "int8",
+}
+RESULTS = Path(__file__).resolve().parent / "results" / "infer.json"
+
+
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------------------------------------
+# peaks
+
+
+def peak_gflops(threads: int, repeats: int) -> dict[str, dict]:
+    """GFLOP/s (GOP/s for int8) of large matrix products: fp32 and bf16 by torch (oneDNN / MKL),
+    int8 u8 x s8 by onnxruntime's MatMulInteger (MLAS: VNNI / AMX where present)."""
+    n = 2048
+    flops = 2 * n**3
+    a = torch.randn(n, n)
+    peaks = {"fp32": {"gflops": flops / median_seconds(lambda: a @ a, repeats) / 1e9, "how": f"torch {n}^3 fp32 matmul"}}
+    b = a.bfloat16()
+    peaks["bf16"] = {"gflops": flops / median_seconds(lambda: b @ b, repeats) / 1e9, "how": f"torch {n}^3 bf16 matmul"}
+    session, feed = _matmul_integer_session(n, threads)
+    peaks["int8"] = {"gflops": flops / median_seconds(lambda: session.run(None, feed), repeats) / 1e9,
+                     "how": f"onnxruntime {n}^3 u8s8 MatMulInteger"}
+    return peaks
+
+
+def _matmul_integer_session(n: int, threads: int):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-127, 128, (n, n), dtype=np.int8)
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "peak",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session, {"a": rng.integers(0, 256, (n, n), dtype=np.uint8)}
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+
+
+def build(name: str, size: int) -> nn.Module:
+    model = build_model(ModelConfig(input_size=size, **MODELS[name][1]))
+    # BN statistics from one train-mode pass (cumulative average): trained-network activation scale.
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(2, 3, size, size))
+    return model.eval()
+
+
+def conv_gflops(model: nn.Module, size: int) -> float:
+    """Multiply-adds x 2 of every convolution for one image."""
+    total = 0
+
+    def count(module, _inputs, output):
+        nonlocal total
+        total += 2 * output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.rand(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
+    return total / 1e9
+
+
+def make_predictors(model: nn.Module, size: int, backends: list[str], workdir: Path, args) -> dict:
+    predictors = {}
+    if "torch-fp32" in backends:
+        predictors["torch-fp32"] = TorchPredictor(model, "fp32")
+    if "torch-bf16" in backends:
+        predictors["torch-bf16"] = TorchPredictor(model, "bf16", compile=args.compile)
+    if "ort-fp32" in backends or "ort-int8" in backends:
+        fp32 = export_onnx(model, workdir / "model.onnx", size, exporter=args.exporter)
+        if "ort-fp32" in backends:
+            predictors["ort-fp32"] = OnnxPredictor(fp32, threads=args.threads)
+        if "ort-int8" in backends:
+            rng = np.random.default_rng(0)
+            calibration = [rng.random((2, 3, size, size), dtype=np.float32) for _ in range(2)]
+            int8 = quantize_onnx_int8(fp32, workdir / "model.int8.onnx", calibration)
+            predictors["ort-int8"] = OnnxPredictor(int8, threads=args.threads)
+    return predictors
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def print_table(results: dict) -> None:
+    peaks = results["peaks"]
+    print()
+    print("peaks (same run): " + ", ".join(f"{k} {v['gflops']:.0f} GFLOP/s" for k, v in peaks.items()))
+    backends = results["backends"]
+    header = f"{'model':<13} {'batch':>5}  " + "  ".join(f"{b:>24}" for b in backends)
+    print(header)
+    print(f"{'':<13} {'':>5}  " + "  ".join(f"{'img/s  ms/batch  %peak':>24}" for _ in backends))
+    for row in results["rows"]:
+        cells = []
+        for backend in backends:
+            cell = row["backends"].get(backend)
+            cells.append(f"{'-':>24}" if cell is None else
+                         f"{cell['images_per_s']:>7.1f} {cell['latency_ms']:>9.0f} {cell['percent_of_peak']:>6.1f}%")
+        print(f"{row['label']:<13} {row['batch']:>5}  " + "  ".join(cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 timed repeats instead of 10")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help=f"comma list of {', '.join(BACKENDS)}")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
+                        help="ONNX exporter (same runtime speed; torchscript exports ~5x faster)")
+    parser.add_argument("--compile", action="store_true", help="torch bf16 through torch.compile (minutes per model)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    backends = [b for b in args.backends.split(",") if b]
+    for name in models + backends:
+        if name not in MODELS and name not in BACKENDS:
+            parser.error(f"unknown model or backend {name!r}")
+    batches = [int(b) for b in args.batches.split(",")]
+    repeats = 3 if args.quick else 10
+    torch.set_num_threads(args.threads)
+
+    results = {
+        "machine": {"cpu": _cpu_name(), "threads": args.threads, "python": platform.python_version(),
+                    "torch": torch.__version__, "onnxruntime": _ort_version(), "amx": _has_flag("amx_tile")},
+        "settings": {"size": args.size, "repeats": repeats, "exporter": args.exporter, "compile": args.compile},
+        "load_average_start": os.getloadavg(),
+        "backends": backends,
+        "rows": [],
+    }
+    print(f"peaks ({repeats} repeats)...", flush=True)
+    results["peaks"] = peak_gflops(args.threads, repeats)
+    for name in models:
+        label = MODELS[name][0]
+        print(f"{label}: building, exporting, quantizing...", flush=True)
+        model = build(name, args.size)
+        gflops = conv_gflops(model, args.size)
+        with tempfile.TemporaryDirectory() as tmp:
+            predictors = make_predictors(model, args.size, backends, Path(tmp), args)
+            for batch in batches:
+                images = np.random.default_rng(1).random((batch, 3, args.size, args.size), dtype=np.float32)
+                row = {"model": name, "label": label, "batch": batch, "gflop_per_image": gflops, "backends": {}}
+                for backend, predictor in predictors.items():
+                    seconds = median_seconds(lambda: predictor(images), repeats)
+                    rate = batch / seconds
+                    peak = results["peaks"][BACKENDS[backend]]["gflops"]
+                    row["backends"][backend] = {
+                        "images_per_s": rate, "latency_ms": seconds * 1e3,
+                        "gflops": rate * gflops, "percent_of_peak": 100 * rate * gflops / peak,
+                    }
+                    print(f"  {label} batch {batch} {backend}: {rate:.1f} img/s, {seconds * 1e3:.0f} ms", flush=True)
+                results["rows"].append(row)
+    results["load_average_end"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print_table(results)
+    print(f"\nload average at start {results['load_average_start'][0]:.1f}, at end {results['load_average_end'][0]:.1f} "
+          f"(2 cores); wrote {args.out}")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _has_flag(flag: str) -> bool:
+    try:
+        return f" {flag} " in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())
