@@ -59,7 +59,12 @@ def run(args: argparse.Namespace) -> int:
             dataset = LandmarkDataset(source, input_size=runner.input_size, augment=False)
             calibration = [dataset[i]["image"][None].numpy() for i in range(min(32, len(dataset)))]
             int8_path = out.with_name(out.stem + "-int8.onnx")
-            quantize_onnx_int8(out, int8_path, calibration)
+            # int8 quantizes activations itself: export without the models' own k-bit input quantizers.
+            float_path = out.with_name(out.stem + "-float-for-int8.onnx")
+            export_onnx(model, float_path, runner.input_size, dynamic_batch=not args.fixed_batch, metadata=meta,
+                        keep_input_quantizers=False)
+            quantize_onnx_int8(float_path, int8_path, calibration)
+            float_path.unlink()
             print(f"wrote {int8_path}")
     print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MiB)")
     return 0

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from dunet.quant import conv2d
+from dunet.quant import bn_relu_conv, conv2d, saves_codes
 
 
 class BnReluConv(nn.Module):
@@ -23,7 +23,7 @@ class BnReluConv(nn.Module):
         self.conv = conv2d(in_channels, out_channels, kernel_size, bias=bias, quant=quant)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.relu(self.norm(x)))
+        return bn_relu_conv(x, self.norm, self.conv)
 
 
 def batch_norm_train(x: Tensor, norm: nn.BatchNorm2d, update_stats: bool) -> Tensor:
@@ -61,7 +61,8 @@ class ConcatBnReluConv(nn.Module):
         self.memory_efficient = memory_efficient
 
     def forward(self, features: list[Tensor]) -> Tensor:
-        if recomputes(self.memory_efficient, self, features):
+        # A unit with k-bit inputs keeps only int8 codes: recomputing it would keep float pieces instead.
+        if recomputes(self.memory_efficient, self, features) and not saves_codes(self.conv):
             first_run = [True]  # local to this call: the model keeps no state between calls
 
             def segment(*pieces: Tensor) -> Tensor:
@@ -69,7 +70,7 @@ class ConcatBnReluConv(nn.Module):
                 return self.conv(F.relu(batch_norm_train(torch.cat(pieces, 1), self.norm, update)))
 
             return checkpoint(segment, *features, use_reentrant=False)
-        return self.conv(F.relu(self.norm(torch.cat(features, 1))))
+        return bn_relu_conv(torch.cat(features, 1), self.norm, self.conv)
 
 
 class HierarchicalConv(nn.Module):
@@ -141,7 +142,8 @@ class DenseLayer(nn.Module):
             raise ValueError(f"unknown block {block!r}")
 
     def forward(self, features: list[Tensor]) -> Tensor:
-        if isinstance(self.expand, BnReluConv) and recomputes(self.memory_efficient, self, features):
+        if (isinstance(self.expand, BnReluConv) and not saves_codes(self.expand.conv)
+                and recomputes(self.memory_efficient, self, features)):
             # Memory-efficient: recompute concat-BN-ReLU-Conv1x1-BN-ReLU; only the input of the 3x3 is kept.
             squeeze, expand = self.squeeze, self.expand
             first_run = [True]

@@ -1,15 +1,233 @@
-"""The convolution every quantizable layer of every model is built with."""
+"""Quantized convolutions: the layer every quantizable conv of every model is built with.
+
+`QConv2d` computes with quantized weights and, when the spec has input bits, with k-bit inputs;
+when it has gradient bits, the error it receives, the error it sends back and its weight gradient
+are on the k-bit grid. With k-bit inputs, autograd keeps only the int8 codes of the input and a
+per-sample step, never a float copy: the convolution is one autograd Function that recomputes the
+dequantized input, and the quantized weights, in backward.
+
+A pre-activation unit BN -> ReLU -> QConv would still keep floats for BN and ReLU. `bn_relu_conv`
+runs it as one Function that keeps the int8 codes of the normalised input (x - mean) / std, the
+ReLU mask at one bit per element and 1/std per channel, and recomputes BN-ReLU-quantize in backward
+(see docs/quantization.md). It also
+fixes how BN is computed in eval mode (folded into one scale and shift per channel), which is what
+lets a packed file store two numbers per BN channel and still reproduce the outputs bit for bit.
+"""
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd import Function
+
+from dunet.quant.quantizers import (
+    dequantize, max_code, quantization_step, quantize_error, quantize_input, quantized_weight_values, sample_dims,
+    weight_gradient,
+)
+from dunet.quant.spec import QuantSpec, parse_quant
+
+_BN_DIMS = (0, 2, 3)
+
+
+class QConv2d(nn.Conv2d):
+    """nn.Conv2d with quantized weights (and inputs and gradients, as `spec` says).
+    Parameters and state-dict keys are those of nn.Conv2d; `weight` holds the float latent weights."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, spec: QuantSpec, stride: int = 1,
+                 padding: int = 0, bias: bool = False):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        self.spec = spec
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _QConv.apply(x, self.weight, self.bias, self.spec, self._geometry())
+
+    @torch.no_grad()
+    def quantized_weight(self) -> Tensor:
+        """The weights the layer computes with (for inspection and export)."""
+        return quantized_weight_values(self.weight, self.spec)
+
+    def _geometry(self) -> tuple:
+        return self.stride, self.padding, self.dilation, self.groups
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, quant={self.spec.name}"
 
 
 def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int | None = None,
            bias: bool = False, quant: str = "none") -> nn.Module:
-    """A convolution, quantized as `quant` says. First and last layers of a model call nn.Conv2d directly."""
+    """A convolution, quantized as `quant` says (see dunet.quant.spec). First and last layers of a
+    model call nn.Conv2d directly."""
     if padding is None:
         padding = kernel_size // 2
-    if quant != "none":
-        raise NotImplementedError(f"quantization {quant!r} is not built yet")
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+    spec = parse_quant(quant)
+    if not spec.enabled:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+    return QConv2d(in_channels, out_channels, kernel_size, spec=spec, stride=stride, padding=padding, bias=bias)
+
+
+def saves_codes(conv: nn.Module) -> bool:
+    """True for a quantized conv with k-bit inputs: its unit keeps only int8 codes for backward,
+    so checkpointing it (memory_efficient) would only recompute for nothing."""
+    return isinstance(conv, QConv2d) and conv.spec.input_bits is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# the quantized convolution
+
+
+def _conv_backward(grad: Tensor, conv_input: Tensor, weight: Tensor, spec: QuantSpec, geometry: tuple,
+                   has_bias: bool, needs: tuple[bool, bool, bool]) -> tuple[Tensor | None, ...]:
+    """Gradients of conv(conv_input, quantized weight) + bias for the incoming `grad`, which is first
+    put on the k-bit grid; the weight gradient goes back through the weight quantizer (STE, alpha)
+    and onto the k-bit grid too. The quantized weights are recomputed, not kept from forward.
+    The convolution runs in grad's dtype, the one forward's ran in (bfloat16 under autocast)."""
+    stride, padding, dilation, groups = geometry
+    dtype = grad.dtype
+    grad = quantize_error(grad, spec.grad_bits)
+    grad_input, grad_weight_q, grad_bias = torch.ops.aten.convolution_backward(
+        grad, conv_input.to(dtype), quantized_weight_values(weight, spec).to(dtype),
+        [weight.shape[0]] if has_bias else None, stride, padding, dilation, False, [0, 0], groups,
+        [needs[0], needs[1], has_bias and needs[2]],
+    )
+    grad_weight = None
+    if needs[1]:
+        grad_weight = weight_gradient(weight, spec, grad_weight_q.to(weight.dtype))
+        grad_weight = quantize_error(grad_weight, spec.grad_bits)
+    if grad_bias is not None:
+        grad_bias = grad_bias.to(weight.dtype)
+    return grad_input, grad_weight, grad_bias
+
+
+class _QConv(Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, spec: QuantSpec, geometry: tuple) -> Tensor:
+        if spec.input_bits is not None:
+            codes, step = quantize_input(x, spec.input_bits)
+            x = dequantize(codes, step)
+            ctx.save_for_backward(codes, step, weight)
+        else:
+            ctx.save_for_backward(x, weight)
+        ctx.spec, ctx.geometry, ctx.has_bias = spec, geometry, bias is not None
+        return F.conv2d(x, quantized_weight_values(weight, spec), bias, *geometry)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        spec = ctx.spec
+        if spec.input_bits is not None:
+            codes, step, weight = ctx.saved_tensors
+            x = dequantize(codes, step)
+        else:
+            x, weight = ctx.saved_tensors
+        grad_input, grad_weight, grad_bias = _conv_backward(
+            grad, x, weight, spec, ctx.geometry, ctx.has_bias, ctx.needs_input_grad[:3]
+        )
+        if grad_input is not None:
+            grad_input = quantize_error(grad_input, spec.grad_bits)
+        return grad_input, grad_weight, grad_bias, None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# the pre-activation unit BN -> ReLU -> QConv
+
+
+def folded_batch_norm(norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """Eval-mode BN as one scale and shift per channel: bn(x) = x * scale + shift."""
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale
+
+
+def bn_relu_conv(x: Tensor, norm: nn.BatchNorm2d, conv: nn.Module) -> Tensor:
+    """conv(relu(norm(x))). For a full-precision conv exactly that; for a QConv2d, eval-mode BN is
+    folded (`folded_batch_norm`), and with k-bit inputs training runs as one fused Function that
+    keeps only int8 codes. Running statistics are updated once per call, as nn.BatchNorm2d does."""
+    if not isinstance(conv, QConv2d) or norm.weight is None or norm.bias is None:
+        return conv(F.relu(norm(x)))
+    if not norm.training and norm.running_mean is not None:
+        scale, shift = folded_batch_norm(norm)
+        return conv(F.relu(torch.addcmul(_per_channel(shift), x, _per_channel(scale))))
+    if conv.spec.input_bits is None:
+        return conv(F.relu(norm(x)))
+    running_mean = running_var = None
+    momentum = 0.0
+    if norm.training and norm.track_running_stats:  # as nn.BatchNorm2d.forward
+        norm.num_batches_tracked.add_(1)
+        momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+        running_mean, running_var = norm.running_mean, norm.running_var
+    return _BnReluQConv.apply(x, norm.weight, norm.bias, conv.weight, conv.bias, running_mean, running_var,
+                              momentum, norm.eps, conv.spec, conv._geometry())
+
+
+def _per_channel(t: Tensor) -> Tensor:
+    return t.view(1, -1, 1, 1)
+
+
+def pack_bits(mask: Tensor) -> Tensor:
+    """A bool tensor as uint8, eight elements per byte."""
+    flat = mask.reshape(-1).view(torch.uint8)
+    if flat.numel() % 8:
+        flat = F.pad(flat, (0, 8 - flat.numel() % 8))
+    flat = flat.view(-1, 8)
+    packed = flat[:, 0].clone()
+    for bit in range(1, 8):
+        packed |= flat[:, bit] << bit
+    return packed
+
+
+def unpack_bits(packed: Tensor, shape: torch.Size) -> Tensor:
+    bits = (packed[:, None] >> torch.arange(8, dtype=torch.uint8)) & 1
+    return bits.view(-1)[: shape.numel()].view(torch.bool).view(shape)
+
+
+class _BnReluQConv(Function):
+    """Training-mode BN (batch statistics) -> ReLU -> k-bit input -> QConv as one autograd node.
+
+    Forward is exact: the conv sees the k-bit quantized ReLU output. Saved for backward: the int8
+    codes of the normalised input x_hat = (x - mean) / std with a per-sample step, the ReLU mask at
+    one bit per element, the per-sample step of the conv input, 1/std per channel, and the
+    parameters. Backward rebuilds x_hat from its codes (the BN backward uses it) and the conv input
+    from x_hat and the mask; where the rebuilt x_hat falls on the other side of a rounding boundary
+    of the conv input grid, the rebuilt conv input is one step off (a small error in the weight
+    gradient only; the mask, and so which errors pass the ReLU, is exact)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor, weight: Tensor, bias: Tensor | None,
+                running_mean: Tensor | None, running_var: Tensor | None, momentum: float, eps: float,
+                spec: QuantSpec, geometry: tuple) -> Tensor:
+        bits = spec.input_bits
+        # Normalised input and batch statistics in one kernel; updates the running statistics.
+        x_hat, _, inv_std = torch.native_batch_norm(x, None, None, running_mean, running_var, True, momentum, eps)
+        x_hat_codes, x_hat_step = quantize_input(x_hat, bits)
+        z = torch.addcmul(_per_channel(beta), x_hat, _per_channel(gamma))
+        del x_hat
+        mask = z > 0
+        conv_input = F.relu_(z)
+        conv_step = quantization_step(conv_input, bits, sample_dims(conv_input))
+        conv_input.div_(conv_step).round_().mul_(conv_step)
+        ctx.save_for_backward(x_hat_codes, x_hat_step, pack_bits(mask), conv_step, inv_std, gamma, beta, weight)
+        ctx.spec, ctx.geometry, ctx.has_bias, ctx.shape = spec, geometry, bias is not None, x.shape
+        return F.conv2d(conv_input, quantized_weight_values(weight, spec), bias, *geometry)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x_hat_codes, x_hat_step, mask_bits, conv_step, inv_std, gamma, beta, weight = ctx.saved_tensors
+        spec = ctx.spec
+        x_hat = dequantize(x_hat_codes, x_hat_step)
+        mask = unpack_bits(mask_bits, ctx.shape)
+        conv_input = torch.addcmul(_per_channel(beta), x_hat, _per_channel(gamma)).mul_(mask)
+        conv_input.div_(conv_step).round_().clamp_(0, max_code(spec.input_bits)).mul_(conv_step)
+        needs = ctx.needs_input_grad
+        grad_conv_input, grad_weight, grad_bias = _conv_backward(
+            grad, conv_input, weight, spec, ctx.geometry, ctx.has_bias, (True, needs[3], needs[4])
+        )
+        del conv_input
+        grad_z = grad_conv_input.to(x_hat.dtype).mul_(mask)  # straight through the input quantizer, then ReLU
+        # BN backward with batch statistics, d/dx of gamma (x - mean) / std + beta:
+        # grad_x = gamma / std * (grad_z - mean(grad_z) - x_hat * mean(grad_z * x_hat)), per channel.
+        count = grad_z.numel() // grad_z.shape[1]
+        grad_beta = grad_z.sum(_BN_DIMS)
+        grad_gamma = (grad_z * x_hat).sum(_BN_DIMS)
+        grad_x = x_hat.mul_(_per_channel(-grad_gamma / count)).add_(grad_z).sub_(_per_channel(grad_beta / count))
+        grad_x.mul_(_per_channel(gamma * inv_std))
+        grad_x = quantize_error(grad_x, spec.grad_bits)
+        return (grad_x, grad_gamma, grad_beta, grad_weight, grad_bias) + (None,) * 6

@@ -120,3 +120,18 @@ def test_export_safetensors_and_onnx_match(trained_run, tmp_path, capsys):
 def test_export_packed_needs_a_quantized_model(trained_run, tmp_path, capsys):
     assert main(["export", str(trained_run), "--format", "packed", "--out", str(tmp_path / "m.packed")]) == 2
     assert "full-precision" in capsys.readouterr().err
+
+
+def test_shipped_pretrained_models_predict_offline(tmp_path, shared_data, capsys):
+    from dunet.engine.pretrained import list_pretrained
+
+    models = list_pretrained()
+    assert models, "dunet ships pretrained models"
+    images = {"face": shared_data / "300w" / "afw_1051618982_1.jpg", "pose": shared_data / "lsp" / "images" / "im0001.jpg"}
+    for entry in models:
+        out = tmp_path / entry["name"]
+        assert main(["predict", "--model", entry["name"], str(images[entry["task"]]), "--out", str(out)]) == 0
+        result = json.loads((out / "predictions.json").read_text())
+        assert len(result["images"][0]["instances"][0]["landmarks"]) == len(result["landmarks"])
+    assert main(["models"]) == 0
+    assert models[0]["name"] in capsys.readouterr().out

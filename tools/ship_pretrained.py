@@ -1,0 +1,71 @@
+"""Ship a trained run as a pretrained model inside the package: a float16 one-file safetensors with its
+config and model card, plus an entry in dunet/pretrained/models.json. Run by hand after training:
+
+    .venv/bin/python tools/ship_pretrained.py runs/300w --name 300w-dunet4 --task face \
+        --data "300-W (AFW + HELEN train subset), ../shared/data/300w" --recipe configs/300w_dunet4.yaml
+
+The validation metrics are measured here, on the run's held-out split, not copied from the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dunet.cli import main as dunet
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "dunet" / "pretrained"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--task", required=True, choices=["face", "pose"])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--recipe", required=True)
+    args = parser.parse_args()
+
+    from dunet.data.readers import open_source
+    from dunet.engine.evaluate import predict_source, score
+    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.trainer import split_indices
+
+    run = Path(args.run)
+    model = LandmarkModel.load(run / "best")
+    cfg = model.config
+    source = open_source(cfg.data.train)
+    _, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
+    pred, idx = predict_source(model.predict_crops, source, cfg.model.input_size, indices=val_idx)
+    metrics = score(source, pred, idx)
+    headline = {k: metrics[k] for k in ("nme_io", "nme_ip", "fr_0.08", "auc_0.08", "pck_0.2") if metrics.get(k) is not None}
+    m = cfg.model
+    card = {
+        "name": args.name,
+        "task": args.task,
+        "summary": f"order-{m.order} DU-Net({m.units}), {m.input_size} px, {m.landmarks} landmarks ({model.spec.name})",
+        "data": args.data,
+        "license_note": "weights learned from research-only data: for research use only",
+        "recipe": args.recipe,
+        "validation": ", ".join(f"{k} {v:.2f}" if "nme" in k or "pck" in k else f"{k} {v:.3f}"
+                                for k, v in headline.items()) + f" on {len(idx)} held-out samples "
+                                f"(split_seed {cfg.data.split_seed}, {cfg.data.val_fraction:.0%} of the data)",
+        "metrics": metrics,
+        "file": f"{args.name}.safetensors",
+    }
+    card_path = run / "card.json"
+    card_path.write_text(json.dumps(card))
+    PRETRAINED.mkdir(exist_ok=True)
+    assert dunet(["export", str(run / "best"), "--format", "safetensors", "--half",
+                  "--out", str(PRETRAINED / card["file"]), "--card", str(card_path)]) == 0
+    index_path = PRETRAINED / "models.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {"models": []}
+    index["models"] = [e for e in index["models"] if e["name"] != args.name]
+    index["models"].append({k: v for k, v in card.items() if k != "metrics"})
+    index_path.write_text(json.dumps(index, indent=1) + "\n")
+    print(json.dumps(card["validation"]))
+
+
+if __name__ == "__main__":
+    main()
