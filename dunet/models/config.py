@@ -27,7 +27,7 @@ class ModelConfig:
     loss_num: int = 0  # supervised heads spread evenly over the units; 0 = every unit
     memory_efficient: bool = False  # recompute concat-BN-ReLU-Conv1x1 in backward (paper 3.3)
     refine: bool = False  # iterative refinement: two passes through the same DU-Net (paper 3.4)
-    quant: str = "none"  # none, bw, bw-alpha, tw, tw-alpha, or I/W/G bits such as 8/1/8 (see dunet.quant)
+    quant: str = "none"  # none, bw, bw-alpha, tw, tw-alpha, I/W/G bits such as 8/1/8, or bw-alpha-8/1/8 (docs/quantization.md)
 
     def __post_init__(self) -> None:
         positive = ("units", "landmarks", "input_size", "in_channels", "growth", "bottleneck", "levels")
@@ -47,6 +47,9 @@ class ModelConfig:
             )
         if self.refine and self.arch != "dunet":
             raise ValueError("refine (iterative refinement) is a DU-Net option")
+        from dunet.quant.spec import parse_quant
+
+        parse_quant(self.quant)  # a bad spec fails when the config is read, naming the allowed forms
 
     @property
     def width(self) -> int:
