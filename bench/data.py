@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from _timing import median_step_seconds  # bench/ is on sys.path when run as a script
 
 from dunet.data import LandmarkDataset, build_loader, open_source
 from dunet.models import ModelConfig, build_model
@@ -56,13 +57,7 @@ def training_speed(size: int, landmarks: int, batch: int, steps: int) -> dict:
         loss.backward()
         optimiser.step()
 
-    step()  # warm-up: kernel selection
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    seconds = sorted(times)[len(times) // 2]
+    seconds = median_step_seconds(step, steps)
     return {"images_per_s": batch / seconds, "step_seconds": seconds, "steps": steps}
 
 

@@ -15,6 +15,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from _timing import median_step_seconds  # bench/ is on sys.path when run as a script
 
 from dunet.models import ModelConfig, build_model
 from dunet.models.profile import count_macs
@@ -48,13 +49,7 @@ def train_speed(name: str, size: int, precision: str, batch: int, steps: int, me
         loss.backward()
         opt.step()
 
-    step()  # warm-up: oneDNN primitive creation
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    seconds = sorted(times)[len(times) // 2]
+    seconds = median_step_seconds(step, steps)
     macs = count_macs(cfg)
     return {"model": name, "size": size, "precision": precision, "batch": batch,
             "images_per_s": batch / seconds, "gflops": 3 * 2 * macs * batch / seconds / 1e9}

@@ -23,13 +23,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from dunet import DunetError
     from dunet.engine.config import config_to_dict
     from dunet.engine.inference import LandmarkModel, spec_to_dict
 
     runner = LandmarkModel.load(args.checkpoint)
     config = {**config_to_dict(runner.config), "spec": spec_to_dict(runner.spec)}
-    model = runner.model.float().to(memory_format=__import__("torch").contiguous_format)
+    model = runner.model.float().to(memory_format=torch.contiguous_format)
     out = Path(args.out)
     if args.format == "safetensors":
         from dunet.checkpoint import save_checkpoint

@@ -7,6 +7,8 @@ not applied: annotations of the common data sets refer to the stored pixel grid.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 import warnings
 
 import numpy as np
@@ -20,30 +22,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".t
 Image.MAX_IMAGE_PIXELS = 20_000 * 20_000
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
+@contextmanager
+def _reading(path: str | os.PathLike, failure: str) -> Iterator[None]:
+    """Turn Pillow's and the OS's exceptions into one DunetError naming the file; `failure` describes
+    any other read error (Pillow reports truncation as OSError("image file is truncated ..."))."""
     try:
-        with Image.open(path) as image:
-            return image.size
-    except FileNotFoundError:
-        raise DunetError(f"{path}: image file not found") from None
-    except IsADirectoryError:
-        raise DunetError(f"{path}: is a folder, not an image") from None
-    except UnidentifiedImageError:
-        raise DunetError(f"{path}: not an image file (unknown or corrupt format)") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        problem = "truncated image file" if "truncated" in str(err).lower() else f"cannot read image header ({err})"
-        raise DunetError(f"{path}: {problem}") from None
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to (H, W, 3) uint8 RGB."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()  # decode now: truncated files fail here, not later
-                return to_rgb8(image, path)
+        yield
     except DunetError:
         raise
     except FileNotFoundError:
@@ -53,9 +37,23 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     except UnidentifiedImageError:
         raise DunetError(f"{path}: not an image file (unknown or corrupt format)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        # Pillow reports truncation as OSError("image file is truncated ...").
-        problem = "truncated image file" if "truncated" in str(err).lower() else f"corrupt image ({err})"
+        problem = "truncated image file" if "truncated" in str(err).lower() else f"{failure} ({err})"
         raise DunetError(f"{path}: {problem}") from None
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    with _reading(path, "cannot read image header"), Image.open(path) as image:
+        return image.size
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to (H, W, 3) uint8 RGB."""
+    with _reading(path, "corrupt image"), warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            image.load()  # decode now: truncated files fail here, not later
+            return to_rgb8(image, path)
 
 
 def to_rgb8(image: Image.Image, path: str | os.PathLike = "image") -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Subset
 
 from dunet.data.sample import Source, normaliser
@@ -54,7 +53,6 @@ def main_metric(metrics: dict) -> tuple[str, bool]:
     return "mean_error_px", False
 
 
-@torch.no_grad()
 def errors_per_sample(source: Source, pred: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """Inter-ocular (faces) or box-normalised per-sample NME, for CED plots."""
     from dunet.metrics import box_size, inter_ocular, nme
