@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd import Function
 from torch.utils.checkpoint import checkpoint
 
 from dunet.quant import bn_relu_conv, conv2d, saves_codes
@@ -24,6 +25,44 @@ class BnReluConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return bn_relu_conv(x, self.norm, self.conv)
+
+
+class _MaxPool2x2(Function):
+    """2x2 max-pool that keeps, for backward, only which of the 4 window elements won (uint8),
+    where F.max_pool2d keeps its whole float input plus int64 indices: 1 byte per output element
+    instead of 24. This is most of what is left of training memory once convolutions keep int8
+    codes (quantized inputs, docs/quantization.md). Values and gradients are F.max_pool2d's."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        out, index = F.max_pool2d(x, 2, return_indices=True)  # index: row * W + col in the input plane
+        w = x.shape[-1]
+        winner = (index // w % 2) * 2 + index % 2  # position in the 2x2 window
+        ctx.save_for_backward(winner.to(torch.uint8))
+        ctx.in_size = tuple(x.shape[-2:])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (winner,) = ctx.saved_tensors
+        h, w = ctx.in_size
+        rows = torch.arange(0, h, 2, device=grad.device).view(-1, 1) + (winner // 2).long()
+        cols = torch.arange(0, w, 2, device=grad.device) + (winner % 2).long()
+        return F.max_unpool2d(grad, rows * w + cols, 2, output_size=(h, w))
+
+
+def max_pool2x2(x: Tensor) -> Tensor:
+    """2x2 max-pool, stride 2. Values are F.max_pool2d's; in training only the uint8 winner index is
+    kept for backward (_MaxPool2x2). Inference, tracing and export use F.max_pool2d."""
+    if x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling() \
+            and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
+        return _MaxPool2x2.apply(x)
+    return F.max_pool2d(x, 2)
+
+
+class MaxPool2x2(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return max_pool2x2(x)
 
 
 def batch_norm_train(x: Tensor, norm: nn.BatchNorm2d, update_stats: bool) -> Tensor:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dunet.models.blocks import ConcatBnReluConv, DenseLayer
+from dunet.models.blocks import ConcatBnReluConv, DenseLayer, MaxPool2x2, max_pool2x2
 from dunet.models.config import ModelConfig, loss_anchors
 
 
@@ -58,7 +58,7 @@ class DUNet(nn.Module):
             nn.Conv2d(cfg.in_channels, w, 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(w),
             nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
+            MaxPool2x2(),
         )
         self.down = nn.ModuleList(SemanticPosition(cfg, w, w, skip=True) for _ in range(levels))
         self.bottom = SemanticPosition(cfg, w, w, skip=False)
@@ -105,7 +105,7 @@ class DUNet(nn.Module):
                 x, skip, new = self.down[level](n, [x], history[level])
                 history[level] = (history[level] + [new])[-k:] if k > 0 else []
                 skips.append(skip)
-                x = F.max_pool2d(x, 2)
+                x = max_pool2x2(x)
             x, _, new = self.bottom(n, [x], history[levels])
             history[levels] = (history[levels] + [new])[-k:] if k > 0 else []
             for level in reversed(range(levels)):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dunet.models.blocks import Residual
+from dunet.models.blocks import MaxPool2x2, Residual, max_pool2x2
 from dunet.models.config import ModelConfig, loss_anchors
 from dunet.quant import conv2d
 
@@ -24,7 +24,7 @@ class Hourglass(nn.Module):
         self.up = Residual(width, width, **opts)
 
     def forward(self, x: Tensor) -> Tensor:
-        low = self.up(self.inner(self.down(F.max_pool2d(x, 2))))
+        low = self.up(self.inner(self.down(max_pool2x2(x))))
         return self.upper(x) + F.interpolate(low, scale_factor=2.0, mode="nearest")
 
 
@@ -42,7 +42,7 @@ class StackedHourglass(nn.Module):
             nn.BatchNorm2d(64),
             nn.ReLU(inplace=True),
             Residual(64, 128, block=b, quant=q),
-            nn.MaxPool2d(2),
+            MaxPool2x2(),
             Residual(128, w, block=b, quant=q),
             Residual(w, w, block=b, quant=q),
         )
