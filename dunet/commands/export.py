@@ -15,8 +15,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(TW); onnx: for onnxruntime and other runtimes")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--fixed-batch", action="store_true", help="onnx: batch fixed to 1 instead of dynamic")
-    p.add_argument("--int8", metavar="FORMAT:PATH",
-                   help="onnx: also quantize to int8 (static, calibrated on up to 32 samples of this data)")
+    p.add_argument("--int8", metavar="FORMAT:PATH|dynamic",
+                   help="onnx: also write FILE-int8.onnx; FORMAT:PATH = static int8 calibrated on up to 32 samples "
+                        "of this data; 'dynamic' = activation scales computed per batch at run time (no data)")
+    p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
+                   help="onnx: torch.export-based exporter (default) or the TorchScript one (several times faster "
+                        "to export)")
     p.add_argument("--card", help="safetensors: a JSON model card stored in the file's metadata")
     p.add_argument("--half", action="store_true", help="safetensors: store weights as float16 (half the size)")
     p.set_defaults(func=run)
@@ -51,21 +55,24 @@ def run(args: argparse.Namespace) -> int:
         from dunet.deploy.onnx_export import export_onnx
 
         meta = {"train_config": json.dumps(config_to_dict(runner.config)), "spec": json.dumps(spec_to_dict(runner.spec))}
-        export_onnx(model, out, runner.input_size, dynamic_batch=not args.fixed_batch, metadata=meta)
+        opts = dict(dynamic_batch=not args.fixed_batch, metadata=meta, exporter=args.exporter)
+        export_onnx(model, out, runner.input_size, **opts)
         if args.int8:
             from dunet.data.dataset import LandmarkDataset
             from dunet.data.readers import open_source
             from dunet.deploy.int8 import quantize_onnx_int8
 
-            source = open_source(args.int8)
-            dataset = LandmarkDataset(source, input_size=runner.input_size, augment=False)
-            calibration = [dataset[i]["image"][None].numpy() for i in range(min(32, len(dataset)))]
+            calibration, mode = None, "dynamic"
+            if args.int8 != "dynamic":
+                source = open_source(args.int8)
+                dataset = LandmarkDataset(source, input_size=runner.input_size, augment=False)
+                calibration = [dataset[i]["image"][None].numpy() for i in range(min(32, len(dataset)))]
+                mode = "static"
             int8_path = out.with_name(out.stem + "-int8.onnx")
             # int8 quantizes activations itself: export without the models' own k-bit input quantizers.
             float_path = out.with_name(out.stem + "-float-for-int8.onnx")
-            export_onnx(model, float_path, runner.input_size, dynamic_batch=not args.fixed_batch, metadata=meta,
-                        keep_input_quantizers=False)
-            quantize_onnx_int8(float_path, int8_path, calibration)
+            export_onnx(model, float_path, runner.input_size, keep_input_quantizers=False, **opts)
+            quantize_onnx_int8(float_path, int8_path, calibration, mode=mode)
             float_path.unlink()
             print(f"wrote {int8_path}")
     print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MiB)")

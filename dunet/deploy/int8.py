@@ -1,9 +1,13 @@
-"""Static int8 quantization of an exported model with onnxruntime.
+"""int8 quantization of an exported model with onnxruntime, static or dynamic.
 
 Weights: int8 per output channel, symmetric. Activations: uint8 (u8 x s8 is the fast integer kernel
-on x86, VNNI / AMX), scale and zero point fixed from a calibration set. The first convolution and
-the heads (convolutions whose output is a graph output) stay in float, as in the paper, because
-localisation needs precise heatmaps.
+on x86, VNNI / AMX), either
+- static: scale and zero point fixed from a calibration set (QDQ format), or
+- dynamic: scale and zero point computed at run time from each conv input (DynamicQuantizeLinear ->
+  ConvInteger). One scale per batch, so with batch 1 one per sample, as the training-time k-bit input
+  quantizer of a QIG model does (dunet.quant.quantizers.quantize_input); no calibration data needed.
+The first convolution and the heads (convolutions whose output is a graph output) stay in float, as
+in the paper, because localisation needs precise heatmaps.
 
 Binary and ternary weights (dunet.quant BW / TW, alpha or not) are exact in int8: a filter's
 weights are {-a, +a} or {-a, 0, +a}, so the per-channel scale a / 127 gives codes {-127, 0, 127}
@@ -11,6 +15,7 @@ with no rounding. What int8 adds for such a model is only the activation grid.
 
     export_onnx(model, "m.onnx", 256, keep_input_quantizers=False)
     quantize_onnx_int8("m.onnx", "m.int8.onnx", calibration=[batch1, batch2, ...])
+    quantize_onnx_int8("m.onnx", "m.int8.onnx", mode="dynamic")
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 from dunet import DunetError
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+MODES = ("static", "dynamic")
 
 
 def float_layers(model) -> tuple[list[str], list[str]]:
@@ -78,17 +84,19 @@ class _CalibrationReader:
         return None if batch is None else {self.input_name: batch}
 
 
-def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Iterable[np.ndarray], *,
-                       method: str = "minmax", per_channel: bool = True,
+def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration: Iterable[np.ndarray] | None = None,
+                       *, mode: str = "static", method: str = "minmax", per_channel: bool = True,
                        keep_float: Iterable[str] | None = None) -> Path:
-    """Write a QDQ int8 version of the float ONNX file `fp32_path` to `int8_path`.
+    """Write an int8 version of the float ONNX file `fp32_path` to `int8_path`.
 
-    `calibration`: image batches (B, 3, S, S) float32 in [0, 1] like the ones the model will see
-    (a few dozen images are enough). `keep_float`: node names to leave in float, default the first
-    convolution(s) and the heads (`float_layers`)."""
+    `mode` "static" needs `calibration`: image batches (B, 3, S, S) float32 in [0, 1] like the ones the
+    model will see (a few dozen images are enough); "dynamic" needs none. `keep_float`: node names to
+    leave in float, default the first convolution(s) and the heads (`float_layers`)."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
+    if mode not in MODES:
+        raise DunetError(f"int8: unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if method not in CALIBRATION_METHODS:
         raise DunetError(f"int8: unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
@@ -102,7 +110,8 @@ def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration
     if keep_float is None:
         first, heads = float_layers(model)
         keep_float = first + heads
-    reader = _CalibrationReader(model.graph.input[0].name, _calibration_batches(calibration))
+    if mode == "static":
+        reader = _CalibrationReader(model.graph.input[0].name, _calibration_batches(calibration or []))
     calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                  "entropy": CalibrationMethod.Entropy}[method]
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,25 +123,61 @@ def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration
         level = root.level
         root.setLevel(max(level, logging.ERROR))
         try:
-            quantize_static(
-                str(named), str(int8_path), reader,
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=["Conv"],
-                per_channel=per_channel,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=list(keep_float),
-                calibrate_method=calibrate,
-                extra_options={"WeightSymmetric": True},
-            )
+            if mode == "dynamic":
+                quantize_dynamic(str(named), str(int8_path), op_types_to_quantize=["Conv"], per_channel=per_channel,
+                                 weight_type=QuantType.QInt8, nodes_to_exclude=list(keep_float),
+                                 extra_options={"WeightSymmetric": True})
+            else:
+                quantize_static(
+                    str(named), str(int8_path), reader,
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv"],
+                    per_channel=per_channel,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=list(keep_float),
+                    calibrate_method=calibrate,
+                    extra_options={"WeightSymmetric": True},
+                )
         except DunetError:
             raise
         except Exception as err:
             raise DunetError(f"int8 quantization of {fp32_path} failed: {type(err).__name__}: {err}") from err
         finally:
             root.setLevel(level)
-    _copy_metadata(fp32_path, int8_path, precision="int8")
+    if mode == "dynamic" and per_channel:
+        _per_channel_integer_weights(int8_path, model)
+    _copy_metadata(fp32_path, int8_path, precision="int8" if mode == "static" else "int8-dynamic")
     return int8_path
+
+
+def _per_channel_integer_weights(int8_path: Path, float_model) -> None:
+    """Requantize every ConvInteger weight with one scale per output filter.
+
+    onnxruntime's dynamic quantizer gives a ConvInteger one weight scale per tensor, so filters with
+    different magnitudes (alpha, or a BN the exporter folded into the conv) round to inexact codes.
+    With a scale per filter, max|W_f| / 127, binary and ternary filters {-a, 0, +a} are exact codes
+    {-127, 0, 127}; the (1, C, 1, 1) scales broadcast in the Mul that already rescales the int32
+    output by input scale x weight scale."""
+    import onnx
+    from onnx import numpy_helper
+
+    floats = {t.name: numpy_helper.to_array(t) for t in float_model.graph.initializer}
+    model = onnx.load(str(int8_path))
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "ConvInteger" or not node.input[1].endswith("_quantized"):
+            continue
+        base = node.input[1].removesuffix("_quantized")
+        weight, scale_name = floats.get(base), base + "_scale"
+        if weight is None or scale_name not in inits or node.input[1] not in inits:
+            continue
+        peak = np.abs(weight).reshape(weight.shape[0], -1).max(axis=1)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        codes = np.clip(np.round(weight / scale[:, None, None, None]), -127, 127).astype(np.int8)
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(codes, node.input[1]))
+        inits[scale_name].CopyFrom(numpy_helper.from_array(scale.reshape(1, -1, 1, 1), scale_name))
+    onnx.save(model, str(int8_path))
 
 
 def _copy_metadata(source: Path, target: Path, **extra: str) -> None:

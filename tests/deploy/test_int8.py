@@ -1,10 +1,11 @@
-"""Static int8: first conv and heads stay float, binary / ternary weights are exact, outputs stay close."""
+"""int8, static and dynamic: first conv and heads stay float, binary / ternary weights are exact, outputs stay close."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import numpy_helper
 
 from dunet import DunetError
@@ -82,6 +83,46 @@ def test_int8_heatmaps_stay_close_to_fp32_on_real_faces(tmp_path, shared_data):
     assert noise <= 0.1 * signal
 
 
+def _op_counts(path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path)).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("quant", ["bw-alpha-8/1/8", "tw"])
+def test_dynamic_int8_runs_integer_convs_and_keeps_binary_weights_exact(tmp_path, quant):
+    model = small_model(quant=quant)
+    fp32 = _export(model, tmp_path, keep_input_quantizers=False)
+    int8 = quantize_onnx_int8(fp32, tmp_path / "m8.onnx", mode="dynamic")
+    float_weights = _float_conv_weights(fp32)
+    counts = _op_counts(int8)
+    assert counts["Conv"] == 3 and counts["ConvInteger"] == len(float_weights) - 3  # stem and two heads stay float
+    proto = onnx.load(str(int8))
+    init = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "ConvInteger":
+            codes = init[node.input[1]]
+            assert codes.dtype == np.int8
+            assert set(np.unique(codes)) <= {-127, 0, 127}  # {-a, 0, +a} per filter: exact codes
+    assert OnnxPredictor(int8).metadata["precision"] == "int8-dynamic"
+
+
+def test_dynamic_int8_follows_the_training_time_model_of_a_qig_network(tmp_path):
+    """With batch 1, dynamic int8 quantizes each conv input with its own scale, as the training-time
+    k-bit input quantizer does, so its heatmaps stay close to the torch model's."""
+    model = small_model(quant="bw-alpha-8/1/8")
+    images = np.random.default_rng(0).random((3, 1, 3, SIZE, SIZE), dtype=np.float32)
+    fp32 = _export(model, tmp_path, keep_input_quantizers=False)
+    predictor = OnnxPredictor(quantize_onnx_int8(fp32, tmp_path / "m8.onnx", mode="dynamic"), threads=1)
+    for image in images:
+        with torch.no_grad():
+            expected = model(torch.from_numpy(image))[-1].numpy()
+        got = predictor(image)
+        noise = np.sqrt(np.mean((got - expected) ** 2))
+        assert noise <= 0.1 * np.sqrt(np.mean((expected - expected.mean()) ** 2))
+
+
 def test_int8_errors(tmp_path):
     fp32 = _export(small_model(), tmp_path)
     with pytest.raises(DunetError, match="calibration set is empty"):
@@ -90,5 +131,7 @@ def test_int8_errors(tmp_path):
         quantize_onnx_int8(fp32, tmp_path / "m8.onnx", [np.zeros((2, 2), np.float32)])
     with pytest.raises(DunetError, match="no such ONNX file"):
         quantize_onnx_int8(tmp_path / "missing.onnx", tmp_path / "m8.onnx", [np.zeros((1, 3, SIZE, SIZE))])
+    with pytest.raises(DunetError, match="unknown mode"):
+        quantize_onnx_int8(fp32, tmp_path / "m8.onnx", mode="float4")
     with pytest.raises(DunetError, match="calibration method"):
         quantize_onnx_int8(fp32, tmp_path / "m8.onnx", [np.zeros((1, 3, SIZE, SIZE))], method="mse")

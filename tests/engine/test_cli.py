@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from dunet.cli import main
@@ -115,6 +116,17 @@ def test_export_safetensors_and_onnx_match(trained_run, tmp_path, capsys):
     assert main(["export", str(trained_run), "--format", "onnx", "--out", str(onnx_file)]) == 0
     capsys.readouterr()
     assert abs(_eval_json(onnx_file, capsys)["mean_error_px"] - reference["mean_error_px"]) < 1e-3
+
+
+def test_export_onnx_with_dynamic_int8(trained_run, tmp_path, capsys):
+    reference = _eval_json(trained_run, capsys)
+    onnx_file = tmp_path / "model.onnx"
+    args = ["export", str(trained_run), "--format", "onnx", "--exporter", "torchscript", "--int8", "dynamic"]
+    assert main(args + ["--out", str(onnx_file)]) == 0
+    assert "model-int8.onnx" in capsys.readouterr().out
+    assert abs(_eval_json(onnx_file, capsys)["mean_error_px"] - reference["mean_error_px"]) < 1e-3
+    int8 = _eval_json(tmp_path / "model-int8.onnx", capsys)
+    assert int8["n"] == reference["n"] and np.isfinite(int8["mean_error_px"])
 
 
 def test_export_packed_needs_a_quantized_model(trained_run, tmp_path, capsys):
