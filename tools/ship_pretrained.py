@@ -4,6 +4,9 @@ config and model card, plus an entry in dunet/pretrained/models.json. Run by han
     .venv/bin/python tools/ship_pretrained.py runs/300w --name 300w-dunet4 --task face \
         --data "300-W (AFW + HELEN train subset), ../shared/data/300w" --recipe configs/300w_dunet4.yaml
 
+A binary or ternary run can ship as a packed file instead (`--format packed`: 1-2 bits per quantized weight,
+dunet.quant.packing); its metrics are then measured on the packed file itself.
+
 The validation metrics are measured here, on the run's held-out split, not copied from the log.
 """
 
@@ -25,6 +28,8 @@ def main() -> None:
     parser.add_argument("--task", required=True, choices=["face", "pose"])
     parser.add_argument("--data", required=True)
     parser.add_argument("--recipe", required=True)
+    parser.add_argument("--format", choices=["half", "packed"], default="half",
+                        help="half: float16 safetensors with the card in its metadata; packed: 1-2 bit packed file")
     args = parser.parse_args()
 
     from dunet.data.readers import open_source
@@ -33,7 +38,11 @@ def main() -> None:
     from dunet.engine.trainer import split_indices
 
     run = Path(args.run)
-    model = LandmarkModel.load(run / "best")
+    PRETRAINED.mkdir(exist_ok=True)
+    shipped = PRETRAINED / (f"{args.name}.packed.safetensors" if args.format == "packed" else f"{args.name}.safetensors")
+    if args.format == "packed":
+        assert dunet(["export", str(run / "best"), "--format", "packed", "--out", str(shipped)]) == 0
+    model = LandmarkModel.load(shipped if args.format == "packed" else run / "best")
     cfg = model.config
     source = open_source(cfg.data.train)
     _, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
@@ -44,7 +53,8 @@ def main() -> None:
     card = {
         "name": args.name,
         "task": args.task,
-        "summary": f"order-{m.order} DU-Net({m.units}), {m.input_size} px, {m.landmarks} landmarks ({model.spec.name})",
+        "summary": f"order-{m.order} DU-Net({m.units}), {m.input_size} px, {m.landmarks} landmarks ({model.spec.name})"
+                   + (f", quantized {m.quant}, packed" if args.format == "packed" else ""),
         "data": args.data,
         "license_note": "weights learned from research-only data: for research use only",
         "recipe": args.recipe,
@@ -52,13 +62,13 @@ def main() -> None:
                                 for k, v in headline.items()) + f" on {len(idx)} held-out samples "
                                 f"(split_seed {cfg.data.split_seed}, {cfg.data.val_fraction:.0%} of the data)",
         "metrics": metrics,
-        "file": f"{args.name}.safetensors",
+        "file": shipped.name,
     }
     card_path = run / "card.json"
     card_path.write_text(json.dumps(card))
-    PRETRAINED.mkdir(exist_ok=True)
-    assert dunet(["export", str(run / "best"), "--format", "safetensors", "--half",
-                  "--out", str(PRETRAINED / card["file"]), "--card", str(card_path)]) == 0
+    if args.format == "half":
+        assert dunet(["export", str(run / "best"), "--format", "safetensors", "--half",
+                      "--out", str(shipped), "--card", str(card_path)]) == 0
     index_path = PRETRAINED / "models.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"models": []}
     index["models"] = [e for e in index["models"] if e["name"] != args.name]

@@ -1,6 +1,8 @@
 """`dunet predict (CHECKPOINT | --model NAME) IMAGE_OR_DIR... [--box x,y,w,h] [--out DIR]`
 
-Writes `predictions.json` (landmarks in original-image pixels) and an overlay PNG per image."""
+Writes `predictions.json` (landmarks in original-image pixels) and an overlay PNG per image. Photos are
+turned upright by their EXIF orientation first (as viewers show them; `--ignore-exif` to keep the stored
+pixel grid), and coordinates refer to that upright image."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     p.add_argument("--no-overlays", action="store_true")
+    p.add_argument("--ignore-exif", action="store_true",
+                   help="use the stored pixel grid, not the EXIF-rotated image (coordinates follow)")
     p.set_defaults(func=run)
 
 
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = []
     results = {str(p): {"image": str(p), "instances": []} for p in paths}
     for path in paths:
-        image = load_image(path)  # DunetError naming the file if it is unreadable
+        image = load_image(path, upright=not args.ignore_exif)  # DunetError naming the file if it is unreadable
         height, width = image.shape[:2]
         results[str(path)].update(width=width, height=height)
         if fixed_box is not None:
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_overlays:
         for path in paths:
             entry = results[str(path)]
-            canvas = load_image(path)
+            canvas = load_image(path, upright=not args.ignore_exif)
             for inst in entry["instances"]:
                 pts = np.array(inst["landmarks"], dtype=np.float32)
                 canvas = draw_overlay(canvas, pts, np.ones(len(pts)), runner.spec)

@@ -1,7 +1,8 @@
 """Image files to (H, W, 3) uint8 RGB arrays, with errors that name the file.
 
 Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit images are converted. EXIF orientation is
-not applied: annotations of the common data sets refer to the stored pixel grid.
+applied only on request (`upright=True`, what `dunet predict` does for camera photos): annotations of
+the common data sets refer to the stored pixel grid.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dunet import DunetError
 
@@ -47,12 +48,15 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         return image.size
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to (H, W, 3) uint8 RGB."""
+def load_image(path: str | os.PathLike, *, upright: bool = False) -> np.ndarray:
+    """Decode an image file to (H, W, 3) uint8 RGB; `upright`: rotate / mirror it as its EXIF
+    orientation tag says, so that it is the way a photo viewer shows it."""
     with _reading(path, "corrupt image"), warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as image:
             image.load()  # decode now: truncated files fail here, not later
+            if upright:
+                image = ImageOps.exif_transpose(image)
             return to_rgb8(image, path)
 
 

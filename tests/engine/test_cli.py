@@ -66,6 +66,20 @@ def test_predict_writes_json_and_overlays(trained_run, tmp_path, shared_data):
     assert (out / "afw_1051618982_1_landmarks.png").exists()
 
 
+def test_predict_reports_coordinates_in_the_exif_upright_image(trained_run, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 120 wide x 80 high, viewed rotated: 80 wide x 120 high
+    Image.new("RGB", (120, 80), (90, 120, 150)).save(photo, exif=exif)
+    for flags, size in (([], (80, 120)), (["--ignore-exif"], (120, 80))):
+        out = tmp_path / f"pred{len(flags)}"
+        assert main(["predict", str(trained_run), str(photo), "--out", str(out), "--no-overlays", *flags]) == 0
+        entry = json.loads((out / "predictions.json").read_text())["images"][0]
+        assert (entry["width"], entry["height"]) == size
+
+
 def test_predict_unreadable_image(trained_run, tmp_path, capsys):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
