@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable samples instead of failing")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N samples")
+    p.add_argument("--decode-blur", type=float, metavar="SIGMA",
+                   help="blur heatmaps by SIGMA (heatmap px) before sub-pixel decoding; default: the model's decode_blur")
     p.set_defaults(func=run)
 
 
@@ -29,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from dunet.metrics import format_table, plot_ced
 
     runner = load_runner(args.checkpoint, args.model, backend=args.backend, precision=args.precision)
+    runner.set_decode_blur(args.decode_blur)
     source = open_source(args.data, skip_bad=args.skip_bad)
     runner.check_source(source)
     indices = range(min(len(source), args.limit)) if args.limit else None

@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "to export)")
     p.add_argument("--card", help="safetensors: a JSON model card stored in the file's metadata")
     p.add_argument("--half", action="store_true", help="safetensors: store weights as float16 (half the size)")
+    p.add_argument("--decode-blur", type=float, metavar="SIGMA",
+                   help="blur heatmaps by SIGMA (heatmap px) before sub-pixel decoding; default: the model's decode_blur")
     p.set_defaults(func=run)
 
 
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from dunet.engine.inference import LandmarkModel, spec_to_dict
 
     runner = LandmarkModel.load(args.checkpoint)
+    runner.set_decode_blur(args.decode_blur)
     config = {**config_to_dict(runner.config), "spec": spec_to_dict(runner.spec)}
     model = runner.model.float().to(memory_format=torch.contiguous_format)
     out = Path(args.out)

@@ -74,11 +74,17 @@ class TrainConfig:
     eval_every: int = 1  # validate every N epochs (and always after the last)
     flip_test: bool = False  # average predictions with the mirrored image at validation
     max_val_samples: int = 0  # 0 = the whole validation set
+    # Gaussian blur (sigma, heatmap pixels) of predicted heatmaps before the Taylor sub-pixel step (DARK,
+    # Zhang et al. 2020); 0 = none. Helps smooth, well-resolved peaks and hurts coarse ones: pick it on
+    # training data (tools/ship_pretrained.py --tune-decode), try it with `dunet eval --decode-blur`.
+    decode_blur: float = 0.0
 
     def __post_init__(self) -> None:
         for s in self.supervision:
             if s not in ("regression", "detection"):
                 raise ValueError(f"supervision {s!r}: choose regression or detection")
+        if self.decode_blur < 0:
+            raise ValueError(f"decode_blur {self.decode_blur}: must be >= 0 (0 = no blur)")
         passes = 2 if self.model.refine else 1
         if len(self.supervision) not in (1, passes):
             raise ValueError(f"supervision needs 1 or {passes} entries (one per pass)")

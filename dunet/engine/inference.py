@@ -123,6 +123,14 @@ class LandmarkModel:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return nullcontext()
 
+    def set_decode_blur(self, sigma: float | None) -> None:
+        """Change the heatmap blur before sub-pixel decoding (None: keep the model's)."""
+        if sigma is None:
+            return
+        if sigma < 0:
+            raise DunetError(f"--decode-blur {sigma}: must be >= 0 (0 = no blur)")
+        self.config = dataclasses.replace(self.config, decode_blur=float(sigma))
+
     @torch.no_grad()
     def heatmaps(self, images: Tensor, flip: bool = False) -> Tensor:
         """(B, K, S/4, S/4) float32 heatmaps of the final head; `flip` averages with the mirrored input."""
@@ -143,7 +151,8 @@ class LandmarkModel:
         """Landmarks (B, K, 2) in original-image pixels and their peak scores (B, K) from cropped inputs."""
         from dunet.data.heatmaps import heatmaps_to_image
 
-        coords, peaks = heatmaps_to_image(self.heatmaps(images, flip=flip), crop_to_image)
+        coords, peaks = heatmaps_to_image(self.heatmaps(images, flip=flip), crop_to_image,
+                                          blur_sigma=self.config.decode_blur)
         return coords.numpy(), peaks.numpy()
 
 

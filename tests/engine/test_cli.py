@@ -132,6 +132,15 @@ def test_export_safetensors_and_onnx_match(trained_run, tmp_path, capsys):
     assert abs(_eval_json(onnx_file, capsys)["mean_error_px"] - reference["mean_error_px"]) < 1e-3
 
 
+def test_eval_decode_blur_option(trained_run, capsys):
+    data = "synthetic:6:7"
+    assert main(["eval", str(trained_run), "--data", data, "--json", "--decode-blur", "1.0"]) == 0
+    blurred = json.loads(capsys.readouterr().out)
+    assert blurred["n"] == 6 and np.isfinite(blurred["mean_error_px"])
+    assert main(["eval", str(trained_run), "--data", data, "--decode-blur", "-1"]) == 2
+    assert "--decode-blur" in capsys.readouterr().err
+
+
 def test_export_onnx_with_dynamic_int8(trained_run, tmp_path, capsys):
     reference = _eval_json(trained_run, capsys)
     onnx_file = tmp_path / "model.onnx"

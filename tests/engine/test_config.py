@@ -31,6 +31,12 @@ def test_wrong_value_names_allowed_values(tiny_config):
         load_config(tiny_config, ["optim.epochs=many"])
 
 
+def test_negative_decode_blur_is_refused(tiny_config):
+    assert load_config(tiny_config, ["decode_blur=1.5"]).decode_blur == 1.5
+    with pytest.raises(DunetError, match="decode_blur"):
+        load_config(tiny_config, ["decode_blur=-1"])
+
+
 def test_false_means_false(tiny_config):
     assert load_config(tiny_config, ["model.memory_efficient=false"]).model.memory_efficient is False
     assert load_config(tiny_config, ["model.memory_efficient=true"]).model.memory_efficient is True
