@@ -367,11 +367,55 @@ def _dlc_skeleton(csv_path: Path, names: list[str]) -> list[tuple[int, int]]:
     return []
 
 
+def _dlc_columns(path: Path, header: dict[str, list[str]]) -> tuple[list[str], list[tuple[str, list[int]]]]:
+    """Body-part names and, per animal, the x column of each body part. Single-animal files have one
+    animal (""); multi-animal ones (an `individuals` row) one per individual, all with the same body
+    parts. Multi-animal `single` columns (unique body parts, not tied to an animal) are left out."""
+    parts, coords = header["bodyparts"], header["coords"]
+    animals = header.get("individuals")
+    x_columns = [i for i, c in enumerate(coords) if c == "x"]
+    if not x_columns or any(i + 1 >= len(coords) or coords[i + 1] != "y" or parts[i + 1] != parts[i]
+                            or (animals and animals[i + 1] != animals[i]) for i in x_columns):
+        raise DunetError(f"{path}: the coords row must list x, y for each body part")
+    if not animals:
+        return [parts[i] for i in x_columns], [("", x_columns)]
+    groups: dict[str, list[int]] = {}
+    for i in x_columns:
+        if animals[i] != "single":
+            groups.setdefault(animals[i], []).append(i)
+    if not groups:
+        raise DunetError(f"{path}: no individuals besides 'single' (unique body parts only)")
+    first = next(iter(groups.values()))
+    names = [parts[i] for i in first]
+    for animal, columns in groups.items():
+        if [parts[i] for i in columns] != names:
+            raise DunetError(f"{path}: individual {animal!r} has body parts {[parts[i] for i in columns]}, "
+                             f"expected the same as the first individual: {names}")
+    return names, list(groups.items())
+
+
+def _dlc_points(values: list[str], names: list[str]) -> tuple[np.ndarray, np.ndarray, str | None]:
+    points = np.zeros((len(names), 2))
+    visible = np.zeros(len(names), dtype=np.float32)
+    for j, (x, y) in enumerate(zip(values[0::2], values[1::2])):
+        x, y = x.strip(), y.strip()
+        if not x and not y:
+            continue
+        try:
+            points[j] = float(x), float(y)
+        except ValueError:
+            return points, visible, f"{names[j]}: expected numbers or empty cells, got {x!r}, {y!r}"
+        visible[j] = 1.0
+    return points, visible, None
+
+
 def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None, skip_bad: bool = False,
              name: str = "") -> Source:
-    """DeepLabCut labels: header rows `scorer`, `bodyparts`, `coords` (x, y per body part), then one
-    row per frame whose first cell(s) give the image path relative to the project. Empty cells are
-    unlabelled points. Images are looked up under IMAGE_DIR, else the CSV's folder or its parents."""
+    """DeepLabCut labels: header rows `scorer`, [`individuals`,] `bodyparts`, `coords` (x, y per body
+    part), then one row per frame whose first cell(s) give the image path relative to the project.
+    Empty cells are unlabelled points. In a multi-animal file every labelled individual of a frame is
+    one sample (its box from its own keypoints). Images are looked up under IMAGE_DIR, else the CSV's
+    folder or its parents."""
     path = Path(path)
     name = name or f"dlc:{path}"
     if not path.is_file():
@@ -382,18 +426,13 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DunetError(f"{path}: cannot read CSV ({err})") from None
     header = {row[0]: row for row in rows[:4] if row}
-    if "individuals" in header:
-        raise DunetError(f"{path}: multi-animal DeepLabCut files are not supported (one animal per frame)")
     if not {"scorer", "bodyparts", "coords"} <= set(header):
         raise DunetError(f"{path}: not a DeepLabCut CollectedData CSV (expected header rows scorer, bodyparts, coords)")
-    parts, coords = header["bodyparts"], header["coords"]
-    x_columns = [i for i, c in enumerate(coords) if c == "x"]
-    if not x_columns or any(i + 1 >= len(coords) or coords[i + 1] != "y" or parts[i + 1] != parts[i]
-                            for i in x_columns):
-        raise DunetError(f"{path}: the coords row must list x, y for each body part")
-    names = [parts[i] for i in x_columns]
-    index_columns = x_columns[0]
-    data_rows = [r for r in rows[3:] if any(cell.strip() for cell in r)]
+    names, animals = _dlc_columns(path, header)
+    index_columns = min(columns[0] for _, columns in animals)
+    header_rows = 4 if "individuals" in header else 3
+    data_rows = [(number, r) for number, r in enumerate(rows[header_rows:], start=header_rows + 1)
+                 if any(cell.strip() for cell in r)]
     if not data_rows:
         raise DunetError(f"{path}: the data set is empty (no labelled frames)")
 
@@ -403,41 +442,33 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     if image_dir:
         base = Path(image_dir)
     else:
-        first = relative(data_rows[0])
+        first = relative(data_rows[0][1])
         base = next((folder for folder in [path.parent, *list(path.parents)[1:4]] if (folder / first).is_file()),
                     path.parent)
     spec = spec_from_names("dlc", names, _dlc_skeleton(path, names))
     samples, bad = [], []
-    for number, row in enumerate(data_rows, start=4):
-        where = f"{path} row {number}"
+    for number, row in data_rows:
+        row = row + [""] * (len(header["coords"]) - len(row))
         image = base / relative(row)
-        values = row[index_columns:index_columns + 2 * len(names)]
-        values += [""] * (2 * len(names) - len(values))
-        points = np.zeros((len(names), 2))
-        visible = np.zeros(len(names), dtype=np.float32)
-        problem = None
-        for j in range(len(names)):
-            x, y = values[2 * j].strip(), values[2 * j + 1].strip()
-            if not x and not y:
+        for animal, columns in animals:
+            where = f"{path} row {number}" + (f" ({animal})" if animal else "")
+            values = [row[c] for i in columns for c in (i, i + 1)]
+            points, visible, problem = _dlc_points(values, names)
+            if problem:
+                bad.append(BadItem(where, problem))
                 continue
-            try:
-                points[j] = float(x), float(y)
-            except ValueError:
-                problem = f"{names[j]}: expected numbers or empty cells, got {x!r}, {y!r}"
-                break
-            visible[j] = 1.0
-        if problem:
-            bad.append(BadItem(where, problem))
-            continue
-        size, problem = _image_checked(image, points, visible, len(names))
-        if problem:
-            bad.append(BadItem(where if size else str(image), problem + ("" if size else f" ({where})")))
-            continue
-        if visible.any():
-            centre, side = box_from_keypoints(points, visible)
-        else:
-            centre, side = np.array(size, dtype=np.float64) / 2, float(max(size))
-        samples.append(Sample(str(image), points, visible, centre, side, {"row": number}))
+            if animal and not visible.any():
+                continue  # this individual is not in the frame
+            size, problem = _image_checked(image, points, visible, len(names))
+            if problem:
+                bad.append(BadItem(where if size else str(image), problem + ("" if size else f" ({where})")))
+                continue
+            if visible.any():
+                centre, side = box_from_keypoints(points, visible)
+            else:
+                centre, side = np.array(size, dtype=np.float64) / 2, float(max(size))
+            extra = {"row": number, "individual": animal} if animal else {"row": number}
+            samples.append(Sample(str(image), points, visible, centre, side, extra))
     return _finish(name, spec, samples, bad, skip_bad)
 
 

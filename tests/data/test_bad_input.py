@@ -249,8 +249,9 @@ def test_dlc_problems(tmp_path):
     csv_path.write_text(header + "labeled-data/v/img0.png,10,12,,\nlabeled-data/v/img1.png,abc,3,4,5\n")
     source = _expect_bad(f"dlc:{csv_path}", "CollectedData_me.csv row 5", "expected numbers or empty cells", good=1)
     assert source.samples[0].visible.tolist() == [1.0, 0.0]  # empty cells: unlabelled
-    csv_path.write_text("scorer,me\nindividuals,a\nbodyparts,nose\ncoords,x\n")
-    with pytest.raises(DunetError, match="multi-animal"):
+    csv_path.write_text("scorer,me,me,me,me\nindividuals,a,a,b,b\nbodyparts,nose,nose,tail,tail\ncoords,x,y,x,y\n"
+                        "labeled-data/v/img0.png,1,2,3,4\n")
+    with pytest.raises(DunetError, match="individual 'b' has body parts"):
         open_source(f"dlc:{csv_path}")
     csv_path.write_text("just,some,csv\n1,2,3\n")
     with pytest.raises(DunetError, match="not a DeepLabCut CollectedData CSV"):

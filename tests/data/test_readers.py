@@ -130,6 +130,26 @@ def test_deeplabcut_csv(shared_data):
     assert source.spec.flip_pairs is None  # names carry no left/right we can trust: no flipping
 
 
+def test_deeplabcut_multi_animal_csv(tmp_path):
+    from tests.data.helpers import write_image
+
+    for frame in ("img0.png", "img1.png"):
+        write_image(tmp_path / "labeled-data" / "v" / frame)
+    header = ("scorer,,,me,me,me,me,me,me,me,me,me,me\n"
+              "individuals,,,m1,m1,m1,m1,m2,m2,m2,m2,single,single\n"
+              "bodyparts,,,nose,nose,tail,tail,nose,nose,tail,tail,box,box\n"
+              "coords,,,x,y,x,y,x,y,x,y,x,y\n")
+    rows = ("labeled-data,v,img0.png,10,12,30,32,70,72,,,5,5\n"  # m2's tail unlabelled
+            "labeled-data,v,img1.png,,,,,80,82,90,92,6,6\n")  # m1 not in this frame
+    csv_path = tmp_path / "CollectedData_me.csv"
+    csv_path.write_text(header + rows)
+    source = open_source(f"dlc:{csv_path}")
+    assert list(source.spec.keypoints) == ["nose", "tail"]  # the `single` body part is not an animal's
+    assert [(s.meta["row"], s.meta["individual"]) for s in source.samples] == [(5, "m1"), (5, "m2"), (6, "m2")]
+    assert source.samples[1].keypoints[0].tolist() == [70, 72] and source.samples[1].visible.tolist() == [1, 0]
+    assert source.samples[2].image_path.endswith("img1.png")
+
+
 def test_synthetic_source():
     source = open_source("synthetic:12:3:96")
     assert len(source) == 12 and source.spec is SPECS["300w"]
