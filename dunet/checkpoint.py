@@ -10,6 +10,8 @@ A checkpoint is a directory (a run keeps `RUN/last/` and `RUN/best/`):
                              Both absent in exported / pretrained models.
 
 A shipped model is one file: any `NAME.safetensors` whose metadata holds `dunet_config` and `dunet_meta`.
+Its convolution weights may be stored as int8 with one float32 scale per output channel (`int8_weights`,
+tensor `NAME` int8 plus `NAME.int8_scale`): a quarter of float32, dequantized when loaded.
 
 Writes go to a temporary sibling that is fsynced and then renamed over the target, keeping the old
 copy as `.NAME.old` until the new one is in place, so a crash never leaves a half-written checkpoint;
@@ -49,6 +51,7 @@ RUN_SUBDIRS = ("best", "last")  # what a run directory resolves to, in order of 
 # Markers the JSON structure uses for values JSON cannot hold.
 _TENSOR, _NDARRAY, _TUPLE, _INT_KEYS = "__tensor__", "__ndarray__", "__tuple__", "__int_keys__"
 _MARKERS = (_TENSOR, _NDARRAY, _TUPLE, _INT_KEYS)
+INT8_SCALE_SUFFIX = ".int8_scale"
 
 
 @dataclass
@@ -67,11 +70,12 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict, *, optimizer: torch.optim.Optimizer | None = None,
-                    train_state: dict | None = None, metrics: dict | None = None) -> Path:
+                    train_state: dict | None = None, metrics: dict | None = None, int8_weights: bool = False) -> Path:
     """Write a checkpoint directory at `path`, or a single-file model if `path` ends in `.safetensors`.
 
     With `train_state` or `optimizer`, the training state is stored too; the RNG states of python,
-    numpy and torch are captured into `train_state["rng"]` unless it is already there."""
+    numpy and torch are captured into `train_state["rng"]` unless it is already there. `int8_weights`
+    (single-file models only) stores every conv weight as int8 with a scale per output channel."""
     path = Path(path)
     config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     meta = {
@@ -82,7 +86,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, *, optimiz
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "metrics": dict(metrics or {}),
     }
-    model_file = _model_file_bytes(model, config, meta)
+    if int8_weights and path.suffix != ".safetensors":
+        raise ValueError("int8 weights are for single-file models (a .safetensors path), not training checkpoints")
+    model_file = _model_file_bytes(model, config, meta, int8_weights)
     if path.suffix == ".safetensors":
         if optimizer is not None or train_state is not None:
             raise ValueError("a single-file model holds weights only; save training state to a checkpoint directory")
@@ -104,14 +110,37 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, *, optimiz
     return path
 
 
-def _model_file_bytes(model: nn.Module, config: dict, meta: dict) -> bytes:
+def _model_file_bytes(model: nn.Module, config: dict, meta: dict, int8_weights: bool = False) -> bytes:
     # Cloning gives every tensor its own storage: safetensors refuses tensors that share memory.
     weights = {name: t.detach().cpu().clone(memory_format=torch.contiguous_format)
                for name, t in model.state_dict().items()}
+    if int8_weights:
+        for name in [n for n, t in weights.items() if t.is_floating_point() and t.dim() == 4]:
+            weights[name], weights[name + INT8_SCALE_SUFFIX] = int8_per_channel(weights[name])
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                 "dunet_config": json.dumps(config, default=_json_default),
                 "dunet_meta": json.dumps(meta, default=_json_default)}
     return safetensors_bytes(weights, metadata=metadata)
+
+
+def int8_per_channel(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Symmetric int8 codes and the float32 scale of each output channel: weight ~ codes * scale."""
+    weight = weight.float()
+    peak = weight.abs().flatten(1).amax(dim=1)
+    scale = torch.where(peak > 0, peak / 127.0, torch.ones_like(peak))
+    codes = torch.round(weight / scale.view(-1, *[1] * (weight.dim() - 1))).clamp_(-127, 127).to(torch.int8)
+    return codes, scale
+
+
+def _dequantize_int8(state_dict: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
+    out = {k: v for k, v in state_dict.items() if not k.endswith(INT8_SCALE_SUFFIX)}
+    for key in [k for k in state_dict if k.endswith(INT8_SCALE_SUFFIX)]:
+        name = key.removesuffix(INT8_SCALE_SUFFIX)
+        codes, scale = out.get(name), state_dict[key]
+        if codes is None or codes.dtype != torch.int8 or scale.dim() != 1 or scale.numel() != codes.shape[0]:
+            raise DunetError(f"{path}: damaged int8 weight {name!r} (codes or scale missing or mismatched)")
+        out[name] = codes.float() * scale.float().view(-1, *[1] * (codes.dim() - 1))
+    return out
 
 
 def _json_default(value: Any) -> Any:
@@ -301,7 +330,7 @@ def _load_file(path: Path) -> Checkpoint:
     _check_format(metadata, path)
     config = _parse_json_field(metadata.get("dunet_config"), path, "dunet_config")
     meta = _parse_json_field(metadata.get("dunet_meta"), path, "dunet_meta")
-    return Checkpoint(path=path, state_dict=state_dict, config=config, meta=meta)
+    return Checkpoint(path=path, state_dict=_dequantize_int8(state_dict, path), config=config, meta=meta)
 
 
 def _load_dir(path: Path) -> Checkpoint:

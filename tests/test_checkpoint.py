@@ -132,6 +132,38 @@ def test_single_file_model(tmp_path: Path):
     assert torch.equal(fresh(images)[-1], model(images)[-1])
 
 
+def test_int8_weights_file(tmp_path: Path):
+    model = small_model().eval()
+    full = save_checkpoint(tmp_path / "full.safetensors", model, CONFIG)
+    small = save_checkpoint(tmp_path / "int8.safetensors", model, CONFIG, int8_weights=True)
+    with safe_open(str(small), framework="pt") as f:
+        conv_keys = [k for k in f.keys() if f.get_slice(k).get_dtype() == "I8"]
+    assert conv_keys and all(model.state_dict()[k].dim() == 4 for k in conv_keys)
+    assert small.stat().st_size < 0.5 * full.stat().st_size  # BN, scales and JSON metadata stay
+    loaded = load_checkpoint(small).state_dict
+    assert set(loaded) == set(model.state_dict())
+    for name, original in model.state_dict().items():
+        if original.dim() == 4:  # within half a step of its channel's grid
+            step = original.abs().flatten(1).amax(dim=1) / 127
+            assert ((loaded[name] - original).abs().flatten(1).amax(dim=1) <= step / 2 + 1e-7).all()
+        else:
+            assert torch.equal(loaded[name], original)
+    with pytest.raises(ValueError, match="single-file"):
+        save_checkpoint(tmp_path / "dir", model, CONFIG, int8_weights=True)
+
+
+def test_damaged_int8_weights_are_reported(tmp_path: Path):
+    model = small_model()
+    path = save_checkpoint(tmp_path / "int8.safetensors", model, CONFIG, int8_weights=True)
+    with safe_open(str(path), framework="pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    name = next(k for k in tensors if k.endswith(".int8_scale"))
+    tensors[name] = tensors[name][:-1]
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(DunetError, match="damaged int8 weight"):
+        load_checkpoint(path)
+
+
 def test_model_file_of_a_checkpoint_dir_is_a_model_on_its_own(tmp_path: Path):
     model = small_model()
     save_checkpoint(tmp_path / "best", model, CONFIG, train_state={"epoch": 1})

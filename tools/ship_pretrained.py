@@ -1,5 +1,6 @@
-"""Ship a trained run as a pretrained model inside the package: a float16 one-file safetensors with its
-config and model card, plus an entry in dunet/pretrained/models.json. Run by hand after training:
+"""Ship a trained run as a pretrained model inside the package: a one-file safetensors (int8 conv weights by
+default) with its config and model card, plus an entry in dunet/pretrained/models.json. Run by hand after
+training:
 
     .venv/bin/python tools/ship_pretrained.py runs/300w --name 300w-dunet4 --task face \
         --data "300-W (AFW + HELEN train subset), ../shared/data/300w" --recipe configs/300w_dunet4.yaml
@@ -59,8 +60,9 @@ def main() -> None:
     parser.add_argument("--recipe", required=True)
     parser.add_argument("--tune-decode", action="store_true",
                         help="pick decode_blur on up to 300 training-split samples (not the held-out ones)")
-    parser.add_argument("--format", choices=["half", "packed"], default="half",
-                        help="half: float16 safetensors with the card in its metadata; packed: 1-2 bit packed file")
+    parser.add_argument("--format", choices=["half", "int8", "packed"], default="int8",
+                        help="half: float16 safetensors with the card in its metadata; int8: the same with int8 conv "
+                             "weights (scale per output channel); packed: 1-2 bit packed file of a BW/TW model")
     args = parser.parse_args()
 
     from dunet.data.readers import open_source
@@ -71,16 +73,22 @@ def main() -> None:
     run = Path(args.run)
     PRETRAINED.mkdir(exist_ok=True)
     shipped = PRETRAINED / (f"{args.name}.packed.safetensors" if args.format == "packed" else f"{args.name}.safetensors")
-    model = LandmarkModel.load(run / "best")
+    model = LandmarkModel.load(run / "best")  # to tune the decoding on training samples
     cfg = model.config
     source = open_source(cfg.data.train)
     train_idx, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
     blur = ["--decode-blur", str(tune_decode_blur(model, source, train_idx[:300]))] if args.tune_decode else []
-    if args.format == "packed":
-        assert dunet(["export", str(run / "best"), "--format", "packed", "--out", str(shipped), *blur]) == 0
-        model = LandmarkModel.load(shipped)
-    else:
-        model.set_decode_blur(float(blur[1]) if blur else None)
+    weights = {"half": ["--half"], "int8": ["--half", "--int8-weights"]}.get(args.format, [])
+
+    def export(card_path=None):
+        if args.format == "packed":
+            command = ["--format", "packed"]
+        else:
+            command = ["--format", "safetensors", *weights] + (["--card", str(card_path)] if card_path else [])
+        assert dunet(["export", str(run / "best"), *command, "--out", str(shipped), *blur]) == 0
+
+    export()  # measured as shipped: the metrics below come from this very file
+    model = LandmarkModel.load(shipped)
     pred, idx = predict_source(model.predict_crops, source, cfg.model.input_size, indices=val_idx)
     metrics = score(source, pred, idx)
     headline = {k: metrics[k] for k in ("nme_io", "nme_ip", "fr_0.08", "auc_0.08", "pck_0.2") if metrics.get(k) is not None}
@@ -89,7 +97,9 @@ def main() -> None:
         "name": args.name,
         "task": args.task,
         "summary": f"order-{m.order} DU-Net({m.units}), {m.input_size} px, {m.landmarks} landmarks ({model.spec.name})"
-                   + (f", quantized {m.quant}, packed" if args.format == "packed" else ""),
+                   + {"packed": f", quantized {m.quant}, packed", "int8": ", int8 weights",
+                      "half": ", float16 weights"}[args.format],
+        "bytes": shipped.stat().st_size,
         "data": args.data,
         "license_note": "weights learned from research-only data: for research use only",
         "recipe": args.recipe,
@@ -102,9 +112,8 @@ def main() -> None:
     }
     card_path = run / "card.json"
     card_path.write_text(json.dumps(card))
-    if args.format == "half":
-        assert dunet(["export", str(run / "best"), "--format", "safetensors", "--half",
-                      "--out", str(shipped), "--card", str(card_path), *blur]) == 0
+    if args.format != "packed":
+        export(card_path)  # the same weights again, now with the card in the file's metadata
     index_path = PRETRAINED / "models.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"models": []}
     index["models"] = [e for e in index["models"] if e["name"] != args.name]

@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "to export)")
     p.add_argument("--card", help="safetensors: a JSON model card stored in the file's metadata")
     p.add_argument("--half", action="store_true", help="safetensors: store weights as float16 (half the size)")
+    p.add_argument("--int8-weights", action="store_true",
+                   help="safetensors: conv weights as int8 with a scale per output channel (a quarter of float32)")
     p.add_argument("--decode-blur", type=float, metavar="SIGMA",
                    help="blur heatmaps by SIGMA (heatmap px) before sub-pixel decoding; default: the model's decode_blur")
     p.set_defaults(func=run)
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         if out.suffix != ".safetensors":
             raise DunetError(f"{out}: the file name must end in .safetensors")
         card = json.loads(Path(args.card).read_text()) if args.card else None
-        save_checkpoint(out, model.half() if args.half else model, config, metrics=card)
+        save_checkpoint(out, model.half() if args.half else model, config, metrics=card,
+                        int8_weights=args.int8_weights)
     elif args.format == "packed":
         from dunet.quant.packing import save_packed
 
