@@ -22,7 +22,7 @@ from dunet.cli import main as dunet
 PRETRAINED = Path(__file__).resolve().parents[1] / "dunet" / "pretrained"
 
 
-def tune_decode_blur(model, source, indices, choices=(0.0, 0.5, 1.0, 1.5, 2.0)) -> float:
+def tune_decode_blur(model, source, indices, choices=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)) -> float:
     """The heatmap blur before sub-pixel decoding that scores best on `indices` (training samples, centre
     crops, no augmentation): one forward pass, every blur decoded from the same heatmaps."""
     import numpy as np
