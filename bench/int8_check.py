@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float.onnx"
-        export_onnx(runner.model, float_path, runner.input_size, keep_input_quantizers=False)
+        export_onnx(runner.model, float_path, runner.input_size, keep_input_quantizers=args.keep_input_quantizers)
         predictors = {}
         for mode in ("static", "dynamic"):
             path = Path(tmp) / f"{mode}.onnx"
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", type=int, default=32, help="training-split samples to calibrate int8 on")
     parser.add_argument("--max-samples", type=int, default=0, help="check at most this many samples (0: all)")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--keep-input-quantizers", action="store_true",
+                        help="export the model's own k-bit input quantizers in front of the int8 convs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
