@@ -158,10 +158,12 @@ def test_export_packed_needs_a_quantized_model(trained_run, tmp_path, capsys):
 
 
 def test_shipped_pretrained_models_predict_offline(tmp_path, shared_data, capsys):
-    from dunet.engine.pretrained import list_pretrained
+    from dunet.engine.pretrained import PRETRAINED_DIR, list_pretrained
 
     models = list_pretrained()
     assert models, "dunet ships pretrained models"
+    for entry in models:  # "a few MB at most each"
+        assert (PRETRAINED_DIR / entry["file"]).stat().st_size <= 5 * 2**20, entry["file"]
     images = {"face": shared_data / "300w" / "afw_1051618982_1.jpg", "pose": shared_data / "lsp" / "images" / "im0001.jpg"}
     for entry in models:
         out = tmp_path / entry["name"]
