@@ -38,6 +38,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from dunet import DunetError, __version__
+from dunet.quant.quantizers import int8_per_channel
 
 FORMAT = "dunet-checkpoint"
 FORMAT_VERSION = 1
@@ -121,15 +122,6 @@ def _model_file_bytes(model: nn.Module, config: dict, meta: dict, int8_weights: 
                 "dunet_config": json.dumps(config, default=_json_default),
                 "dunet_meta": json.dumps(meta, default=_json_default)}
     return safetensors_bytes(weights, metadata=metadata)
-
-
-def int8_per_channel(weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Symmetric int8 codes and the float32 scale of each output channel: weight ~ codes * scale."""
-    weight = weight.float()
-    peak = weight.abs().flatten(1).amax(dim=1)
-    scale = torch.where(peak > 0, peak / 127.0, torch.ones_like(peak))
-    codes = torch.round(weight / scale.view(-1, *[1] * (weight.dim() - 1))).clamp_(-127, 127).to(torch.int8)
-    return codes, scale
 
 
 def _dequantize_int8(state_dict: dict[str, Tensor], path: Path) -> dict[str, Tensor]:

@@ -160,7 +160,10 @@ def _per_channel_integer_weights(int8_path: Path, float_model) -> None:
     {-127, 0, 127}; the (1, C, 1, 1) scales broadcast in the Mul that already rescales the int32
     output by input scale x weight scale."""
     import onnx
+    import torch
     from onnx import numpy_helper
+
+    from dunet.quant.quantizers import int8_per_channel
 
     floats = {t.name: numpy_helper.to_array(t) for t in float_model.graph.initializer}
     model = onnx.load(str(int8_path))
@@ -172,9 +175,7 @@ def _per_channel_integer_weights(int8_path: Path, float_model) -> None:
         weight, scale_name = floats.get(base), base + "_scale"
         if weight is None or scale_name not in inits or node.input[1] not in inits:
             continue
-        peak = np.abs(weight).reshape(weight.shape[0], -1).max(axis=1)
-        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-        codes = np.clip(np.round(weight / scale[:, None, None, None]), -127, 127).astype(np.int8)
+        codes, scale = (t.numpy() for t in int8_per_channel(torch.from_numpy(weight)))
         inits[node.input[1]].CopyFrom(numpy_helper.from_array(codes, node.input[1]))
         inits[scale_name].CopyFrom(numpy_helper.from_array(scale.reshape(1, -1, 1, 1), scale_name))
     onnx.save(model, str(int8_path))

@@ -230,3 +230,16 @@ class _QuantizeWeight(Function):
 def quantize_weight(w: Tensor, spec: QuantSpec) -> Tensor:
     """The weights the convolution computes with; differentiable (STE, alpha) for the latent `w`."""
     return w if spec.weights == "fp" else _QuantizeWeight.apply(w, spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# int8 storage of float weights (shipped files, int8 deployment)
+
+
+def int8_per_channel(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Symmetric int8 codes and the float32 scale of each output channel: weight ~ codes * scale."""
+    weight = weight.float()
+    peak = weight.abs().flatten(1).amax(dim=1)
+    scale = torch.where(peak > 0, peak / 127.0, torch.ones_like(peak))
+    codes = torch.round(weight / scale.view(-1, *[1] * (weight.dim() - 1))).clamp_(-127, 127).to(torch.int8)
+    return codes, scale

@@ -165,30 +165,28 @@ def test_coco_annotations_pointing_at_missing_images(tmp_path):
     assert all("gone.jpg" in b.path for b in source.skipped)
 
 
-def test_coco_annotation_with_unknown_image_id(tmp_path):
+def _coco_with_edited_annotation(tmp_path, instances: int, index: int, key: str, value):
+    """A COCO file of one image with `instances` people whose annotation `index` has `key` set to `value`."""
     write_image(tmp_path / "here.jpg")
-    path = write_coco(tmp_path, ["here.jpg"], instances_per_image=2)
+    path = write_coco(tmp_path, ["here.jpg"], instances_per_image=instances)
     data = json.loads(path.read_text())
-    data["annotations"][1]["image_id"] = 99
+    data["annotations"][index][key] = value(data["annotations"][index][key]) if callable(value) else value
     path.write_text(json.dumps(data))
+    return path, data
+
+
+def test_coco_annotation_with_unknown_image_id(tmp_path):
+    path, _ = _coco_with_edited_annotation(tmp_path, 2, 1, "image_id", 99)
     _expect_bad(f"coco:{path}", "keypoints.json annotation 101", "image id 99 is not listed", good=1)
 
 
 def test_coco_wrong_number_of_keypoints(tmp_path):
-    write_image(tmp_path / "here.jpg")
-    path = write_coco(tmp_path, ["here.jpg"], instances_per_image=3)
-    data = json.loads(path.read_text())
-    data["annotations"][2]["keypoints"] = data["annotations"][2]["keypoints"][:-3]
-    path.write_text(json.dumps(data))
+    path, _ = _coco_with_edited_annotation(tmp_path, 3, 2, "keypoints", lambda keypoints: keypoints[:-3])
     _expect_bad(f"coco:{path}", "annotation 102", "expected 17 keypoints", good=2)
 
 
 def test_coco_nan_and_negative_keypoints(tmp_path):
-    write_image(tmp_path / "here.jpg")
-    path = write_coco(tmp_path, ["here.jpg"], instances_per_image=3)
-    data = json.loads(path.read_text())
-    data["annotations"][1]["keypoints"][3] = -50.0
-    path.write_text(json.dumps(data))
+    path, data = _coco_with_edited_annotation(tmp_path, 3, 1, "keypoints", lambda k: k[:3] + [-50.0] + k[4:])
     _expect_bad(f"coco:{path}", "annotation 101", "negative coordinate", good=2)
     data["annotations"][1]["keypoints"][3] = float("nan")
     path.write_text(json.dumps(data))  # Python writes NaN, which json.load reads back
