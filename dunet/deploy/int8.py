@@ -175,7 +175,7 @@ def _per_channel_integer_weights(int8_path: Path, float_model) -> None:
         weight, scale_name = floats.get(base), base + "_scale"
         if weight is None or scale_name not in inits or node.input[1] not in inits:
             continue
-        codes, scale = (t.numpy() for t in int8_per_channel(torch.from_numpy(weight)))
+        codes, scale = (t.numpy() for t in int8_per_channel(torch.tensor(weight)))  # a copy: onnx arrays are read-only
         inits[node.input[1]].CopyFrom(numpy_helper.from_array(codes, node.input[1]))
         inits[scale_name].CopyFrom(numpy_helper.from_array(scale.reshape(1, -1, 1, 1), scale_name))
     onnx.save(model, str(int8_path))
