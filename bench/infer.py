@@ -1,10 +1,10 @@
 """Inference speed on this CPU: images/s and latency of DU-Net(4), DU-Net(8) and hourglass(4) at 256 px,
-batch 1 and 8, for torch fp32, torch bf16, onnxruntime fp32 and onnxruntime int8, side by side with the
-machine's peak for each precision measured in the same run (large matmuls).
+batch 1 and 8, for torch fp32 and bf16, onnxruntime fp32 and int8, and OpenVINO bf16 and int8, side by
+side with the machine's peak for each precision measured in the same run (large matmuls).
 
     .venv/bin/python bench/infer.py                 # full run, 10 timed repeats per cell
     .venv/bin/python bench/infer.py --quick         # 3 repeats
-    .venv/bin/python bench/infer.py --models dunet8 --batches 8 --backends torch-bf16,ort-int8
+    .venv/bin/python bench/infer.py --models dunet8 --batches 8 --backends torch-bf16,ov-bf16,ov-int8
 
 Random weights (speed does not depend on them); BN statistics are set from one train-mode pass so
 activations have a trained network's scale (untouched BN lets them decay into slow denormal floats).
@@ -30,7 +30,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dunet.deploy import OnnxPredictor, TorchPredictor, export_onnx, quantize_onnx_int8  # noqa: E402
+from dunet.deploy import (  # noqa: E402
+    OnnxPredictor,
+    OpenVinoPredictor,
+    TorchPredictor,
+    export_onnx,
+    quantize_onnx_int8,
+    quantize_openvino_int8,
+)
 from dunet.models import ModelConfig, build_model  # noqa: E402
 
 MODELS = {
@@ -44,6 +51,8 @@ BACKENDS = {  # name -> precision whose peak it is compared with
     "ort-fp32": "fp32",
     "ort-int8": "int8",
     "ort-int8-dynamic": "int8",  # not in the default run: onnxruntime's ConvInteger kernel is slow
+    "ov-bf16": "bf16",
+    "ov-int8": "int8",
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "infer.json"
 
@@ -136,18 +145,23 @@ def make_predictors(model: nn.Module, size: int, backends: list[str], workdir: P
         predictors["torch-fp32"] = TorchPredictor(model, "fp32")
     if "torch-bf16" in backends:
         predictors["torch-bf16"] = TorchPredictor(model, "bf16", compile=args.compile)
-    if any(b.startswith("ort-") for b in backends):
+    if any(b.startswith(("ort-", "ov-")) for b in backends):
         fp32 = export_onnx(model, workdir / "model.onnx", size, exporter=args.exporter)
+        rng = np.random.default_rng(0)
+        calibration = [rng.random((2, 3, size, size), dtype=np.float32) for _ in range(2)]
         if "ort-fp32" in backends:
             predictors["ort-fp32"] = OnnxPredictor(fp32, threads=args.threads)
         if "ort-int8" in backends:
-            rng = np.random.default_rng(0)
-            calibration = [rng.random((2, 3, size, size), dtype=np.float32) for _ in range(2)]
             int8 = quantize_onnx_int8(fp32, workdir / "model.int8.onnx", calibration)
             predictors["ort-int8"] = OnnxPredictor(int8, threads=args.threads)
         if "ort-int8-dynamic" in backends:
             dynamic = quantize_onnx_int8(fp32, workdir / "model.int8-dynamic.onnx", mode="dynamic")
             predictors["ort-int8-dynamic"] = OnnxPredictor(dynamic, threads=args.threads)
+        if "ov-bf16" in backends:
+            predictors["ov-bf16"] = OpenVinoPredictor(fp32, "bf16", threads=args.threads)
+        if "ov-int8" in backends:
+            int8 = quantize_openvino_int8(fp32, workdir / "model-int8.xml", calibration)
+            predictors["ov-int8"] = OpenVinoPredictor(int8, "bf16", threads=args.threads)
     return predictors
 
 
@@ -176,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 timed repeats instead of 10")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
-    parser.add_argument("--backends", default="torch-fp32,torch-bf16,ort-fp32,ort-int8", help=f"comma list of {', '.join(BACKENDS)}")
+    parser.add_argument("--backends", default="torch-fp32,torch-bf16,ort-fp32,ort-int8,ov-bf16,ov-int8", help=f"comma list of {', '.join(BACKENDS)}")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -196,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {
         "machine": {"cpu": _cpu_name(), "threads": args.threads, "python": platform.python_version(),
-                    "torch": torch.__version__, "onnxruntime": _ort_version(), "amx": _has_flag("amx_tile")},
+                    "torch": torch.__version__, "onnxruntime": _ort_version(),
+                    "openvino": _ov_version(), "amx": _has_flag("amx_tile")},
         "settings": {"size": args.size, "repeats": repeats, "exporter": args.exporter, "compile": args.compile},
         "load_average_start": os.getloadavg(),
         "backends": backends,
@@ -254,6 +269,14 @@ def _ort_version() -> str:
     import onnxruntime
 
     return onnxruntime.__version__
+
+
+def _ov_version() -> str:
+    try:
+        import openvino
+    except ImportError:
+        return "not installed"
+    return openvino.__version__
 
 
 if __name__ == "__main__":

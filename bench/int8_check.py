@@ -3,8 +3,9 @@
 A BW/TW model's weights are exact in int8 (dunet/deploy/int8.py), so what int8 deployment changes is
 the activation grid. Static int8 uses one calibrated uint8 scale per tensor; dynamic int8 computes
 the scale of each conv input at run time (run here at batch 1, so per sample, like the training-time
-k-bit input quantizer, on a finer 255-step grid). This script exports a trained checkpoint as
-`dunet export --format onnx --int8` does, runs the training-time model and both int8 files on the
+k-bit input quantizer, on a finer 255-step grid); "openvino" is OpenVINO's static int8 (NNCF
+calibration, the fast path). This script exports a trained checkpoint as `dunet export --format
+onnx|openvino --int8` does, runs the training-time model and the int8 files on the
 run's held-out split (same split_seed / val_fraction as training) and reports how far the int8
 landmarks are from the training-time ones, in model-input pixels (goal: within 0.5 px), plus the
 data set's metric for each. Run by hand:
@@ -69,16 +70,22 @@ def run(args: argparse.Namespace) -> dict:
             path = Path(tmp) / f"{mode}.onnx"
             quantize_onnx_int8(float_path, path, calibration if mode == "static" else None, mode=mode)
             predictors[mode] = OnnxPredictor(path, threads=args.threads)
-        xy: dict[str, list] = {"training": [], "static": [], "dynamic": []}
-        in_image: dict[str, list] = {"training": [], "static": [], "dynamic": []}
+        if args.openvino:
+            from dunet.deploy.openvino import OpenVinoPredictor, quantize_openvino_int8
+
+            path = quantize_openvino_int8(float_path, Path(tmp) / "openvino.xml", calibration)
+            predictors["openvino"] = OpenVinoPredictor(path, "fp32", threads=args.threads)
+        modes = list(predictors)
+        xy: dict[str, list] = {name: [] for name in ["training", *modes]}
+        in_image: dict[str, list] = {name: [] for name in ["training", *modes]}
         for first in range(0, len(val_idx), args.batch):
             items = [dataset[i] for i in val_idx[first: first + args.batch]]
             images = torch.stack([item["image"] for item in items])
             crop_to_image = torch.stack([torch.as_tensor(item["crop_to_image"]) for item in items])
             heatmaps = {
                 "training": runner.heatmaps(images),
-                "static": torch.from_numpy(predictors["static"](images.numpy())),
                 "dynamic": torch.from_numpy(np.concatenate([predictors["dynamic"](im[None]) for im in images.numpy()])),
+                **{mode: torch.from_numpy(predictors[mode](images.numpy())) for mode in modes if mode != "dynamic"},
             }
             for name, maps in heatmaps.items():
                 if name != "training" and runner.kinds[-1] == "detection":
@@ -92,7 +99,7 @@ def run(args: argparse.Namespace) -> dict:
               "samples": len(val_idx), "calibration_samples": len(calibration), "metric": metric,
               "training_model": scores["training"][metric], "modes": {}}
     reference = np.concatenate(xy["training"])
-    for mode in ("static", "dynamic"):
+    for mode in modes:
         distance = np.linalg.norm(np.concatenate(xy[mode]) - reference, axis=-1).ravel()
         result["modes"][mode] = {
             "mean_px": float(distance.mean()), "median_px": float(np.median(distance)),
@@ -111,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--keep-input-quantizers", action="store_true",
                         help="export the model's own k-bit input quantizers in front of the int8 convs")
+    parser.add_argument("--no-openvino", dest="openvino", action="store_false",
+                        help="skip OpenVINO int8 (needs the openvino extra)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
@@ -120,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/int8_check.py: error: {err}", file=sys.stderr)
         return 2
     print(f"{result['checkpoint']} ({result['quant']}, {result['input_size']} px): {result['samples']} held-out "
-          f"samples; static int8 calibrated on {result['calibration_samples']}; {result['metric']} of the "
+          f"samples; static and OpenVINO int8 calibrated on {result['calibration_samples']}; {result['metric']} of the "
           f"training-time model {result['training_model']:.3f}")
     print(f"{'int8 mode':>9} {'mean px':>8} {'median':>7} {'p95':>7} {'max':>7} {'<=0.5 px':>9} {result['metric']:>8}")
     for mode, d in result["modes"].items():

@@ -8,7 +8,7 @@ import json
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a data set and print its metrics")
-    p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory, or a .safetensors / packed / .onnx model")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory, or a .safetensors / packed / .onnx / OpenVINO .xml model")
     p.add_argument("--model", help="name of a pretrained model (see `dunet models`)")
     p.add_argument("--data", required=True, help="FORMAT:PATH, e.g. 300w:../shared/data/300w")
     p.add_argument("--flip", action="store_true", help="average with the prediction on the mirrored image")
@@ -16,7 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ced", metavar="PNG", help="write the cumulative error distribution plot here")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "openvino"],
+                   help="what runs the network: PyTorch (checkpoints), onnxruntime (.onnx) or OpenVINO "
+                        "(.onnx or .xml; the fastest on a CPU, see docs/deployment.md)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable samples instead of failing")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N samples")
     p.add_argument("--decode-blur", type=float, metavar="SIGMA",

@@ -1,4 +1,4 @@
-"""`dunet export CHECKPOINT --format {safetensors,packed,onnx} --out FILE`"""
+"""`dunet export CHECKPOINT --format {safetensors,packed,onnx,openvino} --out FILE`"""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ from pathlib import Path
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a trained model: one-file safetensors, packed (1-2 bit) or ONNX")
     p.add_argument("checkpoint", help="checkpoint or run directory (or a pretrained model name)")
-    p.add_argument("--format", required=True, choices=["safetensors", "packed", "onnx"],
+    p.add_argument("--format", required=True, choices=["safetensors", "packed", "onnx", "openvino"],
                    help="safetensors: one file with config; packed: quantized weights at 1 bit (BW) or 2 bits "
-                        "(TW); onnx: for onnxruntime and other runtimes")
+                        "(TW); onnx: for onnxruntime and other runtimes; openvino: an OpenVINO IR (FILE.xml and "
+                        "FILE.bin), the fastest CPU path")
     p.add_argument("--out", required=True, help="output file")
-    p.add_argument("--fixed-batch", action="store_true", help="onnx: batch fixed to 1 instead of dynamic")
+    p.add_argument("--fixed-batch", action="store_true", help="onnx / openvino: batch fixed to 1 instead of dynamic")
     p.add_argument("--int8", metavar="FORMAT:PATH|dynamic",
-                   help="onnx: also write FILE-int8.onnx; FORMAT:PATH = static int8 calibrated on up to 32 samples "
-                        "of this data; 'dynamic' = activation scales computed per batch at run time (no data)")
+                   help="onnx / openvino: also write FILE-int8.onnx / FILE-int8.xml; FORMAT:PATH = static int8 "
+                        "calibrated on up to 32 samples of this data; 'dynamic' (onnx only) = activation scales "
+                        "computed per batch at run time (no data)")
     p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
-                   help="onnx: torch.export-based exporter (default) or the TorchScript one (several times faster "
-                        "to export)")
+                   help="onnx / openvino: torch.export-based exporter (default) or the TorchScript one (several "
+                        "times faster to export)")
     p.add_argument("--card", help="safetensors: a JSON model card stored in the file's metadata")
     p.add_argument("--half", action="store_true", help="safetensors: store weights as float16 (half the size)")
     p.add_argument("--int8-weights", action="store_true",
@@ -58,28 +60,60 @@ def run(args: argparse.Namespace) -> int:
                              "train with model.quant (e.g. bw-alpha) or use --format safetensors")
         save_packed(model, config, out)
     else:
-        from dunet.deploy.onnx_export import export_onnx
-
-        meta = {"train_config": json.dumps(config_to_dict(runner.config)), "spec": json.dumps(spec_to_dict(runner.spec))}
-        opts = dict(dynamic_batch=not args.fixed_batch, metadata=meta, exporter=args.exporter)
-        export_onnx(model, out, runner.input_size, **opts)
-        if args.int8:
-            from dunet.data.dataset import LandmarkDataset
-            from dunet.data.readers import open_source
-            from dunet.deploy.int8 import quantize_onnx_int8
-
-            calibration, mode = None, "dynamic"
-            if args.int8 != "dynamic":
-                source = open_source(args.int8)
-                dataset = LandmarkDataset(source, input_size=runner.input_size, augment=False)
-                calibration = [dataset[i]["image"][None].numpy() for i in range(min(32, len(dataset)))]
-                mode = "static"
-            int8_path = out.with_name(out.stem + "-int8.onnx")
-            # int8 quantizes activations itself: export without the models' own k-bit input quantizers.
-            float_path = out.with_name(out.stem + "-float-for-int8.onnx")
-            export_onnx(model, float_path, runner.input_size, keep_input_quantizers=False, **opts)
-            quantize_onnx_int8(float_path, int8_path, calibration, mode=mode)
-            float_path.unlink()
-            print(f"wrote {int8_path}")
+        export_network(runner, model, out, args)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MiB)")
     return 0
+
+
+def export_network(runner, model, out: Path, args: argparse.Namespace) -> None:
+    """--format onnx or openvino: the float graph at OUT, and with --int8 its int8 version beside it."""
+    import tempfile
+
+    from dunet import DunetError
+    from dunet.deploy.onnx_export import export_onnx
+    from dunet.engine.config import config_to_dict
+    from dunet.engine.inference import spec_to_dict
+
+    openvino = args.format == "openvino"
+    suffix = ".xml" if openvino else ".onnx"
+    if out.suffix != suffix:
+        raise DunetError(f"{out}: the file name must end in {suffix} for --format {args.format}")
+    if openvino and args.int8 == "dynamic":
+        raise DunetError("--int8 dynamic is an onnxruntime path; for --format openvino give calibration data "
+                         "(--int8 FORMAT:PATH)")
+    meta = {"train_config": json.dumps(config_to_dict(runner.config)), "spec": json.dumps(spec_to_dict(runner.spec))}
+    opts = dict(dynamic_batch=not args.fixed_batch, metadata=meta, exporter=args.exporter)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "model.onnx" if openvino else out
+        export_onnx(model, onnx_path, runner.input_size, **opts)
+        if openvino:
+            from dunet.deploy.openvino import save_openvino
+
+            save_openvino(onnx_path, out)
+        if not args.int8:
+            return
+        calibration, mode = None, "dynamic"
+        if args.int8 != "dynamic":
+            calibration, mode = calibration_batches(args.int8, runner.input_size), "static"
+        # int8 quantizes activations itself: export without the models' own k-bit input quantizers.
+        float_path = Path(tmp) / "float-for-int8.onnx"
+        export_onnx(model, float_path, runner.input_size, keep_input_quantizers=False, **opts)
+        int8_path = out.with_name(out.stem + "-int8" + suffix)
+        if openvino:
+            from dunet.deploy.openvino import quantize_openvino_int8
+
+            quantize_openvino_int8(float_path, int8_path, calibration)
+        else:
+            from dunet.deploy.int8 import quantize_onnx_int8
+
+            quantize_onnx_int8(float_path, int8_path, calibration, mode=mode)
+        print(f"wrote {int8_path}")
+
+
+def calibration_batches(data: str, input_size: int, count: int = 32) -> list:
+    """Up to `count` un-augmented crops of a data set, (1, 3, S, S) each, for int8 calibration."""
+    from dunet.data.dataset import LandmarkDataset
+    from dunet.data.readers import open_source
+
+    dataset = LandmarkDataset(open_source(data), input_size=input_size, augment=False)
+    return [dataset[i]["image"][None].numpy() for i in range(min(count, len(dataset)))]

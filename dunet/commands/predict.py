@@ -16,7 +16,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict landmarks on images, folders or globs")
-    p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory, .safetensors or .onnx model")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory, .safetensors, .onnx or OpenVINO .xml model")
     p.add_argument("inputs", nargs="*", help="images, folders or glob patterns")
     p.add_argument("--model", help="name of a pretrained model (see `dunet models`)")
     p.add_argument("--box", help="x,y,w,h of the face or person in every image (default: the whole image)")
@@ -25,7 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="predictions", help="output folder")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "openvino"],
+                   help="what runs the network: PyTorch (checkpoints), onnxruntime (.onnx) or OpenVINO "
+                        "(.onnx or .xml; the fastest on a CPU, see docs/deployment.md)")
     p.add_argument("--no-overlays", action="store_true")
     p.add_argument("--ignore-exif", action="store_true",
                    help="use the stored pixel grid, not the EXIF-rotated image (coordinates follow)")

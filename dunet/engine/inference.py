@@ -162,10 +162,13 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
     if (checkpoint is None) == (model_name is None):
         raise DunetError("give either a CHECKPOINT path or --model NAME")
     target = checkpoint or model_name
-    if backend == "onnx" or str(target).endswith(".onnx"):
-        from dunet.engine.onnx_runner import OnnxLandmarkModel
+    suffix = Path(str(target)).suffix
+    if backend == "torch" and suffix in (".onnx", ".xml"):
+        backend = "onnx" if suffix == ".onnx" else "openvino"
+    if backend != "torch":
+        from dunet.engine.exported import ExportedLandmarkModel
 
-        return OnnxLandmarkModel.load(target)
+        return ExportedLandmarkModel.load(target, backend, precision)
     if model_name is not None:
         from dunet.engine.pretrained import resolve_pretrained
 

@@ -152,6 +152,27 @@ def test_export_onnx_with_dynamic_int8(trained_run, tmp_path, capsys):
     assert int8["n"] == reference["n"] and np.isfinite(int8["mean_error_px"])
 
 
+def test_export_openvino_with_int8_and_eval_both(trained_run, tmp_path, capsys):
+    pytest.importorskip("openvino")
+    reference = _eval_json(trained_run, capsys)
+    xml = tmp_path / "model.xml"
+    args = ["export", str(trained_run), "--format", "openvino", "--exporter", "torchscript", "--int8", "synthetic:8:3"]
+    assert main(args + ["--out", str(xml)]) == 0
+    assert "model-int8.xml" in capsys.readouterr().out
+    assert abs(_eval_json(xml, capsys)["mean_error_px"] - reference["mean_error_px"]) < 1e-3  # fp32 by default
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "model-int8.xml"), "--data", "synthetic:6:5", "--json",
+                 "--backend", "openvino", "--precision", "bf16"]) == 0
+    int8 = json.loads(capsys.readouterr().out)
+    assert int8["n"] == reference["n"] and np.isfinite(int8["mean_error_px"])
+    assert main(args[:-2] + ["--int8", "dynamic", "--out", str(xml)]) == 2
+    assert "calibration data" in capsys.readouterr().err
+    assert main(args[:-2] + ["--out", str(tmp_path / "model.onnx")]) == 2
+    assert "must end in .xml" in capsys.readouterr().err
+    assert main(["eval", str(xml), "--data", "synthetic:6:5", "--backend", "onnx"]) == 2
+    assert "--backend openvino" in capsys.readouterr().err
+
+
 def test_export_packed_needs_a_quantized_model(trained_run, tmp_path, capsys):
     assert main(["export", str(trained_run), "--format", "packed", "--out", str(tmp_path / "m.packed")]) == 2
     assert "full-precision" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""An exported ONNX model (fp32 or int8) used like a LandmarkModel: same cropping, decoding and metrics."""
+"""An exported model (ONNX file or OpenVINO IR, float or int8) used like a LandmarkModel: the same
+cropping, decoding and metrics, with onnxruntime or OpenVINO running the network."""
 
 from __future__ import annotations
 
@@ -11,27 +12,39 @@ from dunet import DunetError
 from dunet.engine.config import config_from_dict
 from dunet.engine.inference import LandmarkModel, spec_from_dict
 
+BACKENDS = ("onnx", "openvino")
 
-class OnnxLandmarkModel(LandmarkModel):
-    def __init__(self, predictor, config, spec, source: str):
+
+class ExportedLandmarkModel(LandmarkModel):
+    def __init__(self, predictor, config, spec, source: str, backend: str):
         self.predictor = predictor
-        self.config, self.spec, self.source, self.precision = config, spec, source, "fp32"
+        self.config, self.spec, self.source, self.backend = config, spec, source, backend
+        self.precision = getattr(predictor, "precision", "fp32")
         self.kinds = config.supervision_per_head(config.model.heads)
 
     @classmethod
-    def load(cls, path: str | Path, precision: str = "fp32") -> "OnnxLandmarkModel":
-        from dunet.deploy.runtime import OnnxPredictor
+    def load(cls, path: str | Path, backend: str = "onnx", precision: str = "fp32") -> "ExportedLandmarkModel":
+        if backend == "openvino":
+            from dunet.deploy.openvino import OpenVinoPredictor
 
-        predictor = OnnxPredictor(path)
+            predictor = OpenVinoPredictor(path, precision)
+        elif backend == "onnx":
+            from dunet.deploy.runtime import OnnxPredictor
+
+            if Path(path).suffix == ".xml":
+                raise DunetError(f"{path}: an OpenVINO IR runs with --backend openvino")
+            predictor = OnnxPredictor(path)
+        else:
+            raise DunetError(f"backend {backend!r}: choose one of torch, {', '.join(BACKENDS)}")
         meta = predictor.metadata
         if "train_config" not in meta or "spec" not in meta:
             raise DunetError(f"{path}: not exported by `dunet export` (no dunet config in its metadata)")
         config = config_from_dict(json.loads(meta["train_config"]))
-        return cls(predictor, config, spec_from_dict(json.loads(meta["spec"])), str(path))
+        return cls(predictor, config, spec_from_dict(json.loads(meta["spec"])), str(path), backend)
 
     @property
     def name(self) -> str:
-        return f"{self.config.model.arch}({self.config.model.units}) [onnx: {Path(self.source).name}]"
+        return f"{self.config.model.arch}({self.config.model.units}) [{self.backend}: {Path(self.source).name}]"
 
     def heatmaps(self, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
         out = torch.from_numpy(self.predictor(images.float().numpy()))

@@ -1,0 +1,163 @@
+"""OpenVINO: the fastest CPU runtime measured on this machine (bench/infer.py, docs/deployment.md).
+
+OpenVINO fuses each BN-ReLU into one pass and runs convolutions on this Xeon's AMX tiles, in bfloat16
+for a float model and in int8 for a model quantized here. Both read an ONNX file from `export_onnx`.
+
+    predictor = OpenVinoPredictor("model.onnx", precision="bf16")    # float model, bf16 kernels
+    quantize_openvino_int8("model.onnx", "model-int8.xml", calibration=[batch, ...])
+    predictor = OpenVinoPredictor("model-int8.xml")                   # int8 convolutions
+
+int8 is post-training quantization by NNCF (OpenVINO's own quantizer): symmetric int8 weights per
+output channel, activations with ranges from the calibration images. As in the paper, the first
+convolution(s) and the heads stay in float. Binary and ternary weights are exact in int8 (see
+dunet.deploy.int8). openvino and nncf are the optional `openvino` extra; imported only when used.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from dunet import DunetError
+from dunet.deploy.int8 import _calibration_batches
+from dunet.deploy.onnx_export import read_metadata
+from dunet.deploy.runtime import _as_batch
+
+HINTS = {"fp32": "f32", "bf16": "bf16"}  # dunet precision -> OpenVINO INFERENCE_PRECISION_HINT
+SUFFIXES = (".onnx", ".xml")
+RT_INFO_KEY = "dunet"
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise DunetError("the OpenVINO backend needs the openvino package: pip install 'dunet[openvino]'") from None
+    return openvino
+
+
+def _read_model(path: Path):
+    if path.suffix not in SUFFIXES:
+        raise DunetError(f"{path}: OpenVINO reads an ONNX file (.onnx) or an OpenVINO IR (.xml)")
+    if not path.is_file():
+        raise DunetError(f"{path}: no such file")
+    try:
+        return _openvino().Core().read_model(str(path))
+    except DunetError:
+        raise
+    except Exception as err:  # OpenVINO raises RuntimeError with its own message for bad files
+        raise DunetError(f"{path}: OpenVINO cannot read it ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+
+
+def _metadata(path: Path, model) -> dict[str, str]:
+    """The `dunet.*` metadata: ONNX metadata_props, or the IR's rt_info written by quantize_openvino_int8."""
+    if path.suffix == ".onnx":
+        return read_metadata(path)
+    rt_info = model.get_rt_info()
+    if RT_INFO_KEY not in rt_info:
+        return {}
+    return {key: value.astype(str) for key, value in rt_info[RT_INFO_KEY].items()}
+
+
+class OpenVinoPredictor:
+    """An exported ONNX file or an OpenVINO IR run by OpenVINO on the CPU.
+
+    `precision` is the precision of the float layers: all of them for a float model, the first and last
+    layers of an int8 IR."""
+
+    def __init__(self, path: str | Path, precision: str = "bf16", threads: int = 2):
+        if precision not in HINTS:
+            raise DunetError(f"precision {precision!r}: choose one of {', '.join(HINTS)}")
+        self.path, self.precision = Path(path), precision
+        model = _read_model(self.path)
+        self.metadata = _metadata(self.path, model)
+        inputs = model.inputs
+        if len(inputs) != 1 or inputs[0].get_partial_shape().rank.get_length() != 4:
+            raise DunetError(f"{self.path}: expected one image input (B, 3, S, S), found "
+                             f"{[str(i.get_partial_shape()) for i in inputs]}")
+        size = inputs[0].get_partial_shape()[2]
+        self.input_size = size.get_length() if size.is_static else None
+        config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads,
+                  "PERFORMANCE_HINT": "LATENCY"}
+        try:
+            compiled = _openvino().Core().compile_model(model, "CPU", config)
+        except Exception as err:
+            raise DunetError(f"{self.path}: OpenVINO cannot compile it ({type(err).__name__}: {err})") from None
+        self.request = compiled.create_infer_request()
+        self.output = compiled.outputs[-1]  # the final head is the last output (the dunet export convention)
+
+    def __call__(self, images: np.ndarray | Tensor) -> np.ndarray:
+        batch = _as_batch(images, self.input_size, f"{self.path}")
+        result = self.request.infer({0: batch})
+        return np.array(result[self.output], dtype=np.float32)  # a copy: the request reuses its buffers
+
+
+def _save_ir(model, metadata: dict[str, str], xml_path: Path) -> Path:
+    """Write `model` as an OpenVINO IR (.xml and .bin) with the dunet metadata in its rt_info."""
+    if xml_path.suffix != ".xml":
+        raise DunetError(f"{xml_path}: an OpenVINO IR file name must end in .xml")
+    for key, value in metadata.items():
+        model.set_rt_info(value, [RT_INFO_KEY, key])
+    xml_path.parent.mkdir(parents=True, exist_ok=True)
+    _openvino().save_model(model, str(xml_path), compress_to_fp16=False)
+    return xml_path
+
+
+def save_openvino(onnx_path: str | Path, xml_path: str | Path) -> Path:
+    """Convert an ONNX file from `export_onnx` to a float OpenVINO IR, metadata included."""
+    onnx_path = Path(onnx_path)
+    model = _read_model(onnx_path)
+    return _save_ir(model, _metadata(onnx_path, model), Path(xml_path))
+
+
+def float_convolutions(model) -> list[str]:
+    """Friendly names of the convolutions that stay in float: those reading the image input and the
+    heads (convolutions whose output reaches a graph output, through a bias Add if any)."""
+    def producer(op):
+        return op.input_value(0).get_node()
+
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Convolution" and producer(op).get_type_name() == "Parameter":
+            names.append(op.get_friendly_name())
+    for result in model.get_results():
+        op = producer(result)
+        while op.get_type_name() in ("Add", "Convert"):
+            op = producer(op)
+        if op.get_type_name() == "Convolution":
+            names.append(op.get_friendly_name())
+    return names
+
+
+def quantize_openvino_int8(fp32_path: str | Path, int8_path: str | Path, calibration, *,
+                           keep_float: list[str] | None = None) -> Path:
+    """Write an int8 OpenVINO IR (`int8_path`, .xml with its .bin) of the float ONNX file `fp32_path`,
+    calibrated on `calibration`: image batches (B, 3, S, S) float32 in [0, 1] like the ones the model
+    will see. `keep_float`: convolution names to leave in float, default `float_convolutions`."""
+    _openvino()
+    try:
+        import nncf
+    except ImportError:
+        raise DunetError("OpenVINO int8 needs the nncf package: pip install 'dunet[openvino]'") from None
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    if int8_path.suffix != ".xml":
+        raise DunetError(f"{int8_path}: an OpenVINO IR file name must end in .xml")
+    nncf.set_log_level(logging.WARNING)  # its INFO lines list every layer left in float
+    model = _read_model(fp32_path)
+    samples = [sample[None] for batch in _calibration_batches(calibration) for sample in batch]
+    keep = float_convolutions(model) if keep_float is None else list(keep_float)
+    try:
+        quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
+                                  preset=nncf.QuantizationPreset.PERFORMANCE,
+                                  ignored_scope=nncf.IgnoredScope(names=keep),
+                                  fast_bias_correction=True,
+                                  # Full 8-bit weights: NNCF's default halves their range against an overflow
+                                  # of pre-VNNI x86 kernels; VNNI / AMX CPUs (like this one) have none.
+                                  advanced_parameters=nncf.AdvancedQuantizationParameters(
+                                      overflow_fix=nncf.OverflowFix.DISABLE))
+    except Exception as err:
+        raise DunetError(f"int8 quantization of {fp32_path} failed: {type(err).__name__}: {err}") from err
+    return _save_ir(quantized, {**_metadata(fp32_path, model), "precision": "int8-openvino"}, int8_path)

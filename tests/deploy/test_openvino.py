@@ -1,0 +1,114 @@
+"""OpenVINO: fp32 parity with PyTorch, bf16 close, int8 keeps the first conv and heads in float and
+binary weights exact, metadata survives, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dunet import DunetError
+from dunet.deploy import OpenVinoPredictor, export_onnx, quantize_openvino_int8, save_openvino
+from tests.deploy.helpers import SIZE, argmax_landmarks, faces_300w, small_model
+
+ov = pytest.importorskip("openvino")
+
+
+def _export(model, tmp_path, **kwargs):
+    return export_onnx(model, tmp_path / "m.onnx", SIZE, exporter="torchscript", **kwargs)
+
+
+def _images(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((count, 3, SIZE, SIZE), dtype=np.float32)
+
+
+@pytest.mark.parametrize("arch", ["dunet", "hourglass"])
+def test_fp32_matches_pytorch_for_any_batch(tmp_path, arch):
+    model = small_model(arch=arch, channels=32)
+    predictor = OpenVinoPredictor(_export(model, tmp_path), "fp32", threads=1)
+    for count in (1, 3):
+        images = _images(count, seed=count)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(images))[-1].numpy()
+        assert np.abs(predictor(images) - expected).max() <= 1e-4
+
+
+def test_bf16_is_close_to_fp32(tmp_path):
+    model = small_model(order=1, landmarks=16)
+    path = _export(model, tmp_path)
+    images = _images(4)
+    expected = OpenVinoPredictor(path, "fp32", threads=1)(images)
+    got = OpenVinoPredictor(path, "bf16", threads=1)(images)
+    assert np.abs(got - expected).max() <= 0.05 * np.abs(expected).max()
+    assert (argmax_landmarks(got) == argmax_landmarks(expected)).all(-1).mean() >= 0.75
+
+
+def _conv_inputs(path) -> dict[str, str]:
+    """Convolution name -> type of the op feeding its activation input, in an OpenVINO file."""
+    model = ov.Core().read_model(str(path))
+    return {op.get_friendly_name(): op.input_value(0).get_node().get_type_name()
+            for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"}
+
+
+def test_int8_keeps_first_conv_and_heads_float_and_metadata(tmp_path):
+    model = small_model(units=3, loss_num=2)
+    fp32 = export_onnx(model, tmp_path / "m.onnx", SIZE, exporter="torchscript", metadata={"spec": "s"})
+    int8 = quantize_openvino_int8(fp32, tmp_path / "m8.xml", [_images(2)])
+    feeds = _conv_inputs(int8)
+    float_convs = [name for name, feed in feeds.items() if feed != "FakeQuantize"]
+    assert len(float_convs) == 3 and len(feeds) > 10  # the stem's first conv and the two heads
+    assert feeds[float_convs[0]] == "Parameter"
+    metadata = OpenVinoPredictor(int8, threads=1).metadata
+    assert metadata["precision"] == "int8-openvino" and metadata["spec"] == "s"
+    ir = save_openvino(fp32, tmp_path / "float.xml")
+    assert OpenVinoPredictor(ir, threads=1).metadata["spec"] == "s"
+    assert "FakeQuantize" not in _conv_inputs(ir).values()
+
+
+def _weight_codes(path) -> list[np.ndarray]:
+    """The int8 weight constants of an OpenVINO int8 IR."""
+    model = ov.Core().read_model(str(path))
+    return [op.get_data() for op in model.get_ordered_ops()
+            if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+
+
+@pytest.mark.parametrize("quant", ["bw-alpha-8/1/8", "tw"])
+def test_binary_and_ternary_weights_are_exact_int8_codes(tmp_path, quant):
+    model = small_model(quant=quant)
+    fp32 = _export(model, tmp_path, keep_input_quantizers=False)
+    codes = _weight_codes(quantize_openvino_int8(fp32, tmp_path / "m8.xml", [_images(1)]))
+    assert len(codes) == len(_conv_inputs(fp32)) - 3
+    for weight in codes:  # {-a, 0, +a} per output filter with scale a / 127: no rounding at all
+        assert set(np.unique(weight)) <= {-127, 0, 127}
+
+
+def test_int8_heatmaps_stay_close_to_fp32_on_real_faces(tmp_path, shared_data):
+    faces, _ = faces_300w(shared_data, 24)
+    model = small_model(units=2, landmarks=16)
+    fp32 = _export(model, tmp_path)
+    int8 = quantize_openvino_int8(fp32, tmp_path / "m8.xml", [faces[:8], faces[8:16]])
+    test = faces[16:]
+    expected = OpenVinoPredictor(fp32, "fp32", threads=1)(test)
+    got = OpenVinoPredictor(int8, "fp32", threads=1)(test)
+    noise = np.sqrt(np.mean((got - expected) ** 2))
+    assert noise <= 0.1 * np.sqrt(np.mean((expected - expected.mean()) ** 2))  # above 20 dB
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(DunetError, match="no such file"):
+        OpenVinoPredictor(tmp_path / "missing.onnx")
+    with pytest.raises(DunetError, match=r"\.onnx.*\.xml"):
+        OpenVinoPredictor(tmp_path / "model.pt")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(DunetError, match="garbage.onnx: OpenVINO cannot read it"):
+        OpenVinoPredictor(garbage)
+    fp32 = _export(small_model(), tmp_path)
+    with pytest.raises(DunetError, match="precision"):
+        OpenVinoPredictor(fp32, "int4")
+    with pytest.raises(DunetError, match="calibration set is empty"):
+        quantize_openvino_int8(fp32, tmp_path / "m8.xml", [])
+    with pytest.raises(DunetError, match=r"must end in \.xml"):
+        quantize_openvino_int8(fp32, tmp_path / "m8.onnx", [_images(1)])
+    with pytest.raises(DunetError, match=f"{SIZE}x{SIZE}"):
+        OpenVinoPredictor(fp32, threads=1)(np.zeros((1, 3, SIZE * 2, SIZE * 2), np.float32))
