@@ -397,6 +397,22 @@ def load_weights(model: nn.Module, ckpt: Checkpoint | str | Path) -> Checkpoint:
     return ckpt
 
 
+def init_weights(model: nn.Module, ckpt: Checkpoint | str | Path) -> tuple[list[str], list[str]]:
+    """Copy into `model` every checkpoint tensor whose name and shape fit (fine-tuning, e.g. onto another
+    landmark count); the others keep their values. Returns (copied, kept) tensor names."""
+    if not isinstance(ckpt, Checkpoint):
+        ckpt = load_checkpoint(ckpt)
+    state = model.state_dict()
+    given = ckpt.state_dict
+    # Float tensors only: BN's integer batch counters are scalars that "fit" any model.
+    copied = [name for name, tensor in state.items()
+              if tensor.is_floating_point() and name in given and given[name].shape == tensor.shape]
+    if not copied:
+        raise DunetError(f"{ckpt.path}: no tensor fits this model (another architecture?){_describe_model(ckpt.config)}")
+    model.load_state_dict({**state, **{name: given[name].to(state[name].dtype) for name in copied}})
+    return copied, [name for name in state if name not in set(copied)]
+
+
 def _describe_model(config: dict) -> str:
     model = config.get("model") if isinstance(config.get("model"), dict) else config
     keys = ("arch", "units", "order", "landmarks", "input_size", "quant")

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 import dunet.checkpoint as checkpoint
 from dunet import DunetError
 from dunet.checkpoint import (
-    capture_rng, load_checkpoint, load_weights, restore_optimizer, restore_rng, save_checkpoint,
+    capture_rng, init_weights, load_checkpoint, load_weights, restore_optimizer, restore_rng, save_checkpoint,
 )
 from dunet.models import ModelConfig, build_model
 
@@ -130,6 +130,23 @@ def test_single_file_model(tmp_path: Path):
     load_weights(fresh, path)
     images = torch.rand(1, 3, SMALL.input_size, SMALL.input_size)
     assert torch.equal(fresh(images)[-1], model(images)[-1])
+
+
+def test_init_weights_copies_what_fits_and_keeps_the_rest(tmp_path: Path):
+    torch.manual_seed(0)
+    source = small_model()
+    path = save_checkpoint(tmp_path / "face.safetensors", source, CONFIG)
+    torch.manual_seed(1)
+    target = small_model(landmarks=9)  # fine-tuning onto another landmark count: the heads differ
+    before = weights(target)
+    copied, kept = init_weights(target, path)
+    after, given = weights(target), weights(source)
+    assert kept and all(name.startswith("heads.") or name.endswith("num_batches_tracked") for name in kept)
+    assert all(torch.equal(after[name], before[name]) for name in kept)
+    assert all(torch.equal(after[name], given[name]) for name in copied)
+    assert len(copied) + len(kept) == len(after)
+    with pytest.raises(DunetError, match="no tensor fits"):
+        init_weights(build_model(SMALL.replace(arch="hourglass", channels=8)), path)
 
 
 def test_int8_weights_file(tmp_path: Path):

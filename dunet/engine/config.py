@@ -78,6 +78,10 @@ class TrainConfig:
     # Zhang et al. 2020); 0 = none. Helps smooth, well-resolved peaks and hurts coarse ones: pick it on
     # training data (tools/ship_pretrained.py --tune-decode), try it with `dunet eval --decode-blur`.
     decode_blur: float = 0.0
+    # Weights to start from (fine-tuning): a checkpoint, run directory, exported .safetensors or a pretrained
+    # model name (`dunet models`). Tensors whose name and shape fit are copied; the rest (e.g. the heads when
+    # the landmark count differs) keep their fresh initialisation. Ignored by --resume. "" = from scratch.
+    init: str = ""
 
     def __post_init__(self) -> None:
         for s in self.supervision:

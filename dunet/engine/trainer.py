@@ -28,7 +28,14 @@ import yaml
 from torch.utils.data import DataLoader, Subset
 
 from dunet import DunetError
-from dunet.checkpoint import load_checkpoint, load_weights, restore_optimizer, restore_rng, save_checkpoint
+from dunet.checkpoint import (
+    init_weights,
+    load_checkpoint,
+    load_weights,
+    restore_optimizer,
+    restore_rng,
+    save_checkpoint,
+)
 from dunet.engine.config import TrainConfig, config_from_dict, config_to_dict
 from dunet.engine.evaluate import main_metric, predict_source, score
 from dunet.engine.inference import LandmarkModel, spec_to_dict
@@ -120,6 +127,8 @@ class Trainer:
         self.best: float | None = None
         if resume:
             self._resume()
+        elif cfg.init:
+            self._init_from(cfg.init)
         self.net = self.model
         if self.ddp.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model)
@@ -138,6 +147,14 @@ class Trainer:
         if "rng" in state:
             restore_rng(state["rng"])
         self.log(f"resumed from {last} at epoch {self.epoch}")
+
+    def _init_from(self, source: str) -> None:
+        from dunet.engine.pretrained import resolve_pretrained
+
+        path = Path(source) if Path(source).exists() else resolve_pretrained(source)
+        copied, kept = init_weights(self.model, path)
+        fresh = sorted({name.split(".")[0] for name in kept if not name.endswith("num_batches_tracked")})
+        self.log(f"init: {len(copied)} tensors from {path}" + (f"; fresh: {', '.join(fresh)}" if fresh else ""))
 
     def _save(self, name: str, metrics: dict | None = None) -> None:
         if not self.ddp.main:

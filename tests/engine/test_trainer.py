@@ -76,6 +76,19 @@ def test_interrupt_saves_and_resume_continues(tiny_config, tmp_path, monkeypatch
     assert load_checkpoint(run / "last").train_state["epoch"] == 2
 
 
+def test_init_starts_from_another_runs_weights(tiny_config, tmp_path):
+    first = tmp_path / "first"
+    train(load_config(tiny_config, ["optim.epochs=1"]), first, log=lambda *_: None)
+    lines = []
+    trainer = trainer_module.Trainer(load_config(tiny_config, [f"init={first}"]), tmp_path / "second", log=lines.append)
+    start, given = trainer.model.state_dict(), load_checkpoint(first / "best").state_dict
+    floats = [name for name in start if start[name].is_floating_point()]
+    assert all(torch.equal(start[name], given[name]) for name in floats)
+    assert any(line.startswith(f"init: {len(floats)} tensors from {first}") for line in lines)
+    with pytest.raises(DunetError, match="no-such-model"):
+        trainer_module.Trainer(load_config(tiny_config, ["init=no-such-model"]), tmp_path / "third")
+
+
 def test_landmark_mismatch_is_a_clear_error(tiny_config, tmp_path):
     with pytest.raises(DunetError, match="model.landmarks.*68"):
         train(load_config(tiny_config, ["model.landmarks=16"]), tmp_path / "run", log=lambda *_: None)
