@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="what runs the network: PyTorch (checkpoints), onnxruntime (.onnx) or OpenVINO "
                         "(.onnx or .xml; the fastest on a CPU, see docs/deployment.md)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable samples instead of failing")
+    p.add_argument("--split", default="all", choices=["all", "val", "train"],
+                   help="val / train: only the held-out / training part of --data, split as the model's training "
+                        "config split it (data.val_fraction, data.split_seed); reproduces a model card's numbers")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N samples")
     p.add_argument("--decode-blur", type=float, metavar="SIGMA",
                    help="blur heatmaps by SIGMA (heatmap px) before sub-pixel decoding; default: the model's decode_blur")
@@ -36,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     runner.set_decode_blur(args.decode_blur)
     source = open_source(args.data, skip_bad=args.skip_bad)
     runner.check_source(source)
-    indices = range(min(len(source), args.limit)) if args.limit else None
+    indices = split_of(runner.config, len(source), args.split, args.data)
+    if args.limit:
+        indices = indices[: args.limit]
     pred, idx = predict_source(runner.predict_crops, source, runner.input_size, indices=indices,
                                batch_size=args.batch_size, flip=args.flip, progress=not args.json)
     metrics = score(source, pred, idx)
@@ -47,6 +52,28 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"{runner.name} on {args.data} ({len(idx)} samples{', flip test' if args.flip else ''})")
+        print(f"{runner.name} on {args.data} ({len(idx)} samples{'' if args.split == 'all' else ', ' + args.split + ' split'}"
+              f"{', flip test' if args.flip else ''})")
         print(format_table(metrics))
     return 0
+
+
+def split_of(config, count: int, split: str, data: str) -> list[int]:
+    """Sample indices of --split: all of them, or the training config's held-out / training part."""
+    import sys
+
+    from dunet import DunetError
+    from dunet.engine.trainer import split_indices
+
+    if split == "all":
+        return list(range(count))
+    fraction, seed = config.data.val_fraction, config.data.split_seed
+    if fraction <= 0 or config.data.val:
+        raise DunetError(f"--split {split}: the model was not trained with a held-out fraction of its data "
+                         f"(data.val_fraction {fraction}, data.val {config.data.val!r}); use --split all")
+    if data != config.data.train:
+        print(f"note: --split {split} of {data}, split as the model's training data {config.data.train} was "
+              f"(val_fraction {fraction}, split_seed {seed}); the same samples only if it is the same data",
+              file=sys.stderr)
+    train, val = split_indices(count, fraction, seed)
+    return val if split == "val" else train

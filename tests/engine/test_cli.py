@@ -173,6 +173,25 @@ def test_export_openvino_with_int8_and_eval_both(trained_run, tmp_path, capsys):
     assert "--backend openvino" in capsys.readouterr().err
 
 
+def test_eval_split_reproduces_a_model_card(shared_data, capsys):
+    from dunet.checkpoint import load_checkpoint
+    from dunet.engine.pretrained import resolve_pretrained
+
+    card = load_checkpoint(resolve_pretrained("300w-dunet4")).meta["metrics"]["metrics"]
+    capsys.readouterr()
+    assert main(["eval", "--model", "300w-dunet4", "--data", f"300w:{shared_data / '300w'}", "--split", "val",
+                 "--json"]) == 0
+    out = capsys.readouterr()
+    metrics = json.loads(out.out)
+    assert metrics["n"] == card["n"] == 121 and metrics["nme_io"] == pytest.approx(card["nme_io"], abs=1e-6)
+    assert "split as the model's training data" in out.err
+
+
+def test_eval_split_needs_a_held_out_fraction(trained_run, capsys):
+    assert main(["eval", str(trained_run), "--data", "synthetic:6:5", "--split", "val"]) == 2
+    assert "not trained with a held-out fraction" in capsys.readouterr().err
+
+
 def test_export_packed_needs_a_quantized_model(trained_run, tmp_path, capsys):
     assert main(["export", str(trained_run), "--format", "packed", "--out", str(tmp_path / "m.packed")]) == 2
     assert "full-precision" in capsys.readouterr().err
