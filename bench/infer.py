@@ -5,6 +5,7 @@ side with the machine's peak for each precision measured in the same run (large 
     .venv/bin/python bench/infer.py                 # full run, 10 timed repeats per cell
     .venv/bin/python bench/infer.py --quick         # 3 repeats
     .venv/bin/python bench/infer.py --models dunet8 --batches 8 --backends torch-bf16,ov-bf16,ov-int8
+    .venv/bin/python bench/infer.py --models dunet8 --batches 8 --backends ov-int8 --profile --out bench/results/infer_profile.json
 
 Random weights (speed does not depend on them); BN statistics are set from one train-mode pass so
 activations have a trained network's scale (untouched BN lets them decay into slow denormal floats).
@@ -157,16 +158,28 @@ def make_predictors(model: nn.Module, size: int, backends: list[str], workdir: P
         if "ort-int8-dynamic" in backends:
             dynamic = quantize_onnx_int8(fp32, workdir / "model.int8-dynamic.onnx", mode="dynamic")
             predictors["ort-int8-dynamic"] = OnnxPredictor(dynamic, threads=args.threads)
+        properties = {"PERF_COUNT": True} if args.profile else None
         if "ov-bf16" in backends:
-            predictors["ov-bf16"] = OpenVinoPredictor(fp32, "bf16", threads=args.threads)
+            predictors["ov-bf16"] = OpenVinoPredictor(fp32, "bf16", threads=args.threads, properties=properties)
         if "ov-int8" in backends:
             int8 = quantize_openvino_int8(fp32, workdir / "model-int8.xml", calibration)
-            predictors["ov-int8"] = OpenVinoPredictor(int8, "bf16", threads=args.threads)
+            predictors["ov-int8"] = OpenVinoPredictor(int8, "bf16", threads=args.threads, properties=properties)
     return predictors
 
 
 # ---------------------------------------------------------------------------------------------
 # report
+
+
+def openvino_profile(predictor: OpenVinoPredictor, batch: int) -> dict[str, float]:
+    """ms per image of the last inference by kind of operation, from OpenVINO's per-node counters."""
+    kinds = {"Convolution": "conv", "Concat": "concat", "FakeQuantize": "bn_relu_quantize",
+             "MulAdd": "bn_relu_quantize", "Subgraph": "bn_relu_quantize", "Eltwise": "bn_relu_quantize"}
+    profile: dict[str, float] = {}
+    for node in predictor.request.profiling_info:
+        kind = kinds.get(node.node_type, "other")
+        profile[kind] = profile.get(kind, 0.0) + node.real_time.total_seconds() * 1e3 / batch
+    return profile
 
 
 def print_table(results: dict) -> None:
@@ -197,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                         help="ONNX exporter (same runtime speed; torchscript exports ~5x faster)")
     parser.add_argument("--compile", action="store_true", help="torch bf16 through torch.compile (minutes per model)")
+    parser.add_argument("--profile", action="store_true",
+                        help="OpenVINO paths: also report ms per image in convolutions, BN-ReLU(-quantize) passes, "
+                             "concatenations and the rest (OpenVINO's per-node counters; slows them a little)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
@@ -238,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                         "gflops": rate * gflops, "percent_of_peak": 100 * rate * gflops / peak,
                     }
                     print(f"  {label} batch {batch} {backend}: {rate:.1f} img/s, {seconds * 1e3:.0f} ms", flush=True)
+                    if args.profile and backend.startswith("ov-"):
+                        profile = openvino_profile(predictor, batch)
+                        row["backends"][backend]["profile_ms_per_image"] = profile
+                        print("    ms/image: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(profile.items())))
                 results["rows"].append(row)
     results["load_average_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)

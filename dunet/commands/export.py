@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         save_packed(model, config, out)
     else:
         export_network(runner, model, out, args)
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MiB)")
+    size = out.stat().st_size + (out.with_suffix(".bin").stat().st_size if args.format == "openvino" else 0)
+    print(f"wrote {out}{' and its .bin' if args.format == 'openvino' else ''} ({size / 2**20:.2f} MiB)")
     return 0
 
 

@@ -66,9 +66,9 @@ class OpenVinoPredictor:
     """An exported ONNX file or an OpenVINO IR run by OpenVINO on the CPU.
 
     `precision` is the precision of the float layers: all of them for a float model, the first and last
-    layers of an int8 IR."""
+    layers of an int8 IR. `properties`: more OpenVINO CPU properties, e.g. {"PERF_COUNT": True}."""
 
-    def __init__(self, path: str | Path, precision: str = "bf16", threads: int = 2):
+    def __init__(self, path: str | Path, precision: str = "bf16", threads: int = 2, properties: dict | None = None):
         if precision not in HINTS:
             raise DunetError(f"precision {precision!r}: choose one of {', '.join(HINTS)}")
         self.path, self.precision = Path(path), precision
@@ -81,7 +81,7 @@ class OpenVinoPredictor:
         size = inputs[0].get_partial_shape()[2]
         self.input_size = size.get_length() if size.is_static else None
         config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads,
-                  "PERFORMANCE_HINT": "LATENCY"}
+                  "PERFORMANCE_HINT": "LATENCY", **(properties or {})}
         try:
             compiled = _openvino().Core().compile_model(model, "CPU", config)
         except Exception as err:
