@@ -1,9 +1,12 @@
-"""Shared by the benchmarks: median wall time of a step, after one warm-up call."""
+"""Shared by the benchmarks: median wall time of a step, after one warm-up call; what the machine is."""
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def median_step_seconds(step: Callable[[], None], steps: int) -> float:
@@ -14,3 +17,27 @@ def median_step_seconds(step: Callable[[], None], steps: int) -> float:
         step()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def has_cpu_flag(flag: str) -> bool:
+    try:
+        return f" {flag} " in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def machine() -> dict:
+    """CPU and its int8 / bf16 matrix features: results differ between machines of this project
+    (an AMX Xeon in sessions 2-3, an AVX-512 EPYC without AMX in session 4)."""
+    return {"cpu": cpu_name(), "amx": has_cpu_flag("amx_tile"), "avx512_bf16": has_cpu_flag("avx512_bf16"),
+            "avx512_vnni": has_cpu_flag("avx512_vnni"), "load_average": os.getloadavg()}

@@ -40,6 +40,7 @@ from dunet.deploy import (  # noqa: E402
     quantize_openvino_int8,
 )
 from dunet.models import ModelConfig, build_model  # noqa: E402
+from _timing import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 MODELS = {
     "dunet4": ("DU-Net(4)", dict(arch="dunet", units=4)),
@@ -158,12 +159,14 @@ def make_predictors(model: nn.Module, size: int, backends: list[str], workdir: P
         if "ort-int8-dynamic" in backends:
             dynamic = quantize_onnx_int8(fp32, workdir / "model.int8-dynamic.onnx", mode="dynamic")
             predictors["ort-int8-dynamic"] = OnnxPredictor(dynamic, threads=args.threads)
+        # The profile reads the counters of the one-request (latency) mode.
         properties = {"PERF_COUNT": True} if args.profile else None
+        ov = dict(threads=args.threads, streams=1 if args.profile else args.streams, properties=properties)
         if "ov-bf16" in backends:
-            predictors["ov-bf16"] = OpenVinoPredictor(fp32, "bf16", threads=args.threads, properties=properties)
+            predictors["ov-bf16"] = OpenVinoPredictor(fp32, "bf16", **ov)
         if "ov-int8" in backends:
             int8 = quantize_openvino_int8(fp32, workdir / "model-int8.xml", calibration)
-            predictors["ov-int8"] = OpenVinoPredictor(int8, "bf16", threads=args.threads, properties=properties)
+            predictors["ov-int8"] = OpenVinoPredictor(int8, "bf16", **ov)
     return predictors
 
 
@@ -207,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--streams", type=int, default=2,
+                        help="OpenVINO paths: a batch is split over this many streams (1: one request on all threads)")
     parser.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                         help="ONNX exporter (same runtime speed; torchscript exports ~5x faster)")
     parser.add_argument("--compile", action="store_true", help="torch bf16 through torch.compile (minutes per model)")
@@ -225,10 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     results = {
-        "machine": {"cpu": _cpu_name(), "threads": args.threads, "python": platform.python_version(),
+        "machine": {**machine(), "threads": args.threads, "python": platform.python_version(),
                     "torch": torch.__version__, "onnxruntime": _ort_version(),
-                    "openvino": _ov_version(), "amx": _has_flag("amx_tile")},
-        "settings": {"size": args.size, "repeats": repeats, "exporter": args.exporter, "compile": args.compile},
+                    "openvino": _ov_version()},
+        "settings": {"size": args.size, "repeats": repeats, "exporter": args.exporter, "compile": args.compile,
+                     "openvino_streams": args.streams},
         "load_average_start": os.getloadavg(),
         "backends": backends,
         "rows": [],
@@ -266,23 +272,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nload average at start {results['load_average_start'][0]:.1f}, at end {results['load_average_end'][0]:.1f} "
           f"(2 cores); wrote {args.out}")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _has_flag(flag: str) -> bool:
-    try:
-        return f" {flag} " in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
 
 
 def _ort_version() -> str:

@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument("--task", required=True, choices=["face", "pose"])
     parser.add_argument("--data", required=True)
     parser.add_argument("--recipe", required=True)
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                        help="best: the epoch with the best held-out metric (chosen on the samples it is then scored "
+                             "on, so slightly optimistic); last: the end of the schedule, with no such choice")
     parser.add_argument("--tune-decode", action="store_true",
                         help="pick decode_blur on up to 300 training-split samples (not the held-out ones)")
     parser.add_argument("--format", choices=["half", "int8", "packed"], default="int8",
@@ -73,7 +76,8 @@ def main() -> None:
     run = Path(args.run)
     PRETRAINED.mkdir(exist_ok=True)
     shipped = PRETRAINED / (f"{args.name}.packed.safetensors" if args.format == "packed" else f"{args.name}.safetensors")
-    model = LandmarkModel.load(run / "best")  # to tune the decoding on training samples
+    checkpoint = run / args.checkpoint
+    model = LandmarkModel.load(checkpoint)  # to tune the decoding on training samples
     cfg = model.config
     source = open_source(cfg.data.train)
     train_idx, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
@@ -85,7 +89,7 @@ def main() -> None:
             command = ["--format", "packed"]
         else:
             command = ["--format", "safetensors", *weights] + (["--card", str(card_path)] if card_path else [])
-        assert dunet(["export", str(run / "best"), *command, "--out", str(shipped), *blur]) == 0
+        assert dunet(["export", str(checkpoint), *command, "--out", str(shipped), *blur]) == 0
 
     export()  # measured as shipped: the metrics below come from this very file
     model = LandmarkModel.load(shipped)

@@ -33,6 +33,22 @@ def test_fp32_matches_pytorch_for_any_batch(tmp_path, arch):
         assert np.abs(predictor(images) - expected).max() <= 1e-4
 
 
+def test_streams_split_a_batch_and_keep_its_order(tmp_path):
+    model = small_model(order=1, landmarks=16)
+    path = _export(model, tmp_path)
+    images = _images(5)
+    single = OpenVinoPredictor(path, "fp32", threads=2)
+    streamed = OpenVinoPredictor(path, "fp32", threads=2, streams=2)
+    assert streamed.streams == 2
+    expected = single(images)
+    assert np.abs(streamed(images) - expected).max() <= 1e-5  # 3 + 2 images on two streams
+    assert np.abs(streamed(images[:1]) - expected[:1]).max() <= 1e-5  # one image: one request
+    fixed = export_onnx(model, tmp_path / "fixed.onnx", SIZE, exporter="torchscript", dynamic_batch=False)
+    assert OpenVinoPredictor(fixed, "fp32", threads=2, streams=2).streams == 1
+    with pytest.raises(DunetError, match="streams"):
+        OpenVinoPredictor(path, streams=0)
+
+
 def test_bf16_is_close_to_fp32(tmp_path):
     model = small_model(order=1, landmarks=16)
     path = _export(model, tmp_path)
