@@ -1,7 +1,7 @@
 """The training loop, top to bottom: data, model, optimizer, epochs, validation, checkpoints.
 
 A run directory holds `config.yaml` (resolved), `log.csv` (one row per epoch), `curves.png`,
-`last/` and `best/` checkpoints (atomic). `resume=True` continues from `last/` exactly: weights,
+`last/` and `best/` checkpoints (atomic), and `.lock`, held while a process trains there. `resume=True` continues from `last/` exactly: weights,
 optimizer, RNG and epoch are restored, and shuffling and augmentation depend only on
 (seed, epoch, index), so 2 epochs straight equal 1 + resume + 1.
 
@@ -17,7 +17,7 @@ import csv
 import os
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -304,13 +304,48 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
     os.replace(tmp, png_path)
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, log=print) -> dict:
-    trainer = Trainer(cfg, Path(out_dir), resume=resume, log=log)
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def run_dir_lock(out: Path):
+    """Hold an exclusive lock on the run directory while training, so that a second `dunet train` on it
+    (a --resume while the first run still goes on, say) stops with a message instead of both writing
+    its checkpoints. The kernel's lock (flock) goes with the process, even a killed one: no stale lock."""
     try:
-        return trainer.fit()
-    finally:
-        if trainer.ddp.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise DunetError(f"{out}: another `dunet train` (pid {owner}) is training in this run directory; "
+                             "wait for it to end, or stop it first (SIGTERM or Ctrl-C saves its last checkpoint)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, log=print) -> dict:
+    out = Path(out_dir)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun: rank 0 owns the run directory
+    with run_dir_lock(out) if main_process else nullcontext():
+        trainer = Trainer(cfg, out, resume=resume, log=log)
+        try:
+            return trainer.fit()
+        finally:
+            if trainer.ddp.world > 1 and dist.is_initialized():
+                dist.destroy_process_group()
 
 
 def resumed_config(out_dir: Path, overrides: list[str]) -> TrainConfig:

@@ -76,6 +76,16 @@ def test_interrupt_saves_and_resume_continues(tiny_config, tmp_path, monkeypatch
     assert load_checkpoint(run / "last").train_state["epoch"] == 2
 
 
+def test_a_run_directory_trains_in_one_process_at_a_time(tiny_config, tmp_path):
+    run = tmp_path / "run"
+    with trainer_module.run_dir_lock(run):  # as a first `dunet train` still running would hold it
+        with pytest.raises(DunetError, match=r"another `dunet train` \(pid \d+\) is training in this run directory"):
+            train(load_config(tiny_config, ["optim.epochs=1"]), run, log=lambda *_: None)
+    assert not (run / "last").exists()
+    train(load_config(tiny_config, ["optim.epochs=1"]), run, log=lambda *_: None)  # released: it trains
+    assert load_checkpoint(run / "last").train_state["epoch"] == 1
+
+
 def test_init_starts_from_another_runs_weights(tiny_config, tmp_path):
     first = tmp_path / "first"
     train(load_config(tiny_config, ["optim.epochs=1"]), first, log=lambda *_: None)
