@@ -28,8 +28,10 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None and not args.resume:
         raise DunetError("give a config file (e.g. configs/demo.yaml), or --resume with --out RUN_DIR")
     out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "run")
-    if args.resume and args.config is None:
+    if args.resume:
         cfg = resumed_config(out, args.overrides)
+        if args.config is not None:
+            _check_same_recipe(load_config(args.config, args.overrides), cfg, args.config, out)
     else:
         cfg = load_config(args.config, args.overrides)
     if not args.resume and (out / "last").exists():
@@ -43,3 +45,27 @@ def run(args: argparse.Namespace) -> int:
 
         print(format_table(metrics))
     return 0
+
+
+def _check_same_recipe(from_file, from_run, config_path: str, out: Path) -> None:
+    """--resume continues a run with its own config; a recipe file given beside it must agree, or the
+    run would silently go on with other settings (another input size, say) than it started with."""
+    from dunet import DunetError
+    from dunet.engine.config import config_to_dict
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        items = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                items.update(flat(value, f"{prefix}{key}."))
+            else:
+                items[f"{prefix}{key}"] = value
+        return items
+
+    mine, theirs = flat(config_to_dict(from_file)), flat(config_to_dict(from_run))
+    differ = [f"{key} ({mine.get(key)!r} in {config_path}, {theirs.get(key)!r} in the run)"
+              for key in sorted(set(mine) | set(theirs)) if mine.get(key) != theirs.get(key)]
+    if differ:
+        raise DunetError(f"--resume continues {out} with its own config ({out / 'config.yaml'}), and {config_path} "
+                         f"differs from it in {', '.join(differ)}. Leave {config_path} out to continue the run "
+                         "(--set changes a key), or train the recipe into another --out")

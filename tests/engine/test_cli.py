@@ -30,6 +30,15 @@ def test_train_refuses_to_overwrite_a_run(trained_run, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
+def test_resume_with_a_recipe_that_differs_from_the_run_stops(trained_run, capsys):
+    config = trained_run.parent / "tiny.yaml"  # the run was trained with --set optim.epochs=1
+    assert main(["train", str(config), "--out", str(trained_run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.epochs" in err and "in the run" in err and "Traceback" not in err
+    # The same recipe and overrides as the run: it resumes (here with nothing left to train).
+    assert main(["train", str(config), "--out", str(trained_run), "--resume", "--set", "optim.epochs=1"]) == 0
+
+
 def test_train_bad_key_is_one_line_error(trained_run, capsys):
     assert main(["train", str(trained_run.parent / "tiny.yaml"), "--out", str(trained_run.parent / "x"),
                  "--set", "model.nunits=3"]) == 2
