@@ -41,7 +41,7 @@ from dunet.deploy import (  # noqa: E402
     quantize_openvino_int8,
 )
 from dunet.models import ModelConfig, build_model  # noqa: E402
-from _timing import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _timing import fastest_seconds, machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 MODELS = {
     "dunet4": ("DU-Net(4)", dict(arch="dunet", units=4)),
@@ -60,7 +60,7 @@ BACKENDS = {  # name -> precision whose peak it is compared with
 RESULTS = Path(__file__).resolve().parent / "results" / "infer.json"
 
 
-def median_seconds(fn, repeats: int, warmup: int = 1, statistic=statistics.median) -> float:
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()
     times = []
@@ -68,12 +68,7 @@ def median_seconds(fn, repeats: int, warmup: int = 1, statistic=statistics.media
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistic(times)
-
-
-def fastest_seconds(fn, repeats: int) -> float:
-    """For peaks: what the machine can do is its fastest run (a median on this shared VM reads up to 20 % low)."""
-    return median_seconds(fn, repeats, statistic=min)
+    return statistics.median(times)
 
 
 # ---------------------------------------------------------------------------------------------

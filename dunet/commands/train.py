@@ -51,20 +51,10 @@ def _check_same_recipe(from_file, from_run, config_path: str, out: Path) -> None
     """--resume continues a run with its own config; a recipe file given beside it must agree, or the
     run would silently go on with other settings (another input size, say) than it started with."""
     from dunet import DunetError
-    from dunet.engine.config import config_to_dict
+    from dunet.engine.config import config_differences
 
-    def flat(tree: dict, prefix: str = "") -> dict:
-        items = {}
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                items.update(flat(value, f"{prefix}{key}."))
-            else:
-                items[f"{prefix}{key}"] = value
-        return items
-
-    mine, theirs = flat(config_to_dict(from_file)), flat(config_to_dict(from_run))
-    differ = [f"{key} ({mine.get(key)!r} in {config_path}, {theirs.get(key)!r} in the run)"
-              for key in sorted(set(mine) | set(theirs)) if mine.get(key) != theirs.get(key)]
+    differ = [f"{key} ({mine!r} in {config_path}, {theirs!r} in the run)"
+              for key, mine, theirs in config_differences(from_file, from_run)]
     if differ:
         raise DunetError(f"--resume continues {out} with its own config ({out / 'config.yaml'}), and {config_path} "
                          f"differs from it in {', '.join(differ)}. Leave {config_path} out to continue the run "

@@ -69,7 +69,7 @@ class OpenVinoPredictor:
     layers of an int8 IR. `streams`: a batch of at least that many images is split into `streams` parts
     run at once, each on threads / streams threads (OpenVINO's throughput mode: about 8 % more images/s
     for DU-Net(8) at batch 8 on 2 cores, bench/infer.py); smaller batches and fixed-batch files run as
-    one request on all threads (latency mode). Each mode is compiled on first use. `properties`: more
+    one request on all threads (latency mode); the throughput mode is compiled on first use. `properties`: more
     OpenVINO CPU properties, e.g. {"PERF_COUNT": True}. Not for concurrent calls from several threads."""
 
     def __init__(self, path: str | Path, precision: str = "bf16", threads: int = 2, streams: int = 1,
@@ -91,21 +91,16 @@ class OpenVinoPredictor:
         self._model = model
         self._config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads,
                         **(properties or {})}
-        self._latency = self._throughput = None
-        self.request = self._latency_request()  # compiled now, so a file OpenVINO cannot run fails here
+        compiled = self._compile({"PERFORMANCE_HINT": "LATENCY"})  # now: a file OpenVINO cannot run fails here
+        self.request = compiled.create_infer_request()
+        self.output = compiled.outputs[-1]  # the final head is the last output (the dunet export convention)
+        self._throughput = None  # compiled on the first batch that is split over streams
 
     def _compile(self, config: dict):
         try:
             return _openvino().Core().compile_model(self._model, "CPU", {**self._config, **config})
         except Exception as err:
             raise DunetError(f"{self.path}: OpenVINO cannot compile it ({type(err).__name__}: {err})") from None
-
-    def _latency_request(self):
-        if self._latency is None:
-            compiled = self._compile({"PERFORMANCE_HINT": "LATENCY"})
-            self.output = compiled.outputs[-1]  # the final head is the last output (the dunet export convention)
-            self._latency = compiled.create_infer_request()
-        return self._latency
 
     def _throughput_queue(self):
         if self._throughput is None:
@@ -118,7 +113,7 @@ class OpenVinoPredictor:
         batch = _as_batch(images, self.input_size, f"{self.path}")
         if self.streams > 1 and len(batch) >= self.streams:
             return self._run_streams(batch)
-        result = self._latency_request().infer({0: batch})
+        result = self.request.infer({0: batch})
         return np.array(result[self.output], dtype=np.float32)  # a copy: the request reuses its buffers
 
     def _run_streams(self, batch: np.ndarray) -> np.ndarray:

@@ -123,6 +123,22 @@ def config_to_dict(cfg: TrainConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def config_differences(a: TrainConfig, b: TrainConfig) -> list[tuple[str, object, object]]:
+    """(dotted key, value in a, value in b) for every key where the two configs differ."""
+    def flat(tree: dict, prefix: str = "") -> dict:
+        items = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                items.update(flat(value, f"{prefix}{key}."))
+            else:
+                items[f"{prefix}{key}"] = value
+        return items
+
+    left, right = flat(config_to_dict(a)), flat(config_to_dict(b))
+    return [(key, left.get(key), right.get(key)) for key in sorted(set(left) | set(right))
+            if left.get(key) != right.get(key)]
+
+
 def config_from_dict(data: dict) -> TrainConfig:
     return from_dict(TrainConfig, data)
 

@@ -1,8 +1,8 @@
 """The training loop, top to bottom: data, model, optimizer, epochs, validation, checkpoints.
 
 A run directory holds `config.yaml` (resolved), `log.csv` (one row per epoch), `curves.png`,
-`last/` and `best/` checkpoints (atomic), and `.lock`, held while a process trains there. `resume=True` continues from `last/` exactly: weights,
-optimizer, RNG and epoch are restored, and shuffling and augmentation depend only on
+`last/` and `best/` checkpoints (atomic), and `.lock`, held while a process trains there.
+`resume=True` continues from `last/` exactly: weights, optimizer, RNG and epoch are restored, and shuffling and augmentation depend only on
 (seed, epoch, index), so 2 epochs straight equal 1 + resume + 1.
 
 Distributed: started with `torchrun --nproc-per-node N -m dunet train ...`, each process trains on
