@@ -1,22 +1,30 @@
 """Training throughput on this CPU: images/s and achieved GFLOP/s of DU-Net(4), DU-Net(8) and hourglass(4)
 at 128 and 256 px, fp32 and bf16, next to the machine's peak for the same precision measured in the same run
 (a large matmul). Run by hand:  .venv/bin/python bench/train.py [--quick] [--sizes 128 256]
+Like `dunet train`, it keeps freed memory in the process (`--default-malloc` measures without).
 
 A training step costs about 3x the forward MACs (forward, input gradients, weight gradients); GFLOP/s counts
 2 FLOPs per multiply-accumulate.
+
+`--conv-ceiling` also times every convolution of the model on its own, at the shape and precision it has in
+the step (forward, input and weight gradients, nothing else): the step's FLOPs over that time is the most
+the step could reach with these conv kernels if everything else (BN, ReLU, concat, optimizer) were free.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from torch import nn
 from _timing import machine, median_step_seconds  # bench/ is on sys.path when run as a script
 
+from dunet.engine.allocator import keep_freed_memory
 from dunet.models import ModelConfig, build_model
 from dunet.models.profile import count_macs
 
@@ -38,7 +46,8 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5, blocks: int
     return best
 
 
-def train_speed(name: str, size: int, precision: str, batch: int, steps: int, memory_efficient: bool) -> dict:
+def train_speed(name: str, size: int, precision: str, batch: int, steps: int, memory_efficient: bool,
+                conv_ceiling: bool = False) -> dict:
     cfg = ModelConfig(landmarks=16, input_size=size, memory_efficient=memory_efficient, **MODELS[name])
     model = build_model(cfg).train().to(memory_format=torch.channels_last)
     opt = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
@@ -55,9 +64,49 @@ def train_speed(name: str, size: int, precision: str, batch: int, steps: int, me
         opt.step()
 
     seconds = median_step_seconds(step, steps)
-    macs = count_macs(cfg)
-    return {"model": name, "size": size, "precision": precision, "batch": batch,
-            "images_per_s": batch / seconds, "gflops": 3 * 2 * macs * batch / seconds / 1e9}
+    flops = 3 * 2 * count_macs(cfg) * batch
+    row = {"model": name, "size": size, "precision": precision, "batch": batch,
+           "images_per_s": batch / seconds, "gflops": flops / seconds / 1e9}
+    if conv_ceiling:
+        conv_seconds = conv_only_seconds(model, x, autocast, steps)
+        row.update(conv_seconds_share=conv_seconds / seconds, conv_ceiling_gflops=flops / conv_seconds / 1e9)
+    return row
+
+
+def conv_only_seconds(model: nn.Module, x: torch.Tensor, autocast, steps: int) -> float:
+    """Seconds the model's convolutions need per training step, each timed alone at its own input shape."""
+    seen: dict[tuple, list] = {}
+
+    def record(conv, inputs, output):
+        key = (id(conv), tuple(inputs[0].shape), inputs[0].dtype)
+        seen.setdefault(key, [conv, inputs[0], output, 0])[3] += 1
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad(), autocast:
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    # Layers of the same configuration at the same shape cost the same: time one of each.
+    groups: dict[tuple, list] = {}
+    for conv, inp, out, calls in seen.values():
+        key = (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.groups,
+               conv.bias is not None, tuple(inp.shape), inp.dtype)
+        groups.setdefault(key, [conv, inp, out, 0])[3] += calls
+    total = 0.0
+    for conv, inp, out, calls in groups.values():
+        layer = copy.deepcopy(conv)
+        data = torch.randn(inp.shape, dtype=inp.dtype).contiguous(memory_format=torch.channels_last)
+        data.requires_grad_(inp.shape[1] != 3)  # the stem's input needs no gradient, as in the step
+        grad = torch.randn(out.shape, dtype=out.dtype).contiguous(memory_format=torch.channels_last)
+
+        def conv_step():
+            layer.zero_grad(set_to_none=True)
+            with autocast:
+                y = layer(data)
+            y.backward(grad)
+
+        total += calls * median_step_seconds(conv_step, steps)
+    return total
 
 
 def main() -> None:
@@ -69,25 +118,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one measured step")
     parser.add_argument("--memory-efficient", action="store_true")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc as it is (training keeps freed memory; see dunet/engine/allocator.py)")
+    parser.add_argument("--conv-ceiling", action="store_true", help="also time the convolutions alone")
     parser.add_argument("--out", default="bench/results/train.json")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
+    kept = False if args.default_malloc else keep_freed_memory()  # as dunet train does
     peaks = {p: matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16) for p in args.precisions}
     rows = []
     for size in args.sizes:
         for name in args.models:
             for precision in args.precisions:
                 row = train_speed(name, size, precision, args.batch, 1 if args.quick else args.steps,
-                                  args.memory_efficient)
+                                  args.memory_efficient, args.conv_ceiling)
                 row["peak_gflops"] = peaks[precision]
                 row["fraction_of_peak"] = row["gflops"] / peaks[precision]
                 rows.append(row)
                 print(f"{name:<11} {size:>4}px {precision:<5} {row['images_per_s']:7.1f} img/s "
                       f"{row['gflops']:8.1f} GFLOP/s  peak {peaks[precision]:8.1f}  "
-                      f"{row['fraction_of_peak']:6.1%}", flush=True)
+                      f"{row['fraction_of_peak']:6.1%}" + (
+                          f"  convs alone {row['conv_ceiling_gflops'] / peaks[precision]:6.1%} of peak, "
+                          f"{row['conv_seconds_share']:5.1%} of the step" if args.conv_ceiling else ""), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "threads": torch.get_num_threads(), "memory_efficient": args.memory_efficient,
+                               "keeps_freed_memory": kept,
                                "peaks_gflops": peaks, "rows": rows}, indent=1))
     print(f"wrote {out}")
 

@@ -44,8 +44,15 @@ class OptimConfig:
     # Paper, faces: /5 at 30, /2 at 60, /2 at 90. Pose: x0.2 at 100, x0.5 at 140 and 160 of 200.
     milestones: tuple[int, ...] = (30, 60, 90)
     gammas: tuple[float, ...] = (0.2, 0.5, 0.5)
+    # Exponential moving average of the weights (and BN statistics), updated after every step with this
+    # decay; 0 = off. With it on, validation, `best/` and every checkpoint's model weights are the average
+    # (so eval, predict, export and init use it); the raw weights training resumes from are kept in the
+    # checkpoint's training state. 0.995 averages over about the last 200 steps.
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema {self.ema}: the decay must be in [0, 1) (0 = off)")
         if len(self.milestones) != len(self.gammas):
             raise ValueError("milestones and gammas must have the same length")
         if self.batch_size < 1 or self.epochs < 1 or self.lr <= 0:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Subset
 
 from dunet import DunetError
@@ -36,6 +37,7 @@ from dunet.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from dunet.engine.allocator import keep_freed_memory
 from dunet.engine.config import TrainConfig, config_from_dict, config_to_dict
 from dunet.engine.evaluate import main_metric, predict_source, score
 from dunet.engine.inference import LandmarkModel, spec_to_dict
@@ -109,6 +111,7 @@ class Trainer:
         self.ddp = setup_distributed()
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // self.ddp.world)
         torch.set_num_threads(threads)
+        keep_freed_memory()
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
 
@@ -125,6 +128,10 @@ class Trainer:
             self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.epoch, self.step = 0, 0
         self.best: float | None = None
+        # The average copies the model at its first update, so it starts from the weights training starts from.
+        self.ema = None
+        if cfg.optim.ema:
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema), use_buffers=True)
         if resume:
             self._resume()
         elif cfg.init:
@@ -147,6 +154,14 @@ class Trainer:
         if "rng" in state:
             restore_rng(state["rng"])
         self.log(f"resumed from {last} at epoch {self.epoch}")
+        if self.ema is not None:
+            if "raw_weights" not in state:
+                raise DunetError(f"{last}: this run trained without optim.ema, so it cannot resume with it")
+            self.ema.module.load_state_dict(ckpt.state_dict)  # a checkpoint's model weights are the average
+            self.ema.n_averaged.fill_(int(state["ema_count"]))
+            self.model.load_state_dict(state["raw_weights"])
+        elif "raw_weights" in state:
+            raise DunetError(f"{last}: this run trained with optim.ema={state['ema_decay']}; resume with it")
 
     def _init_from(self, source: str) -> None:
         from dunet.engine.pretrained import resolve_pretrained
@@ -160,7 +175,12 @@ class Trainer:
         if not self.ddp.main:
             return
         state = {"epoch": self.epoch, "step": self.step, "best": self.best}
-        save_checkpoint(self.out / name, self.model, self._config_dict(), optimizer=self.optimizer,
+        weights = self.model
+        if self.ema is not None:
+            weights = self.ema.module
+            state.update(raw_weights=self.model.state_dict(), ema_count=int(self.ema.n_averaged),
+                         ema_decay=self.cfg.optim.ema)
+        save_checkpoint(self.out / name, weights, self._config_dict(), optimizer=self.optimizer,
                         train_state=state, metrics=metrics)
 
     # ------------------------------------------------------------------ loop
@@ -227,6 +247,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             self.step += 1
             total += loss.item() * len(images)
             seen += len(images)
@@ -242,7 +264,8 @@ class Trainer:
         if not self.ddp.main:
             return {}
         cfg = self.cfg
-        runner = LandmarkModel(self.model, cfg, self.spec, precision=cfg.precision)
+        model = self.ema.module if self.ema is not None else self.model
+        runner = LandmarkModel(model, cfg, self.spec, precision=cfg.precision)
         pred, idx = predict_source(runner.predict_crops, self.val_source, cfg.model.input_size,
                                    indices=self.val_idx, batch_size=cfg.optim.batch_size,
                                    workers=cfg.data.workers, flip=cfg.flip_test and self.spec.can_flip)

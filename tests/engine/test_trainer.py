@@ -35,6 +35,30 @@ def test_resume_is_exact(tiny_config, tmp_path):
     assert (halves / "curves.png").stat().st_size > 0
 
 
+@pytest.mark.slow
+def test_weight_average_is_checkpointed_and_resumes_exactly(tiny_config, tmp_path):
+    ema = ["optim.ema=0.9"]
+    straight = tmp_path / "straight"
+    train(load_config(tiny_config, ema), straight, log=lambda *_: None)
+    halves = tmp_path / "halves"
+    train(load_config(tiny_config, ["optim.epochs=1", *ema]), halves, log=lambda *_: None)
+    train(resumed_config(halves, ["optim.epochs=2"]), halves, resume=True, log=lambda *_: None)
+    a, b = load_checkpoint(straight / "last"), load_checkpoint(halves / "last")
+    for name in a.state_dict:
+        assert torch.equal(a.state_dict[name], b.state_dict[name]), name
+        assert torch.equal(a.train_state["raw_weights"][name], b.train_state["raw_weights"][name]), name
+    assert a.train_state["ema_count"] == 6  # 3 steps per epoch
+    # The model weights are the average: they differ from the raw weights, and they are what validation scored.
+    conv = next(n for n, t in a.state_dict.items() if t.dim() == 4)
+    assert not torch.equal(a.state_dict[conv], a.train_state["raw_weights"][conv])
+    trainer = trainer_module.Trainer(resumed_config(straight, []), straight, resume=True, log=lambda *_: None)
+    assert trainer.validate()["nme_io"] == pytest.approx(a.meta["metrics"]["nme_io"])
+    with pytest.raises(DunetError, match="trained with optim.ema=0.9; resume with it"):
+        trainer_module.Trainer(resumed_config(straight, ["optim.ema=0"]), straight, resume=True)
+    with pytest.raises(DunetError, match="ema 1.0: the decay must be in"):
+        load_config(tiny_config, ["optim.ema=1.0"])
+
+
 def test_training_lowers_the_loss(tiny_config, tmp_path):
     run = tmp_path / "run"
     train(load_config(tiny_config, ["optim.epochs=3", "data.train=synthetic:32:0"]), run, log=lambda *_: None)
