@@ -75,23 +75,20 @@ def train_speed(name: str, size: int, precision: str, batch: int, steps: int, me
 
 def conv_only_seconds(model: nn.Module, x: torch.Tensor, autocast, steps: int) -> float:
     """Seconds the model's convolutions need per training step, each timed alone at its own input shape."""
-    seen: dict[tuple, list] = {}
+    # Layers of the same configuration at the same input shape cost the same: time one of each.
+    groups: dict[tuple, list] = {}
 
     def record(conv, inputs, output):
-        key = (id(conv), tuple(inputs[0].shape), inputs[0].dtype)
-        seen.setdefault(key, [conv, inputs[0], output, 0])[3] += 1
+        inp = inputs[0]
+        key = (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.groups,
+               conv.bias is not None, tuple(inp.shape), inp.dtype)
+        groups.setdefault(key, [conv, inp, output, 0])[3] += 1
 
     hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d)]
     with torch.no_grad(), autocast:
         model(x)
     for hook in hooks:
         hook.remove()
-    # Layers of the same configuration at the same shape cost the same: time one of each.
-    groups: dict[tuple, list] = {}
-    for conv, inp, out, calls in seen.values():
-        key = (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.groups,
-               conv.bias is not None, tuple(inp.shape), inp.dtype)
-        groups.setdefault(key, [conv, inp, out, 0])[3] += calls
     total = 0.0
     for conv, inp, out, calls in groups.values():
         layer = copy.deepcopy(conv)

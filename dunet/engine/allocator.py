@@ -2,7 +2,7 @@
 
 glibc returns every freed block above its mmap threshold to the kernel, and trims the heap's free top, so
 each step page-faults its large activations in again and the kernel zero-fills them. On this project's
-CPUs that made a DU-Net training step at 256 px 1.4x slower in fp32 (bench/train.py --default-malloc). The
+CPU that made a DU-Net training step at 256 px in fp32 1.17-1.36x slower (bench/train.py --default-malloc). The
 price is RSS: memory freed at the end of a step stays mapped, ready for the next one.
 """
 

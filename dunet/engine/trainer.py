@@ -147,21 +147,22 @@ class Trainer:
     def _resume(self) -> None:
         last = self.out / "last"
         ckpt = load_checkpoint(last)  # also recovers a save cut off between its two renames
-        load_weights(self.model, ckpt)
-        restore_optimizer(self.optimizer, ckpt)
         state = ckpt.train_state or {}
+        if self.ema is not None and "raw_weights" not in state:
+            raise DunetError(f"{last}: this run trained without optim.ema, so it cannot resume with it")
+        if self.ema is None and "raw_weights" in state:
+            raise DunetError(f"{last}: this run trained with optim.ema={state['ema_decay']}; resume with it")
+        if self.ema is None:
+            load_weights(self.model, ckpt)
+        else:  # a checkpoint's model weights are the average; training goes on from the raw ones
+            load_weights(self.ema.module, ckpt)
+            self.ema.n_averaged.fill_(int(state["ema_count"]))
+            self.model.load_state_dict(state["raw_weights"])
+        restore_optimizer(self.optimizer, ckpt)
         self.epoch, self.step, self.best = int(state["epoch"]), int(state["step"]), state.get("best")
         if "rng" in state:
             restore_rng(state["rng"])
         self.log(f"resumed from {last} at epoch {self.epoch}")
-        if self.ema is not None:
-            if "raw_weights" not in state:
-                raise DunetError(f"{last}: this run trained without optim.ema, so it cannot resume with it")
-            self.ema.module.load_state_dict(ckpt.state_dict)  # a checkpoint's model weights are the average
-            self.ema.n_averaged.fill_(int(state["ema_count"]))
-            self.model.load_state_dict(state["raw_weights"])
-        elif "raw_weights" in state:
-            raise DunetError(f"{last}: this run trained with optim.ema={state['ema_decay']}; resume with it")
 
     def _init_from(self, source: str) -> None:
         from dunet.engine.pretrained import resolve_pretrained
