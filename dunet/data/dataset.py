@@ -17,7 +17,7 @@ from dunet import DunetError
 from dunet.data.heatmaps import STRIDE, default_sigma, encode_disk, encode_gaussian, input_to_heatmap
 from dunet.data.sample import Source, normaliser
 from dunet.data.transforms import (
-    AugmentParams, apply_affine, apply_color, crop_matrix, invert_affine, random_augment, warp_image,
+    AugmentParams, apply_affine, apply_color, apply_occluder, crop_matrix, invert_affine, random_augment, warp_image,
 )
 
 log = logging.getLogger("dunet.data")
@@ -69,6 +69,7 @@ class LandmarkDataset(Dataset):
         rotation: float = 30.0,
         flip: bool = True,
         color_jitter: float = 0.4,
+        occlusion: float = 0.0,
         disk_radius: float | None = None,
         bad_sample: str = "replace",
     ):
@@ -95,6 +96,7 @@ class LandmarkDataset(Dataset):
         self.rotation = rotation
         self.flip = flip and self.spec.can_flip  # never flip a landmark set with unknown sides
         self.color_jitter = color_jitter
+        self.occlusion = occlusion
         self.bad_sample = bad_sample
         self.epoch = 0
         self.flip_index = self.spec.flip_index()
@@ -111,7 +113,7 @@ class LandmarkDataset(Dataset):
         if not self.augment:
             return AugmentParams()
         rng = np.random.default_rng([self.seed, self.epoch, index, attempt])
-        return random_augment(rng, self.scale_range, self.rotation, self.flip, self.color_jitter)
+        return random_augment(rng, self.scale_range, self.rotation, self.flip, self.color_jitter, self.occlusion)
 
     def crop_side(self, index: int) -> float:
         """Side of the un-augmented crop of sample `index` in original-image pixels."""
@@ -146,6 +148,8 @@ class LandmarkDataset(Dataset):
         crop = _to_float(warp_image(image, matrix, size))
         if params.color != (1.0, 1.0, 1.0):
             crop = apply_color(crop, params.color)
+        if params.occluder is not None:
+            crop = apply_occluder(crop, params.occluder, params.occluder_color)
         keypoints = apply_affine(sample.keypoints, matrix)
         visible = sample.visible.copy()
         if params.flip:

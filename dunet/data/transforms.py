@@ -8,6 +8,7 @@ stay aligned. The inverse maps crop (or decoded heatmap) positions back to the o
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -93,6 +94,9 @@ class AugmentParams:
     rotation: float = 0.0  # degrees
     flip: bool = False
     color: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel gain
+    # A rectangle painted over the crop: (x, y, width, height) as fractions of the crop side, and its colour.
+    occluder: tuple[float, float, float, float] | None = None
+    occluder_color: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
 def random_augment(
@@ -101,14 +105,36 @@ def random_augment(
     rotation: float = 30.0,
     flip: bool = True,
     color_jitter: float = 0.4,
+    occlusion: float = 0.0,
 ) -> AugmentParams:
     """The paper's augmentation: scale in scale_range, rotation in +-rotation, flip half the time,
-    per-channel colour gain in [1 - color_jitter, 1 + color_jitter] (the reference code's x[0.6, 1.4])."""
+    per-channel colour gain in [1 - color_jitter, 1 + color_jitter] (the reference code's x[0.6, 1.4]).
+    Not in the paper: with probability `occlusion`, a rectangle of random colour, 10-40 % of the crop side
+    each way, hides part of the crop (the landmarks under it stay targets, as occluded ones are labelled)."""
     scale = float(rng.uniform(*scale_range))
     angle = float(rng.uniform(-rotation, rotation)) if rotation > 0 else 0.0
     mirror = bool(flip and rng.random() < 0.5)
     gains = rng.uniform(1 - color_jitter, 1 + color_jitter, size=3) if color_jitter > 0 else np.ones(3)
-    return AugmentParams(scale, angle, mirror, tuple(float(g) for g in gains))
+    params = AugmentParams(scale, angle, mirror, tuple(float(g) for g in gains))
+    # Drawn last, and only when on, so that runs without occlusion see the same augmentation as before.
+    if occlusion > 0 and rng.random() < occlusion:
+        width, height = rng.uniform(0.1, 0.4, size=2)
+        x, y = rng.uniform(0.0, 1.0 - width), rng.uniform(0.0, 1.0 - height)
+        color = tuple(float(c) for c in rng.uniform(0.0, 1.0, size=3))
+        params = dataclasses.replace(params, occluder=(float(x), float(y), float(width), float(height)),
+                                     occluder_color=color)
+    return params
+
+
+def apply_occluder(image: np.ndarray, box: tuple[float, float, float, float],
+                   color: tuple[float, float, float]) -> np.ndarray:
+    """Paint the rectangle `box` (fractions of the image side) of a float HxWx3 image in `color`."""
+    size = image.shape[0]
+    x0, y0 = round(box[0] * size), round(box[1] * size)
+    x1, y1 = round((box[0] + box[2]) * size), round((box[1] + box[3]) * size)
+    image = image.copy()
+    image[y0:y1, x0:x1] = np.asarray(color, dtype=image.dtype)
+    return image
 
 
 def apply_color(image: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:

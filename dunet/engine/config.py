@@ -29,8 +29,13 @@ class DataConfig:
     rotation: float = 30.0  # random rotation in +-degrees (paper)
     flip: bool = True  # random horizontal flip with left/right landmarks swapped (paper)
     color_jitter: float = 0.4  # per-channel gain in [1 - j, 1 + j] (reference code: 0.6-1.4)
+    occlusion: float = 0.0  # share of crops with a random rectangle painted over them (not in the paper)
     workers: int = 2  # data-loading processes
     skip_bad: bool = False  # skip unreadable or invalid samples (counted in the log) instead of failing
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.occlusion <= 1.0:
+            raise ValueError(f"occlusion {self.occlusion}: the share of occluded crops must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,8 @@ class OptimConfig:
     # Exponential moving average of the weights (and BN statistics), updated after every step with this
     # decay; 0 = off. With it on, validation, `best/` and every checkpoint's model weights are the average
     # (so eval, predict, export and init use it); the raw weights training resumes from are kept in the
-    # checkpoint's training state. 0.995 averages over about the last 200 steps.
+    # checkpoint's training state. 0.995 averages over about the last 200 steps. The decay ramps up as
+    # (1 + n) / (10 + n) over the first updates, so the average follows the weights early on.
     ema: float = 0.0
 
     def __post_init__(self) -> None:

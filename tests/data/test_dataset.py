@@ -71,6 +71,15 @@ def test_augmentation_is_deterministic_per_seed_epoch_index(faces):
     assert not torch.equal(other_seed[7]["image"], b[7]["image"])
 
 
+def test_occlusion_hides_part_of_the_crop_but_not_the_targets(faces):
+    plain, occluded = LandmarkDataset(faces, 64, seed=2), LandmarkDataset(faces, 64, seed=2, occlusion=1.0)
+    a, b = plain[4], occluded[4]
+    changed = (a["image"] != b["image"]).any(dim=0)
+    assert 0.01 < changed.float().mean() < 0.17  # one rectangle of 10-40 % of the side each way
+    for key in ("heatmaps", "visible", "keypoints"):
+        assert torch.equal(a[key], b[key])
+
+
 def test_without_augmentation_the_crop_is_the_box(faces):
     dataset = LandmarkDataset(faces, input_size=64, augment=False)
     sample = faces.samples[2]

@@ -3,7 +3,7 @@ import pytest
 
 from dunet.data.spec import SPECS
 from dunet.data.transforms import (
-    apply_affine, apply_color, crop_matrix, flip_keypoints, invert_affine, random_augment, warp_image,
+    apply_affine, apply_color, apply_occluder, crop_matrix, flip_keypoints, invert_affine, random_augment, warp_image,
 )
 
 
@@ -107,3 +107,25 @@ def test_colour_gain_is_per_channel_and_clipped():
     image = np.full((4, 4, 3), 0.5, dtype=np.float32)
     out = apply_color(image, (0.6, 1.0, 2.5))
     np.testing.assert_allclose(out[0, 0], [0.3, 0.5, 1.0])
+
+
+def test_occlusion_draws_a_box_inside_the_crop_and_leaves_other_draws_alone():
+    draws = [random_augment(np.random.default_rng(i), occlusion=0.5) for i in range(400)]
+    boxes = np.array([d.occluder for d in draws if d.occluder is not None])
+    assert 0.4 < len(boxes) / len(draws) < 0.6
+    assert (boxes[:, 2:] >= 0.1).all() and (boxes[:, 2:] <= 0.4).all()
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, :2] + boxes[:, 2:] <= 1).all()
+    # The draws before it are unchanged, so runs without occlusion keep their augmentation.
+    for i, d in enumerate(draws):
+        plain = random_augment(np.random.default_rng(i))
+        assert plain.occluder is None and (plain.scale, plain.rotation, plain.flip, plain.color) == (
+            d.scale, d.rotation, d.flip, d.color)
+
+
+def test_occluder_paints_only_its_rectangle():
+    image = np.zeros((10, 10, 3), dtype=np.float32)
+    out = apply_occluder(image, (0.2, 0.5, 0.3, 0.4), (1.0, 0.5, 0.25))
+    painted = (out != 0).any(axis=2)
+    assert painted[5:9, 2:5].all() and painted.sum() == 12
+    np.testing.assert_allclose(out[6, 3], [1.0, 0.5, 0.25])
+    assert (image == 0).all()  # the input is not modified

@@ -37,6 +37,12 @@ def test_negative_decode_blur_is_refused(tiny_config):
         load_config(tiny_config, ["decode_blur=-1"])
 
 
+def test_occlusion_share_is_checked(tiny_config):
+    assert load_config(tiny_config, ["data.occlusion=0.5"]).data.occlusion == 0.5
+    with pytest.raises(DunetError, match="data: occlusion 1.5"):
+        load_config(tiny_config, ["data.occlusion=1.5"])
+
+
 def test_false_means_false(tiny_config):
     assert load_config(tiny_config, ["model.memory_efficient=false"]).model.memory_efficient is False
     assert load_config(tiny_config, ["model.memory_efficient=true"]).model.memory_efficient is True

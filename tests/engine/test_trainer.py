@@ -35,6 +35,19 @@ def test_resume_is_exact(tiny_config, tmp_path):
     assert (halves / "curves.png").stat().st_size > 0
 
 
+def test_weight_average_decay_ramps_up_to_its_cap():
+    update = trainer_module.warmed_up_ema(0.9)
+    average, values = [torch.tensor([1.0])], [2.0, 4.0, 8.0]
+    expected = 1.0
+    for n, value in enumerate(values, start=1):
+        decay = min(0.9, (1 + n) / (10 + n))
+        update(average, [torch.tensor([value])], torch.tensor(n))
+        expected = decay * expected + (1 - decay) * value
+        assert average[0].item() == pytest.approx(expected)
+    update(average, [torch.tensor([0.0])], torch.tensor(1000))  # past the ramp: the cap
+    assert average[0].item() == pytest.approx(0.9 * expected)
+
+
 @pytest.mark.slow
 def test_weight_average_is_checkpointed_and_resumes_exactly(tiny_config, tmp_path):
     ema = ["optim.ema=0.9"]
