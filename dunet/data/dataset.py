@@ -8,6 +8,7 @@ pure function of (seed, epoch, index), so runs repeat exactly whatever the numbe
 from __future__ import annotations
 
 import logging
+import signal
 
 import numpy as np
 import torch
@@ -190,6 +191,14 @@ class EpochSampler(Sampler[int]):
         return iter(order.tolist())
 
 
+def leave_sigterm_to_the_main_process(worker_id: int) -> None:
+    """`worker_init_fn` of every data-loading worker."""
+    # A SIGTERM sent to the whole process group (`kill -- -PGID`, a service manager, a job scheduler) must
+    # reach the training process, which saves a checkpoint and then shuts its workers down. A worker killed
+    # by it first makes the main process fail with "DataLoader worker ... killed" instead of saving.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def build_loader(
     dataset: LandmarkDataset, batch_size: int, workers: int = 2, shuffle: bool = True, seed: int = 0,
     drop_last: bool = False,
@@ -204,4 +213,5 @@ def build_loader(
         num_workers=workers,
         drop_last=drop_last,
         persistent_workers=False,
+        worker_init_fn=leave_sigterm_to_the_main_process if workers else None,
     )

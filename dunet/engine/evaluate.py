@@ -13,12 +13,13 @@ def predict_source(predict_crops, source: Source, input_size: int, *, indices=No
                    workers: int = 0, flip: bool = False, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Run `predict_crops(images, crop_to_image, flip) -> (coords, peaks)` over `source` (or its `indices`)
     and return (N, K, 2) landmarks in original-image pixels and (N,) sample indices, in order."""
-    from dunet.data.dataset import LandmarkDataset
+    from dunet.data.dataset import LandmarkDataset, leave_sigterm_to_the_main_process
 
     dataset = LandmarkDataset(source, input_size=input_size, augment=False)
     if indices is not None:
         dataset = Subset(dataset, list(indices))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        worker_init_fn=leave_sigterm_to_the_main_process if workers else None)
     if progress:
         from tqdm import tqdm
 

@@ -37,6 +37,7 @@ from dunet.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from dunet.data.dataset import leave_sigterm_to_the_main_process
 from dunet.engine.allocator import keep_freed_memory
 from dunet.engine.config import TrainConfig, config_from_dict, config_to_dict
 from dunet.engine.evaluate import main_metric, predict_source, score
@@ -243,7 +244,8 @@ class Trainer:
         batch = max(1, cfg.optim.batch_size // self.ddp.world)
         loader = DataLoader(Subset(self.train_set, order), batch_size=batch, shuffle=False,
                             num_workers=cfg.data.workers, drop_last=len(order) >= batch,
-                            persistent_workers=False)
+                            persistent_workers=False,
+                            worker_init_fn=leave_sigterm_to_the_main_process if cfg.data.workers else None)
         if self.ddp.main:
             from tqdm import tqdm
 

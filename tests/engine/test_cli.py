@@ -120,6 +120,43 @@ def test_torchrun_two_processes(tmp_path):
     assert (run / "last" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_saves_and_exits(tmp_path):
+    """A SIGTERM to every process of the run (as `kill -- -PGID` or a service manager sends it) saves `last`:
+    the data-loading workers leave it to the training process instead of dying first."""
+    import signal
+    import time
+
+    import psutil
+    import yaml
+
+    from tests.engine.conftest import TINY
+
+    config = tmp_path / "tiny.yaml"
+    tiny = {**TINY, "data": {**TINY["data"], "train": "synthetic:400:0", "workers": 1}}
+    config.write_text(yaml.safe_dump({**tiny, "optim": {**TINY["optim"], "epochs": 1000}}))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dunet", "train", str(config), "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last" / "meta.json").exists() or not psutil.Process(proc.pid).children():
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not get going"
+            time.sleep(0.05)
+        time.sleep(1.0)  # let the worker start up
+        # As a group kill can land: the worker first, the training process a moment later.
+        for worker in psutil.Process(proc.pid).children():
+            worker.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: saved" in out + err and "killed by signal" not in err and "exited unexpectedly" not in err
+
+
 def _eval_json(target, capsys, data="synthetic:6:5"):
     capsys.readouterr()
     assert main(["eval", str(target), "--data", data, "--json"]) == 0
