@@ -213,5 +213,5 @@ def build_loader(
         num_workers=workers,
         drop_last=drop_last,
         persistent_workers=False,
-        worker_init_fn=leave_sigterm_to_the_main_process if workers else None,
+        worker_init_fn=leave_sigterm_to_the_main_process,
     )

@@ -8,7 +8,6 @@ stay aligned. The inverse maps crop (or decoded heatmap) positions back to the o
 from __future__ import annotations
 
 import math
-import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -115,15 +114,14 @@ def random_augment(
     angle = float(rng.uniform(-rotation, rotation)) if rotation > 0 else 0.0
     mirror = bool(flip and rng.random() < 0.5)
     gains = rng.uniform(1 - color_jitter, 1 + color_jitter, size=3) if color_jitter > 0 else np.ones(3)
-    params = AugmentParams(scale, angle, mirror, tuple(float(g) for g in gains))
+    occluder, occluder_color = None, AugmentParams.occluder_color
     # Drawn last, and only when on, so that runs without occlusion see the same augmentation as before.
     if occlusion > 0 and rng.random() < occlusion:
         width, height = rng.uniform(0.1, 0.4, size=2)
         x, y = rng.uniform(0.0, 1.0 - width), rng.uniform(0.0, 1.0 - height)
-        color = tuple(float(c) for c in rng.uniform(0.0, 1.0, size=3))
-        params = dataclasses.replace(params, occluder=(float(x), float(y), float(width), float(height)),
-                                     occluder_color=color)
-    return params
+        occluder = (float(x), float(y), float(width), float(height))
+        occluder_color = tuple(float(c) for c in rng.uniform(0.0, 1.0, size=3))
+    return AugmentParams(scale, angle, mirror, tuple(float(g) for g in gains), occluder, occluder_color)
 
 
 def apply_occluder(image: np.ndarray, box: tuple[float, float, float, float],

@@ -19,7 +19,7 @@ def predict_source(predict_crops, source: Source, input_size: int, *, indices=No
     if indices is not None:
         dataset = Subset(dataset, list(indices))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        worker_init_fn=leave_sigterm_to_the_main_process if workers else None)
+                        worker_init_fn=leave_sigterm_to_the_main_process)
     if progress:
         from tqdm import tqdm
 

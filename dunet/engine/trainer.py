@@ -245,7 +245,7 @@ class Trainer:
         loader = DataLoader(Subset(self.train_set, order), batch_size=batch, shuffle=False,
                             num_workers=cfg.data.workers, drop_last=len(order) >= batch,
                             persistent_workers=False,
-                            worker_init_fn=leave_sigterm_to_the_main_process if cfg.data.workers else None)
+                            worker_init_fn=leave_sigterm_to_the_main_process)
         if self.ddp.main:
             from tqdm import tqdm
 
