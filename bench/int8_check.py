@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     runner = LandmarkModel.load(args.checkpoint)  # the training-time model, fp32 eval
     cfg = runner.config
-    source = open_source(args.data or cfg.data.train)
+    source = open_source(args.data or cfg.data.train[0])
     if args.data or cfg.data.val:
         train_idx, val_idx = list(range(len(source))), list(range(len(source)))
     else:

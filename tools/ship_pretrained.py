@@ -79,7 +79,7 @@ def main() -> None:
     checkpoint = run / args.checkpoint
     model = LandmarkModel.load(checkpoint)  # to tune the decoding on training samples
     cfg = model.config
-    source = open_source(cfg.data.train)
+    source = open_source(cfg.data.train[0])  # the held-out split comes off the first source
     train_idx, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
     blur = ["--decode-blur", str(tune_decode_blur(model, source, train_idx[:300]))] if args.tune_decode else []
     weights = {"half": ["--half"], "int8": ["--half", "--int8-weights"]}.get(args.format, [])

@@ -40,7 +40,7 @@ def measure(run: Path, memory: dict[str, float]) -> dict:
 
     runner = LandmarkModel.load(run / "best")
     cfg = runner.config
-    source = open_source(cfg.data.train)
+    source = open_source(cfg.data.train[0])  # the held-out split comes off the first source
     _, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
     pred, idx = predict_source(runner.predict_crops, source, runner.input_size, indices=val_idx)
     metrics = score(source, pred, idx)

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     _prepare(out)
     cfg = load_config(DEMO_CONFIG, args.overrides)
     held_out = open_source(cfg.data.val)
-    print(f"dunet demo: {cfg.model.arch}({cfg.model.units}) at {cfg.model.input_size} px on {cfg.data.train}, "
+    print(f"dunet demo: {cfg.model.arch}({cfg.model.units}) at {cfg.model.input_size} px on {' + '.join(cfg.data.train)}, "
           f"held-out {cfg.data.val}; report -> {out}")
 
     torch.manual_seed(cfg.seed)  # the same initial weights training starts from

@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--ced", metavar="PNG", help="write the cumulative error distribution plot here")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bfloat16 where the CPU or GPU computes it natively, else fp32")
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx", "openvino"],
                    help="what runs the network: PyTorch (checkpoints), onnxruntime (.onnx) or OpenVINO "
                         "(.onnx or .xml; the fastest on a CPU, see docs/deployment.md)")
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from dunet.engine.inference import load_runner
     from dunet.metrics import format_table, plot_ced
 
-    runner = load_runner(args.checkpoint, args.model, backend=args.backend, precision=args.precision)
+    runner = load_runner(args.checkpoint, args.model, backend=args.backend, precision=args.precision,
+                         device=args.device)
     runner.set_decode_blur(args.decode_blur)
     source = open_source(args.data, skip_bad=args.skip_bad)
     runner.check_source(source)
@@ -71,8 +74,9 @@ def split_of(config, count: int, split: str, data: str) -> list[int]:
     if fraction <= 0 or config.data.val:
         raise DunetError(f"--split {split}: the model was not trained with a held-out fraction of its data "
                          f"(data.val_fraction {fraction}, data.val {config.data.val!r}); use --split all")
-    if data != config.data.train:
-        print(f"note: --split {split} of {data}, split as the model's training data {config.data.train} was "
+    first = config.data.train[0]  # with several training sources, the held-out split came off the first
+    if data != first:
+        print(f"note: --split {split} of {data}, split as the model's training data {first} was "
               f"(val_fraction {fraction}, split_seed {seed}); the same samples only if it is the same data",
               file=sys.stderr)
     train, val = split_indices(count, fraction, seed)

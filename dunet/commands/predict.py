@@ -24,7 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="find faces with OpenCV's bundled Haar cascade (offline) and predict each")
     p.add_argument("--out", default="predictions", help="output folder")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bfloat16 where the CPU or GPU computes it natively, else fp32")
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx", "openvino"],
                    help="what runs the network: PyTorch (checkpoints), onnxruntime (.onnx) or OpenVINO "
                         "(.onnx or .xml; the fastest on a CPU, see docs/deployment.md)")
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = None
     if not inputs:
         raise DunetError("give at least one image, folder or glob to predict on")
-    runner = load_runner(checkpoint, args.model, backend=args.backend, precision=args.precision)
+    runner = load_runner(checkpoint, args.model, backend=args.backend, precision=args.precision,
+                         device=args.device)
     paths = expand_inputs(inputs)
     fixed_box = parse_box(args.box) if args.box else None
     margin = runner.spec.box_margin

@@ -3,6 +3,7 @@
 A data source is named `FORMAT:PATH[:IMAGE_DIR]`:
     300w:DIR               folders (searched recursively) of images with same-named .pts files
     lsp:DIR | lsp:FILE.mat joints.mat (3x14xN original or 14x3xN extended) and images/imNNNN.jpg
+    lspet:DIR              LSP-extended: joints.mat (14x3xN, flag 0 = not annotated) and images/imNNNNN.jpg
     mpii:FILE.json[:DIR]   the MPII JSON list (joints, joints_vis, center, scale, image)
     coco:FILE.json[:DIR]   COCO keypoints JSON, one sample per annotated instance
     dlc:FILE.csv[:DIR]     DeepLabCut CollectedData CSV
@@ -151,15 +152,22 @@ def read_pts_folder(folder: str | os.PathLike, skip_bad: bool = False, name: str
 # --- LSP: joints.mat + images/imNNNN.jpg ---------------------------------------------------------
 
 
+# The two Leeds Sports Pose layouts of `joints.mat`: the original release (3, 14, N), whose flag row is 1 for an
+# occluded joint (every joint has coordinates), and LSP-extended (14, 3, N), whose flag is 1 for an annotated
+# joint and 0 for one that is not annotated (its coordinates are placeholders, often outside the image).
+LSP_LAYOUTS = {"lsp": (3, 14), "lspet": (14, 3)}
+
+
 def read_lsp(path: str | os.PathLike, image_dir: str | os.PathLike | None = None, skip_bad: bool = False,
-             name: str = "") -> Source:
-    """LSP `joints.mat`: (3, 14, N) x/y/flag of the original release (flag 1 = occluded there) or
-    (14, 3, N) of LSP-extended (flag 1 = visible). Every joint has coordinates, so all are labelled;
-    the flag goes to meta["occluded"]. Coordinates are MATLAB 1-based and are shifted to 0-based."""
+             name: str = "", layout: str | None = None) -> Source:
+    """LSP `joints.mat` and `images/imNNNN.jpg` (or imNNNNN.jpg). `layout` "lsp" expects the original
+    (3, 14, N) array, "lspet" the extended (14, 3, N) one; None takes either, read by its shape.
+    Original: every joint is labelled, flag 1 goes to meta["occluded"]. Extended: flag 0 = not annotated
+    (visible 0, masked out of loss and metrics). Coordinates are MATLAB 1-based and become 0-based."""
     import scipy.io
 
     path = Path(path)
-    name = name or f"lsp:{path}"
+    name = name or f"{layout or 'lsp'}:{path}"
     mat_path = path / "joints.mat" if path.is_dir() else path
     if not mat_path.is_file():
         raise DunetError(f"{mat_path}: LSP joints file not found")
@@ -171,14 +179,22 @@ def read_lsp(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     if joints is None:
         found = ", ".join(k for k in mat if not k.startswith("__")) or "nothing"
         raise DunetError(f"{mat_path}: no 'joints' array (found: {found})")
-    joints = np.asarray(joints, dtype=np.float64)
-    if joints.ndim == 3 and joints.shape[:2] == (3, 14):
-        xy, flags, occluded_flag = joints[:2].transpose(2, 1, 0), joints[2].T, 1.0  # original release
-    elif joints.ndim == 3 and joints.shape[:2] == (14, 3):
-        xy, flags, occluded_flag = joints[:, :2].transpose(2, 0, 1), joints[:, 2].T, 0.0  # LSP-extended
+    try:
+        joints = np.asarray(joints, dtype=np.float64)
+        first = int(np.asarray(mat.get("first_index", 1), dtype=np.float64).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        raise DunetError(f"{mat_path}: 'joints' and 'first_index' must hold numbers") from None
+    accepted = {layout: LSP_LAYOUTS[layout]} if layout else LSP_LAYOUTS
+    found = next((kind for kind, shape in accepted.items() if joints.ndim == 3 and joints.shape[:2] == shape), None)
+    if found is None:
+        shapes = " or ".join(f"({a}, {b}, N) ({kind})" for kind, (a, b) in accepted.items())
+        raise DunetError(f"{mat_path}: 'joints' has shape {joints.shape}; expected {shapes}")
+    if found == "lsp":
+        xy, flags = joints[:2].transpose(2, 1, 0), joints[2].T
+        labelled, occluded = np.ones_like(flags, dtype=bool), flags == 1.0
     else:
-        raise DunetError(f"{mat_path}: 'joints' has shape {joints.shape}; expected (3, 14, N) or (14, 3, N)")
-    first = int(np.asarray(mat.get("first_index", 1)).reshape(-1)[0])
+        xy, flags = joints[:, :2].transpose(2, 0, 1), joints[:, 2].T
+        labelled, occluded = flags != 0.0, np.zeros_like(flags, dtype=bool)
     folder = Path(image_dir) if image_dir else mat_path.parent / "images"
     if not image_dir and not folder.is_dir():
         folder = mat_path.parent
@@ -193,13 +209,16 @@ def read_lsp(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
             bad.append(BadItem(str(candidates[0]), f"missing image for joints entry {n} of {mat_path.name}"))
             continue
         points = xy[n] - 1.0
-        visible = np.ones(14, dtype=np.float32)
+        visible = labelled[n].astype(np.float32)
+        if not visible.any():
+            bad.append(BadItem(str(image), f"joints entry {n} of {mat_path.name} has no annotated joint"))
+            continue
         size, problem = _image_checked(image, points, visible, 14)
         if problem:
             bad.append(BadItem(str(image), problem))
             continue
         centre, side = box_from_keypoints(points, visible)
-        meta = {"index": n, "occluded": flags[n] == occluded_flag}
+        meta = {"index": n, "occluded": occluded[n]}
         samples.append(Sample(str(image), points, visible, centre, side, meta))
     return _finish(name, SPECS["lsp"], samples, bad, skip_bad)
 
@@ -495,6 +514,8 @@ READERS: dict[str, Callable[..., Source]] = {
     "300w": lambda rest, skip_bad, name: read_pts_folder(rest, skip_bad, name),
     "pts": lambda rest, skip_bad, name: read_pts_folder(rest, skip_bad, name),
     "lsp": lambda rest, skip_bad, name: read_lsp(*_path_and_dir(rest, name), skip_bad=skip_bad, name=name),
+    "lspet": lambda rest, skip_bad, name: read_lsp(*_path_and_dir(rest, name), skip_bad=skip_bad, name=name,
+                                                   layout="lspet"),
     "mpii": lambda rest, skip_bad, name: read_mpii(*_path_and_dir(rest, name), skip_bad=skip_bad, name=name),
     "coco": lambda rest, skip_bad, name: read_coco(*_path_and_dir(rest, name), skip_bad=skip_bad, name=name),
     "dlc": lambda rest, skip_bad, name: read_dlc(*_path_and_dir(rest, name), skip_bad=skip_bad, name=name),
@@ -520,3 +541,33 @@ def open_source(text: str, skip_bad: bool = False, allow_empty: bool = False) ->
         raise DunetError(f"{text!r}: expected FORMAT:PATH, e.g. {fmt}:path/to/data")
     source = READERS[fmt](rest, skip_bad, text)
     return source if allow_empty else require_samples(source)
+
+
+def combine_sources(sources: list[Source]) -> Source:
+    """One Source over several with the same landmark layout (training on LSP + LSP-extended, say). Each
+    sample keeps its own image loader; `meta["source"]` is the position of the source it came from."""
+    if len(sources) == 1:
+        return sources[0]
+    first = sources[0]
+    for other in sources[1:]:
+        if other.spec.keypoints != first.spec.keypoints or other.spec.flip_pairs != first.spec.flip_pairs:
+            raise DunetError(f"{first.name} and {other.name} have different landmark layouts "
+                             f"({first.spec.name}: {first.spec.num_keypoints} keypoints, {other.spec.name}: "
+                             f"{other.spec.num_keypoints}); train on sources with the same keypoints in the same order")
+    samples, loaders = [], []
+    for position, source in enumerate(sources):
+        for sample in source.samples:
+            sample.meta["source"] = position
+        samples += source.samples
+        loaders.append(source.loader)
+
+    def load(sample: Sample) -> np.ndarray:
+        loader = loaders[sample.meta["source"]]
+        if loader is not None:
+            return loader(sample)
+        from dunet.data.images import load_image
+
+        return load_image(sample.image_path)
+
+    return Source(" + ".join(s.name for s in sources), first.spec, samples,
+                  [bad for s in sources for bad in s.skipped], loader=load)

@@ -100,10 +100,10 @@ def check_keypoints(
 ) -> str | None:
     """The problem with a sample's labelled keypoints, or None. Unlabelled points are not checked.
 
-    Tolerances: 1 px below zero (annotations on the first row/column, 1-based rounding); beyond the
-    far edges by 10% of the image size plus 1 px (points just outside the frame are sometimes annotated).
-    Anything further is a broken annotation (a sentinel such as -1 left labelled, coordinates of
-    another resolution)."""
+    Points outside the image are real: a truncated person has joints labelled past the edge, and the
+    dataset masks any point that lands outside the heatmap after cropping. Only impossible values are
+    rejected: NaN or inf, and points more than one image size outside the image (a sentinel such as
+    -1e4 left labelled, or coordinates of another resolution)."""
     if expected is not None and len(keypoints) != expected:
         return f"expected {expected} keypoints, found {len(keypoints)}"
     labelled = visible > 0
@@ -113,18 +113,14 @@ def check_keypoints(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         return f"keypoint {i} is not a number ({keypoints[i, 0]}, {keypoints[i, 1]})"
-    negative = labelled & (keypoints < -1.0).any(axis=1)
-    if negative.any():
-        i = int(np.flatnonzero(negative)[0])
-        return f"keypoint {i} has a negative coordinate ({keypoints[i, 0]:.1f}, {keypoints[i, 1]:.1f})"
     if width is not None and height is not None:
-        limit = np.array([width, height], dtype=np.float64) * 1.1 + 1.0
-        far = labelled & (keypoints > limit).any(axis=1)
+        size = np.array([width, height], dtype=np.float64)
+        far = labelled & ((keypoints < -size) | (keypoints > 2.0 * size)).any(axis=1)
         if far.any():
             i = int(np.flatnonzero(far)[0])
             return (
                 f"keypoint {i} at ({keypoints[i, 0]:.1f}, {keypoints[i, 1]:.1f}) is far outside "
-                f"the {width}x{height} image"
+                f"the {width}x{height} image (more than the image's size beyond its edge)"
             )
     return None
 

@@ -20,8 +20,13 @@ from dunet.models.config import ModelConfig
 
 @dataclass(frozen=True)
 class DataConfig:
-    train: str = "synthetic:2000:0"  # FORMAT:PATH of the training data (see docs/data.md)
-    val: str = ""  # FORMAT:PATH of validation data; empty = split `val_fraction` off the training data
+    # FORMAT:PATH of the training data (see docs/data.md), or a list of sources with the same landmark layout
+    # (e.g. [lsp:DIR, lspet:DIR]); with a list, the held-out split comes off the first source only.
+    train: tuple[str, ...] = ("synthetic:2000:0",)
+    # Per-source sampling weights, one per `train` source: each epoch draws weight x size samples of a source
+    # (2 = every sample twice, 0.5 = a different random half each epoch). Empty = 1 for every source.
+    train_weights: tuple[float, ...] = ()
+    val: str = ""  # FORMAT:PATH of validation data; empty = split `val_fraction` off the (first) training source
     val_fraction: float = 0.1  # share of the training data held out when `val` is empty
     split_seed: int = 0  # seed of that split (keep it fixed to compare runs on the same held-out set)
     sigma: float = 0.0  # Gaussian sigma in heatmap pixels; 0 = 1 px at 64x64 heatmaps, scaled with resolution
@@ -30,10 +35,16 @@ class DataConfig:
     flip: bool = True  # random horizontal flip with left/right landmarks swapped (paper)
     color_jitter: float = 0.4  # per-channel gain in [1 - j, 1 + j] (reference code: 0.6-1.4)
     occlusion: float = 0.0  # share of crops with a random rectangle painted over them (not in the paper)
-    workers: int = 2  # data-loading processes
+    workers: int = -1  # data-loading processes; -1 = auto (sized with the threads: see dunet/engine/hardware.py)
     skip_bad: bool = False  # skip unreadable or invalid samples (counted in the log) instead of failing
 
     def __post_init__(self) -> None:
+        if not self.train:
+            raise ValueError("train: give at least one FORMAT:PATH source")
+        if self.train_weights and len(self.train_weights) != len(self.train):
+            raise ValueError(f"train_weights: {len(self.train_weights)} weights for {len(self.train)} train sources")
+        if any(not (w >= 0 and w < 1e6) for w in self.train_weights) or (self.train_weights and not any(self.train_weights)):
+            raise ValueError(f"train_weights {list(self.train_weights)}: weights must be >= 0, and not all 0")
         if not 0.0 <= self.occlusion <= 1.0:
             raise ValueError(f"occlusion {self.occlusion}: the share of occluded crops must be in [0, 1]")
 
@@ -81,9 +92,12 @@ class TrainConfig:
     # cross-entropy on binary disks. With model.refine, one entry per pass, e.g. [detection, regression].
     supervision: tuple[str, ...] = ("regression",)
     seed: int = 0  # seeds initialisation, shuffling and augmentation
-    precision: str = choice("fp32", ("fp32", "bf16"), "bf16 autocasts convolutions to bfloat16 on the CPU")
-    channels_last: bool = True  # NHWC memory format: faster convolutions on this CPU
-    threads: int = 0  # torch threads per process; 0 = all cores (divided between distributed processes)
+    # auto = bf16 autocast where the hardware computes bfloat16 natively (a CPU with AVX-512 BF16 or AMX, a GPU
+    # that supports it), fp32 elsewhere: emulated bf16 is several times slower than fp32.
+    precision: str = choice("auto", ("auto", "fp32", "bf16"), "auto: bf16 where native, else fp32")
+    device: str = "auto"  # auto (a CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:N
+    channels_last: bool = True  # NHWC memory format: faster convolutions on CPUs and GPUs
+    threads: int = 0  # torch threads per process; 0 = all usable cores (divided between distributed processes)
     eval_every: int = 1  # validate every N epochs (and always after the last)
     flip_test: bool = False  # average predictions with the mirrored image at validation
     max_val_samples: int = 0  # 0 = the whole validation set
@@ -97,6 +111,13 @@ class TrainConfig:
     init: str = ""
 
     def __post_init__(self) -> None:
+        from dunet.engine.hardware import check_device_name
+
+        check_device_name(self.device)
+        if self.threads < 0:
+            raise ValueError(f"threads {self.threads}: must be >= 0 (0 = all usable cores)")
+        if self.data.workers < -1:
+            raise ValueError(f"data.workers {self.data.workers}: must be >= 0, or -1 for auto")
         for s in self.supervision:
             if s not in ("regression", "detection"):
                 raise ValueError(f"supervision {s!r}: choose regression or detection")

@@ -23,7 +23,10 @@ class ExportedLandmarkModel(LandmarkModel):
         self.kinds = config.supervision_per_head(config.model.heads)
 
     @classmethod
-    def load(cls, path: str | Path, backend: str = "onnx", precision: str = "fp32") -> "ExportedLandmarkModel":
+    def load(cls, path: str | Path, backend: str = "onnx", precision: str = "auto") -> "ExportedLandmarkModel":
+        from dunet.engine.hardware import choose_precision
+
+        precision, _ = choose_precision(precision, torch.device("cpu"))
         if backend == "openvino":
             from dunet.deploy.openvino import OpenVinoPredictor
 

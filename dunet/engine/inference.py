@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +41,15 @@ class LandmarkModel:
     """Network in eval mode + what is needed to use it: the train config and the landmark spec."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, spec: DatasetSpec, source: str = "",
-                 precision: str = "fp32"):
-        self.model = model.eval()
+                 precision: str = "auto", device: str | torch.device = "cpu"):
+        from dunet.engine.hardware import choose_precision, resolve_device
+
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.model = model.eval().to(self.device)
         self.config = config
         self.spec = spec
         self.source = source
-        self.precision = precision
+        self.precision, self.precision_reason = choose_precision(precision, self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.kinds = config.supervision_per_head(config.model.heads)  # per head, both passes with refine
@@ -79,7 +81,7 @@ class LandmarkModel:
         return balance_report(self.model, self.config.model, nme)
 
     @classmethod
-    def load(cls, path_or_name: str | Path, precision: str = "fp32") -> "LandmarkModel":
+    def load(cls, path_or_name: str | Path, precision: str = "auto", device: str = "cpu") -> "LandmarkModel":
         """From a checkpoint directory, a run directory, a `.safetensors` model or a pretrained name."""
         from dunet.checkpoint import load_checkpoint, load_weights
         from dunet.engine.pretrained import resolve_pretrained
@@ -90,7 +92,7 @@ class LandmarkModel:
         from dunet.quant.packing import is_packed_file
 
         if path.is_file() and is_packed_file(path):
-            return cls._load_packed(path, precision)
+            return cls._load_packed(path, precision, device)
         ckpt = load_checkpoint(path)
         cfg_dict = dict(ckpt.config)
         spec_dict = cfg_dict.pop("spec", None)
@@ -102,10 +104,10 @@ class LandmarkModel:
             raise DunetError(f"{ckpt.path}: no landmark spec in the checkpoint config")
         model = build_model(config.model)
         load_weights(model, ckpt)
-        return cls(model, config, spec_from_dict(spec_dict), source=str(ckpt.path), precision=precision)
+        return cls(model, config, spec_from_dict(spec_dict), source=str(ckpt.path), precision=precision, device=device)
 
     @classmethod
-    def _load_packed(cls, path: Path, precision: str) -> "LandmarkModel":
+    def _load_packed(cls, path: Path, precision: str, device: str) -> "LandmarkModel":
         from dunet.quant.packing import load_packed
 
         cfg_dict, state = load_packed(path)
@@ -116,12 +118,12 @@ class LandmarkModel:
         config = config_from_dict(cfg_dict)
         model = build_model(config.model)
         model.load_state_dict(state, strict=True)
-        return cls(model, config, spec_from_dict(spec_dict), source=str(path), precision=precision)
+        return cls(model, config, spec_from_dict(spec_dict), source=str(path), precision=precision, device=device)
 
     def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return nullcontext()
+        from dunet.engine.hardware import autocast
+
+        return autocast(self.precision, self.device)
 
     def set_decode_blur(self, sigma: float | None) -> None:
         """Change the heatmap blur before sub-pixel decoding (None: keep the model's)."""
@@ -135,7 +137,7 @@ class LandmarkModel:
     def heatmaps(self, images: Tensor, flip: bool = False) -> Tensor:
         """(B, K, S/4, S/4) float32 heatmaps of the final head; `flip` averages with the mirrored input."""
         fmt = torch.channels_last if self.config.channels_last else torch.contiguous_format
-        x = images.contiguous(memory_format=fmt)
+        x = images.to(self.device).contiguous(memory_format=fmt)
         with self._autocast():
             out = final_heatmaps(self.model(x), self.kinds)
             if flip:
@@ -144,7 +146,7 @@ class LandmarkModel:
                 mirrored = final_heatmaps(self.model(torch.flip(x, dims=[3])), self.kinds)
                 mirrored = torch.flip(mirrored, dims=[3])[:, torch.as_tensor(self.spec.flip_index())]
                 out = (out + mirrored) / 2
-        return out.float()
+        return out.float().cpu()
 
     def predict_crops(self, images: Tensor, crop_to_image: Tensor | np.ndarray, flip: bool = False
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +159,7 @@ class LandmarkModel:
 
 
 def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str = "torch",
-                precision: str = "fp32") -> LandmarkModel:
+                precision: str = "auto", device: str = "auto") -> LandmarkModel:
     """The model a command was pointed at: a CHECKPOINT path or a pretrained --model NAME."""
     if (checkpoint is None) == (model_name is None):
         raise DunetError("give either a CHECKPOINT path or --model NAME")
@@ -166,6 +168,8 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
     if backend == "torch" and suffix in (".onnx", ".xml"):
         backend = "onnx" if suffix == ".onnx" else "openvino"
     if backend != "torch":
+        if device not in ("auto", "cpu"):
+            raise DunetError(f"--device {device}: the {backend} backend runs on the CPU; use --backend torch")
         from dunet.engine.exported import ExportedLandmarkModel
 
         return ExportedLandmarkModel.load(target, backend, precision)
@@ -173,4 +177,4 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
         from dunet.engine.pretrained import resolve_pretrained
 
         target = resolve_pretrained(model_name)
-    return LandmarkModel.load(target, precision=precision)
+    return LandmarkModel.load(target, precision=precision, device=device)

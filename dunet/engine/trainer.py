@@ -41,6 +41,7 @@ from dunet.data.dataset import leave_sigterm_to_the_main_process
 from dunet.engine.allocator import keep_freed_memory
 from dunet.engine.config import TrainConfig, config_from_dict, config_to_dict
 from dunet.engine.evaluate import main_metric, predict_source, score
+from dunet.engine.hardware import autocast, choose_precision, plan_threads, resolve_device
 from dunet.engine.inference import LandmarkModel, spec_to_dict
 from dunet.engine.losses import total_loss
 from dunet.models import build_model
@@ -88,52 +89,78 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
-def epoch_order(indices: list[int], seed: int, epoch: int, ddp: Distributed) -> list[int]:
-    """This process's share of the epoch's shuffled indices (equal shares across processes)."""
+def epoch_order(groups: list[list[int]], seed: int, epoch: int, ddp: Distributed,
+                weights: tuple[float, ...] = ()) -> list[int]:
+    """This process's share of the epoch's shuffled indices (equal shares across processes). `groups` are
+    the training indices of each source; with `weights`, a source gives weight x its size samples: every
+    sample int(weight) times, plus a random share of the rest, drawn again each epoch."""
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = [indices[i] for i in torch.randperm(len(indices), generator=gen).tolist()]
+    if weights:
+        drawn = []
+        for group, weight in zip(groups, weights):
+            whole, part = int(weight), round((weight - int(weight)) * len(group))
+            extra = torch.randperm(len(group), generator=gen)[:part].tolist()
+            drawn += group * whole + [group[i] for i in sorted(extra)]
+    else:
+        drawn = [i for group in groups for i in group]
+    order = [drawn[i] for i in torch.randperm(len(drawn), generator=gen).tolist()]
     share = len(order) // ddp.world
     return order[ddp.rank * share:(ddp.rank + 1) * share]
 
 
 def build_data(cfg: TrainConfig, ddp: Distributed):
+    """(train source, val source, train dataset, training indices per source, validation indices)."""
     from dunet.data.dataset import LandmarkDataset
-    from dunet.data.readers import open_source
+    from dunet.data.readers import combine_sources, open_source
 
-    train_source = open_source(cfg.data.train, skip_bad=cfg.data.skip_bad)
+    sources = [open_source(name, skip_bad=cfg.data.skip_bad) for name in cfg.data.train]
+    train_source = combine_sources(sources)
+    offsets = np.cumsum([0] + [len(s) for s in sources]).tolist()
+    groups = [list(range(offsets[i], offsets[i + 1])) for i in range(len(sources))]
     if cfg.data.val:
         val_source = open_source(cfg.data.val, skip_bad=cfg.data.skip_bad)
-        train_idx, val_idx = list(range(len(train_source))), list(range(len(val_source)))
-    else:
+        if val_source.spec.keypoints != train_source.spec.keypoints:
+            raise DunetError(f"data.val {cfg.data.val} has keypoints {list(val_source.spec.keypoints)} but "
+                             f"data.train {sources[0].name} has {list(train_source.spec.keypoints)}; "
+                             "validate on data with the same keypoints, in the same order")
+        val_idx = list(range(len(val_source)))
+    else:  # the held-out part comes off the first source, so adding sources keeps the same validation set
         val_source = train_source
-        train_idx, val_idx = split_indices(len(train_source), cfg.data.val_fraction, cfg.data.split_seed)
+        groups[0], val_idx = split_indices(len(sources[0]), cfg.data.val_fraction, cfg.data.split_seed)
     if cfg.max_val_samples:
         val_idx = val_idx[: cfg.max_val_samples]
     spec = train_source.spec
     if cfg.model.landmarks != spec.num_keypoints:
-        raise DunetError(f"config key 'model.landmarks' is {cfg.model.landmarks} but {cfg.data.train} has "
+        raise DunetError(f"config key 'model.landmarks' is {cfg.model.landmarks} but {sources[0].name} has "
                          f"{spec.num_keypoints} keypoints per sample; set model.landmarks={spec.num_keypoints}")
     d = cfg.data
     train_set = LandmarkDataset(train_source, input_size=cfg.model.input_size, sigma=d.sigma or None,
                                 augment=True, seed=cfg.seed, scale_range=tuple(d.scale_range),
                                 rotation=d.rotation, flip=d.flip, color_jitter=d.color_jitter,
                                 occlusion=d.occlusion)
-    return train_source, val_source, train_set, train_idx, val_idx
+    return train_source, val_source, train_set, groups, val_idx
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: Path, *, resume: bool = False, log=print):
         self.cfg, self.out, self.log = cfg, Path(out_dir), log
+        self.device = resolve_device(cfg.device)  # before any data is read: a missing GPU fails at once
         self.ddp = setup_distributed()
-        threads = cfg.threads or max(1, (os.cpu_count() or 1) // self.ddp.world)
-        torch.set_num_threads(threads)
+        if self.device.type == "cuda" and self.ddp.world > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        self.precision, precision_reason = choose_precision(cfg.precision, self.device)
+        self.plan = plan_threads(cfg.threads, cfg.data.workers, self.ddp.world, self.device.type)
+        torch.set_num_threads(self.plan.threads)
+        if self.ddp.main:
+            self.log(f"device {self.device}; precision {self.precision} ({precision_reason}); {self.plan.reason}")
         keep_freed_memory()
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
 
-        self.train_source, self.val_source, self.train_set, self.train_idx, self.val_idx = build_data(cfg, self.ddp)
+        self.train_source, self.val_source, self.train_set, self.train_groups, self.val_idx = build_data(cfg, self.ddp)
         self.spec = self.train_source.spec
-        self.model = build_model(cfg.model)
+        self.model = build_model(cfg.model).to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.kinds = cfg.supervision_per_head(cfg.model.heads)
@@ -154,7 +181,8 @@ class Trainer:
             self._init_from(cfg.init)
         self.net = self.model
         if self.ddp.world > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model)
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     # ------------------------------------------------------------------ state
     def _config_dict(self) -> dict:
@@ -206,8 +234,8 @@ class Trainer:
         if self.ddp.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(yaml.safe_dump(self._config_dict(), sort_keys=False))
-            self.log(f"training {cfg.model.arch}({cfg.model.units}) on {cfg.data.train}: "
-                     f"{len(self.train_idx)} train / {len(self.val_idx)} val samples, "
+            self.log(f"training {cfg.model.arch}({cfg.model.units}) on {' + '.join(cfg.data.train)}: "
+                     f"{sum(map(len, self.train_groups))} train / {len(self.val_idx)} val samples, "
                      f"{self.ddp.world} process(es) x {torch.get_num_threads()} threads -> {self.out}")
         metrics: dict = {}
         interrupted = False
@@ -240,25 +268,26 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.train_set.set_epoch(self.epoch)
-        order = epoch_order(self.train_idx, cfg.seed, self.epoch, self.ddp)
+        order = epoch_order(self.train_groups, cfg.seed, self.epoch, self.ddp, cfg.data.train_weights)
         batch = max(1, cfg.optim.batch_size // self.ddp.world)
         loader = DataLoader(Subset(self.train_set, order), batch_size=batch, shuffle=False,
-                            num_workers=cfg.data.workers, drop_last=len(order) >= batch,
-                            persistent_workers=False,
+                            num_workers=self.plan.workers, drop_last=len(order) >= batch,
+                            persistent_workers=False, pin_memory=self.device.type == "cuda",
                             worker_init_fn=leave_sigterm_to_the_main_process)
         if self.ddp.main:
             from tqdm import tqdm
 
             loader = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}", leave=False, disable=None)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.net.train()
         total, seen = 0.0, 0
         for item in loader:
-            images = item["image"].contiguous(memory_format=fmt)
-            with autocast:
+            images = item["image"].to(self.device, non_blocking=True).contiguous(memory_format=fmt)
+            heatmaps = item["heatmaps"].to(self.device, non_blocking=True)
+            visible = item["visible"].to(self.device, non_blocking=True)
+            with autocast(self.precision, self.device):
                 outputs = self.net(images)
-            loss = total_loss(outputs, item["heatmaps"], item["visible"], self.kinds)
+            loss = total_loss(outputs, heatmaps, visible, self.kinds)
             if not torch.isfinite(loss):
                 raise DunetError(f"loss is {loss.item()} at epoch {self.epoch + 1}, step {self.step}: stopping; "
                                  f"the last good checkpoint is kept in {self.out / 'last'}")
@@ -283,10 +312,10 @@ class Trainer:
             return {}
         cfg = self.cfg
         model = self.ema.module if self.ema is not None else self.model
-        runner = LandmarkModel(model, cfg, self.spec, precision=cfg.precision)
+        runner = LandmarkModel(model, cfg, self.spec, precision=self.precision, device=self.device)
         pred, idx = predict_source(runner.predict_crops, self.val_source, cfg.model.input_size,
                                    indices=self.val_idx, batch_size=cfg.optim.batch_size,
-                                   workers=cfg.data.workers, flip=cfg.flip_test and self.spec.can_flip)
+                                   workers=self.plan.workers, flip=cfg.flip_test and self.spec.can_flip)
         self.model.train()
         return score(self.val_source, pred, idx)
 

@@ -77,11 +77,14 @@ def test_nan_coordinates(faces):
     _expect_bad(f"300w:{faces}", "nan.pts", "keypoint 10 is not a number", good=2)
 
 
-def test_negative_coordinates(faces):
+def test_point_left_of_the_image_is_kept_and_one_far_left_is_refused(faces):
     points = face_points()
-    points[3, 0] = -40
+    points[3, 0] = -40  # a third of the 120 px image past the left edge: a truncated face, still a real point
     write_face(faces, "neg", points=points)
-    _expect_bad(f"300w:{faces}", "neg.pts", "keypoint 3 has a negative coordinate", good=2)
+    assert len(open_source(f"300w:{faces}")) == 3
+    points[3, 0] = -500  # four image widths away: not a point of this image
+    write_face(faces, "neg", points=points)
+    _expect_bad(f"300w:{faces}", "neg.pts", "keypoint 3 at (-500.0, ", good=2)
 
 
 def test_points_far_outside_the_image(faces):
@@ -186,8 +189,11 @@ def test_coco_wrong_number_of_keypoints(tmp_path):
 
 
 def test_coco_nan_and_negative_keypoints(tmp_path):
-    path, data = _coco_with_edited_annotation(tmp_path, 3, 1, "keypoints", lambda k: k[:3] + [-50.0] + k[4:])
-    _expect_bad(f"coco:{path}", "annotation 101", "negative coordinate", good=2)
+    path, data = _coco_with_edited_annotation(tmp_path, 3, 1, "keypoints", lambda k: k[:3] + [-2.0] + k[4:])
+    assert len(open_source(f"coco:{path}")) == 3  # 2 px left of the image: kept
+    data["annotations"][1]["keypoints"][3] = -1e5
+    path.write_text(json.dumps(data))
+    _expect_bad(f"coco:{path}", "annotation 101", "far outside", good=2)
     data["annotations"][1]["keypoints"][3] = float("nan")
     path.write_text(json.dumps(data))  # Python writes NaN, which json.load reads back
     _expect_bad(f"coco:{path}", "annotation 101", "not a number", good=2)
