@@ -173,6 +173,9 @@ def measure(spec: dict, cfg: "ModelConfig", model: "nn.Module") -> dict:
     import torch.nn.functional as F
 
     torch.set_num_threads(int(spec.get("threads", 1)))
+    device = torch.device(spec.get("device", "cpu"))
+    if device.type == "cuda":
+        return measure_cuda(spec, cfg, model.to(device), device)
     batch = int(spec["batch"])
     optimizer = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
     images = torch.rand(batch, cfg.in_channels, cfg.input_size, cfg.input_size)
@@ -223,6 +226,53 @@ def measure(spec: dict, cfg: "ModelConfig", model: "nn.Module") -> dict:
         "saved_bytes": counter.total,
         "saved_by_module": dict(sorted(counter.by_module.items(), key=lambda kv: -kv[1])),
         "saved_by_producer": dict(sorted(counter.by_producer.items(), key=lambda kv: -kv[1])),
+        "warmup_seconds": warmup_seconds,
+        "step_seconds": step_seconds,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def measure_cuda(spec: dict, cfg: "ModelConfig", model: "nn.Module", device) -> dict:
+    """GPU memory of a training step, as the paper's Fig. 5 counts it: the allocator's peak
+    (torch.cuda.max_memory_allocated) over a step after a warm-up step, weights, optimizer state and batch included."""
+    import torch
+    import torch.nn.functional as F
+
+    batch = int(spec["batch"])
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
+    images = torch.rand(batch, cfg.in_channels, cfg.input_size, cfg.input_size, device=device)
+    targets = torch.rand(batch, cfg.landmarks, cfg.heatmap_size, cfg.heatmap_size, device=device)
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        heatmaps = model(images)
+        loss = sum(F.mse_loss(h, targets) for h in heatmaps)
+        loss.backward()
+        optimizer.step()
+
+    start = time.perf_counter()
+    train_step()
+    torch.cuda.synchronize(device)
+    warmup_seconds = time.perf_counter() - start
+    optimizer.zero_grad(set_to_none=True)
+    baseline = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    train_step()
+    torch.cuda.synchronize(device)
+    step_seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device)
+    params = list(model.parameters())
+    return {
+        "device": torch.cuda.get_device_name(device),
+        "params": sum(p.numel() for p in params),
+        "param_bytes": sum(p.numel() * p.element_size() for p in params),
+        "baseline_rss": baseline,
+        "peak_rss": peak,
+        "peak_source": "torch.cuda.max_memory_allocated",
+        "step_peak_bytes": peak - baseline,
+        "train_bytes": peak,
+        "saved_bytes": 0,
         "warmup_seconds": warmup_seconds,
         "step_seconds": step_seconds,
         "threads": torch.get_num_threads(),

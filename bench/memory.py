@@ -40,13 +40,14 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "2"}
 
 
 def measure(units: int, memory_efficient: bool, quant: str = "none", *, input_size: int = 128, batch: int = 8,
-            threads: int = 1, model_overrides: dict | None = None, timeout: float | None = None) -> dict:
+            threads: int = 1, model_overrides: dict | None = None, timeout: float | None = None,
+            device: str = "cpu") -> dict:
     """Measure one configuration in a fresh process; returns the worker's figures (bytes, seconds)
     plus the configuration. A configuration dunet rejects (e.g. an unsupported quant) raises DunetError."""
     model = dict(units=units, order=1, landmarks=16, input_size=input_size,
                  memory_efficient=memory_efficient, quant=quant)
     model.update(model_overrides or {})
-    spec = {"model": model, "batch": batch, "threads": threads}
+    spec = {"model": model, "batch": batch, "threads": threads, "device": device}
     env = {**MALLOC_ENV, **os.environ}  # the user's own malloc settings win
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.run([sys.executable, str(WORKER), json.dumps(spec)], env=env, capture_output=True,
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget-gb", type=float, default=None,
                         help="memory budget; default: naive fp32 memory at 9 U-Nets (interpolated)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (the CPU is shared)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (peak RSS) or cuda[:N] (torch.cuda.max_memory_allocated, the paper's Fig. 5 "
+                             "measure; e.g. --device cuda --input-size 256 --batch 16 --units 4,8,16)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "memory.json",
                         help="JSON results; the plot goes beside it with a .png suffix")
     parser.add_argument("--breakdown", action="store_true",
@@ -191,10 +195,14 @@ def run(args: argparse.Namespace) -> int:
         raise DunetError(f"--modes: unknown {unknown}; allowed: {sorted(MODES)}")
     for quant in quants:
         check_quant(quant)
+    if args.device != "cpu":
+        from dunet.engine.hardware import resolve_device
+
+        resolve_device(args.device)  # one clear line on a machine without a GPU, before any row runs
     args.out.parent.mkdir(parents=True, exist_ok=True)
     settings = {"input_size": args.input_size, "batch": args.batch, "order": 1, "landmarks": 16,
-                "threads": args.threads, "malloc_env": {k: os.environ.get(k, v) for k, v in MALLOC_ENV.items()}}
-    print(f"DU-Net training memory, {args.input_size} px, batch {args.batch}, order 1, "
+                "threads": args.threads, "device": args.device, "malloc_env": {k: os.environ.get(k, v) for k, v in MALLOC_ENV.items()}}
+    print(f"DU-Net training memory on {args.device}, {args.input_size} px, batch {args.batch}, order 1, "
           f"{args.threads} thread(s); one fresh process per row")
     print(f"{'N':>3} {'mode':>9} {'quant':>6} {'train MB':>9} {'step MB':>9} {'saved MB':>9} "
           f"{'params M':>7} {'s/step':>7}")
@@ -203,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         for mode in modes:
             for units in units_list:
                 row = measure(units, MODES[mode], quant, input_size=args.input_size, batch=args.batch,
-                              threads=args.threads)
+                              threads=args.threads, device=args.device)
                 rows.append(row)
                 print_row(row)
                 args.out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))

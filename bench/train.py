@@ -17,7 +17,6 @@ import argparse
 import copy
 import json
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -25,6 +24,8 @@ from torch import nn
 from _timing import machine, median_step_seconds  # bench/ is on sys.path when run as a script
 
 from dunet.engine.allocator import keep_freed_memory
+from dunet.engine.hardware import autocast as autocast_for
+from dunet.engine.hardware import choose_precision, resolve_device
 from dunet.models import ModelConfig, build_model
 from dunet.models.profile import count_macs
 
@@ -47,13 +48,13 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5, blocks: int
 
 
 def train_speed(name: str, size: int, precision: str, batch: int, steps: int, memory_efficient: bool,
-                conv_ceiling: bool = False) -> dict:
+                conv_ceiling: bool = False, device: torch.device = torch.device("cpu")) -> dict:
     cfg = ModelConfig(landmarks=16, input_size=size, memory_efficient=memory_efficient, **MODELS[name])
-    model = build_model(cfg).train().to(memory_format=torch.channels_last)
+    model = build_model(cfg).train().to(device, memory_format=torch.channels_last)
     opt = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
-    x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    target = torch.rand(batch, 16, size // 4, size // 4)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    target = torch.rand(batch, 16, size // 4, size // 4, device=device)
+    autocast = autocast_for(precision, device)
 
     def step():
         with autocast:
@@ -62,6 +63,8 @@ def train_speed(name: str, size: int, precision: str, batch: int, steps: int, me
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # time the work, not its launch
 
     seconds = median_step_seconds(step, steps)
     flops = 3 * 2 * count_macs(cfg) * batch
@@ -110,7 +113,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[128, 256])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--precisions", nargs="+", default=["auto"],
+                        help="auto (bf16 where the hardware has it natively, else fp32), fp32, bf16; several to compare")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (peaks and ceilings are CPU-only)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one measured step")
@@ -120,6 +125,9 @@ def main() -> None:
     parser.add_argument("--conv-ceiling", action="store_true", help="also time the convolutions alone")
     parser.add_argument("--out", default="bench/results/train.json")
     args = parser.parse_args()
+    device = resolve_device(args.device)
+    args.precisions = list(dict.fromkeys(choose_precision(p, device)[0] for p in args.precisions))
+    print(f"{machine()['cpu']}, device {device}, precisions {args.precisions}, {torch.get_num_threads()} threads")
     torch.set_num_threads(torch.get_num_threads())
     kept = False if args.default_malloc else keep_freed_memory()  # as dunet train does
     def measure_peaks() -> dict[str, float]:
@@ -133,7 +141,7 @@ def main() -> None:
         for name in args.models:
             for precision in args.precisions:
                 row = train_speed(name, size, precision, args.batch, 1 if args.quick else args.steps,
-                                  args.memory_efficient, args.conv_ceiling)
+                                  args.memory_efficient, args.conv_ceiling and device.type == "cpu", device)
                 rows.append(row)
                 print(f"{name:<11} {size:>4}px {precision:<5} {row['images_per_s']:7.1f} img/s "
                       f"{row['gflops']:8.1f} GFLOP/s  (peak so far {peaks_before[precision]:.0f})", flush=True)

@@ -1,5 +1,10 @@
-"""The `dunet` command. Each subcommand lives in `dunet/commands/<name>.py` with
-`add_parser(subparsers)` registering it and setting `func(args) -> int`."""
+"""dunet finds landmarks (face points, body joints, animal body parts) in images and videos with DU-Net models.
+
+Start with `dunet models` (pretrained models), `dunet predict --model NAME IMAGES_OR_VIDEOS`, or train your
+own: `dunet train RECIPE.yaml`, `dunet eval`, `dunet export`. From Python: `dunet.load(NAME).predict(IMAGE)`.
+"""
+
+# Each subcommand lives in dunet/commands/<name>.py: add_parser(subparsers) registers it and sets func(args) -> int.
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ COMMANDS = ["info", "data", "train", "eval", "predict", "export", "models", "dem
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dunet", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="dunet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="`dunet COMMAND --help` for a command's options; docs/api.md for Python.")
     parser.add_argument("--version", action="version", version=f"dunet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:

@@ -7,7 +7,9 @@ outside the choices with a `DunetError` that names the key and what is allowed.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -122,7 +124,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise DunetError(f"--set {item!r}: expected key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as err:
+            reason = str(err).splitlines()[0]
+            raise DunetError(f"--set {item!r}: the value is not valid YAML ({reason})") from None
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -132,3 +138,45 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = child
         node[parts[-1]] = value
     return data
+
+
+# --- value ranges: one home for "is this number usable", for config keys and CLI flags alike ------------
+
+
+def range_problem(value: float, low: float | None = None, high: float | None = None, *,
+                  above_low: bool = False, below_high: bool = False) -> str | None:
+    """What is wrong with `value` for the range [low, high] (open ends with `above_low` / `below_high`),
+    or None. NaN and infinities are always wrong: no setting means "not a number"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "must be a finite number"
+    if low is not None and (value <= low if above_low else value < low):
+        return f"must be {'>' if above_low else '>='} {low}"
+    if high is not None and (value >= high if below_high else value > high):
+        return f"must be {'<' if below_high else '<='} {high}"
+    return None
+
+
+def check_range(name: str, value: float, low: float | None = None, high: float | None = None, *,
+                above_low: bool = False, below_high: bool = False, note: str = "") -> None:
+    """ValueError "NAME VALUE: must be ..." for a dataclass's __post_init__ (from_dict adds the key's prefix)."""
+    problem = range_problem(value, low, high, above_low=above_low, below_high=below_high)
+    if problem:
+        raise ValueError(f"{name} {value!r}: {problem}" + (f" ({note})" if note else ""))
+
+
+def flag_range(kind: type = int, low: float | None = None, high: float | None = None, *,
+               above_low: bool = False) -> Any:
+    """An argparse `type=` that parses an int or float and checks its range, so that a bad flag value
+    is refused when the command line is read (argparse names the flag)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        problem = range_problem(value, low, high, above_low=above_low)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text}: {problem}")
+        return value
+
+    return parse

@@ -39,6 +39,9 @@ MPII_JOINTS = (
     "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
 )
 LSP_TORSO = (8, 3)  # right shoulder, left hip
+# The 12 LSP joints that body models such as MediaPipe's BlazePose also predict (all but neck and head top):
+# the fair set for comparing with them.
+LSP_BODY12 = tuple(range(12))
 
 # The usual grouped table: each group is the mean of its joints' PCK. MPII leaves pelvis and
 # thorax out of the table and of its Mean, as the official evaluation does.
@@ -263,7 +266,8 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None, spec_
       unless the layout has 68 or 98 points), fr_0.08, auc_0.08, fr_0.10, auc_0.10 (fractions) on the
       inter-ocular NME (box NME for other layouts; `ced_normaliser` says which). `normaliser` is unused.
     - "lsp": pck_0.2 (torso = right shoulder to left hip of the ground truth unless `normaliser` is
-      given), per_joint, per_group.
+      given), pck_0.2_body12 (the 12 joints body models such as BlazePose share: no neck, head top),
+      per_joint, per_group.
     - "mpii": pckh_0.5 with `normaliser` = head size (required; usually 0.6 x head-box diagonal),
       per_joint, per_group; pelvis and thorax are left out of the mean.
     - anything else (COCO, custom): pck_0.2 with `normaliser` (box size; the labelled ground-truth
@@ -288,6 +292,8 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None, spec_
             normaliser = torso_size(gt, visible)
         metrics, valid = _pose_metrics(pred, gt, visible, normaliser, 0.2, "pck_0.2",
                                        names or _default_names(points, LSP_JOINTS), LSP_GROUPS, range(points))
+        body = list(LSP_BODY12)
+        metrics["pck_0.2_body12"] = pck(pred[:, body], gt[:, body], visible[:, body], normaliser, 0.2)[0]
     elif kind == "mpii":
         if normaliser is None:
             raise DunetError("MPII PCKh needs the per-sample head size as the normaliser")

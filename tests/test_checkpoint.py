@@ -384,3 +384,21 @@ def test_loading_never_unpickles(tmp_path: Path, monkeypatch):
     restore_optimizer(OPTIMIZERS["rmsprop"](fresh.parameters()), ckpt)
     restore_rng(ckpt.train_state["rng"])
     load_weights(small_model(), tmp_path / "m.safetensors")
+
+
+def test_a_model_file_asking_for_a_huge_model_is_refused_before_building_it(tmp_path: Path):
+    """A damaged or hostile header's config is range-checked: a line, not an allocator failure."""
+    from dunet.engine.config import config_to_dict, load_config
+    from dunet.engine.inference import LandmarkModel, spec_to_dict
+    from dunet.data.spec import SPECS
+
+    config = {**config_to_dict(load_config(None)), "spec": spec_to_dict(SPECS["300w"])}
+    config["model"] = {**config["model"], "units": 1, "channels": 8, "bottleneck": 8, "growth": 4}
+    path = save_checkpoint(tmp_path / "m.safetensors", build_model(ModelConfig(**config["model"])), config)
+    with safe_open(str(path), framework="pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    huge = json.loads(metadata["dunet_config"])
+    huge["model"]["units"] = 100_000
+    save_file(tensors, str(path), metadata={**metadata, "dunet_config": json.dumps(huge)})
+    with pytest.raises(DunetError, match="units 100000: must be <= 64"):
+        LandmarkModel.load(path)

@@ -170,6 +170,9 @@ def test_evaluate_lsp_uses_torso_of_ground_truth():
     assert result["per_joint"]["head_top"] == 0.0 and result["per_joint"]["r_ankle"] == 100.0
     assert result["per_group"]["Head"] == pytest.approx(50.0)
     assert result["mean_error_px"] == pytest.approx((10 + 10.5) / 14)
+    assert result["pck_0.2_body12"] == 100.0  # head top is not one of the 12 body joints
+    pred[0, 1] += (0, 11)  # right knee wrong: 11 of 12 body joints
+    assert evaluate(pred, gt, None, "lsp")["pck_0.2_body12"] == pytest.approx(100 * 11 / 12)
 
 
 def test_evaluate_lsp_rejects_other_layouts():

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dunet import DunetError
+from dunet.config import flag_range
 from dunet.data.draw import draw_overlay
 
 
@@ -32,9 +33,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     show = actions.add_parser("show", help="write overlay PNGs of samples after augmentation")
     show.add_argument("source", metavar="FORMAT:PATH")
     show.add_argument("--out", required=True, help="output folder")
-    show.add_argument("-n", type=int, default=16, help="number of samples (default 16)")
-    show.add_argument("--input-size", type=int, default=256, help="network input size (default 256)")
-    show.add_argument("--seed", type=int, default=0, help="picks the samples and their augmentation")
+    show.add_argument("-n", type=flag_range(int, 1), default=16, help="number of samples (default 16)")
+    show.add_argument("--input-size", type=flag_range(int, 64, 2048), default=256,
+                      help="network input size (default 256)")
+    show.add_argument("--seed", type=flag_range(int, 0, 2**32 - 1), default=0,
+                      help="picks the samples and their augmentation")
     show.add_argument("--no-augment", action="store_true", help="plain crops, as for evaluation")
     show.add_argument("--skip-bad", action="store_true", help="leave bad items out instead of stopping")
     show.set_defaults(func=run_show)
@@ -46,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def check_source(text: str) -> dict:
     """Everything `dunet data check` reports, as a dict (bad items of the reader and undecodable images)."""
     from dunet.data import open_source
+    from dunet.data.images import check_image
     from dunet.data.sample import normaliser
 
     source = open_source(text, skip_bad=True, allow_empty=True)
@@ -57,7 +61,10 @@ def check_source(text: str) -> dict:
     broken: set[str] = set()
     for path, i in _progress(first_of.items(), "decoding images"):
         try:
-            source.load_image(i)
+            if source.loader is None:
+                check_image(path)  # decoded at the least memory: huge scans are checked too
+            else:
+                source.load_image(i)
         except DunetError as err:
             broken.add(path)
             bad.append({"path": path, "problem": str(err).removeprefix(f"{path}: ")})

@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     out = Path(args.out)
+    cfg = load_config(DEMO_CONFIG, args.overrides)  # before _prepare: a bad --set must not cost the last report
     _prepare(out)
-    cfg = load_config(DEMO_CONFIG, args.overrides)
     held_out = open_source(cfg.data.val)
     print(f"dunet demo: {cfg.model.arch}({cfg.model.units}) at {cfg.model.input_size} px on {' + '.join(cfg.data.train)}, "
           f"held-out {cfg.data.val}; report -> {out}")

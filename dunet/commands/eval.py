@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from dunet.config import flag_range
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a data set and print its metrics")
@@ -14,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flip", action="store_true", help="average with the prediction on the mirrored image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--ced", metavar="PNG", help="write the cumulative error distribution plot here")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=flag_range(int, 1, 1 << 16), default=16)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bfloat16 where the CPU or GPU computes it natively, else fp32")
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
@@ -25,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="all", choices=["all", "val", "train"],
                    help="val / train: only the held-out / training part of --data, split as the model's training "
                         "config split it (data.val_fraction, data.split_seed); reproduces a model card's numbers")
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N samples")
+    p.add_argument("--limit", type=flag_range(int, 0), default=0, help="evaluate only the first N samples (0 = all)")
     p.add_argument("--decode-blur", type=float, metavar="SIGMA",
                    help="blur heatmaps by SIGMA (heatmap px) before sub-pixel decoding; default: the model's decode_blur")
     p.set_defaults(func=run)
@@ -46,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         indices = indices[: args.limit]
     pred, idx = predict_source(runner.predict_crops, source, runner.input_size, indices=indices,
-                               batch_size=args.batch_size, flip=args.flip, progress=not args.json)
+                               batch_size=args.batch_size, flip=args.flip, progress=not args.json,
+                               skip_bad=args.skip_bad)
     metrics = score(source, pred, idx)
+    if len(idx) < len(indices):  # --skip-bad left unreadable images out: say so, they are not in `n`
+        metrics["bad_left_out"] = len(indices) - len(idx)
     extra = runner.quant_report(metrics)
     metrics.update(extra)
     if args.ced:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a trained model: one-file safetensors, packed (1-2 bit) or ONNX")
-    p.add_argument("checkpoint", help="checkpoint or run directory (or a pretrained model name)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory, or a .safetensors / packed model")
+    p.add_argument("--model", help="name of a pretrained model (see `dunet models`)")
     p.add_argument("--format", required=True, choices=["safetensors", "packed", "onnx", "openvino"],
                    help="safetensors: one file with config; packed: quantized weights at 1 bit (BW) or 2 bits "
                         "(TW); onnx: for onnxruntime and other runtimes; openvino: an OpenVINO IR (FILE.xml and "
@@ -39,6 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from dunet.engine.config import config_to_dict
     from dunet.engine.inference import LandmarkModel, spec_to_dict
 
+    card = read_card(args.card) if args.card else None  # before the slow part: a typo fails at once
+    if (args.checkpoint is None) == (args.model is None):
+        raise DunetError("give either a CHECKPOINT path or --model NAME")
+    if args.model is not None:
+        from dunet.engine.pretrained import resolve_pretrained
+
+        args.checkpoint = str(resolve_pretrained(args.model))
     runner = LandmarkModel.load(args.checkpoint)
     runner.set_decode_blur(args.decode_blur)
     config = {**config_to_dict(runner.config), "spec": spec_to_dict(runner.spec)}
@@ -49,16 +60,16 @@ def run(args: argparse.Namespace) -> int:
 
         if out.suffix != ".safetensors":
             raise DunetError(f"{out}: the file name must end in .safetensors")
-        card = json.loads(Path(args.card).read_text()) if args.card else None
         save_checkpoint(out, model.half() if args.half else model, config, metrics=card,
-                        int8_weights=args.int8_weights)
+                        int8_weights=args.int8_weights)  # written to a temporary file and renamed
     elif args.format == "packed":
         from dunet.quant.packing import save_packed
 
         if runner.config.model.quant == "none":
             raise DunetError(f"{args.checkpoint}: a full-precision model has nothing to pack; "
                              "train with model.quant (e.g. bw-alpha) or use --format safetensors")
-        save_packed(model, config, out)
+        with staged([out]) as (tmp,):
+            save_packed(model, config, tmp)
     else:
         export_network(runner, model, out, args)
     size = out.stat().st_size + (out.with_suffix(".bin").stat().st_size if args.format == "openvino" else 0)
@@ -85,12 +96,13 @@ def export_network(runner, model, out: Path, args: argparse.Namespace) -> None:
     meta = {"train_config": json.dumps(config_to_dict(runner.config)), "spec": json.dumps(spec_to_dict(runner.spec))}
     opts = dict(dynamic_batch=not args.fixed_batch, metadata=meta, exporter=args.exporter)
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "model.onnx" if openvino else out
-        export_onnx(model, onnx_path, runner.input_size, **opts)
-        if openvino:
-            from dunet.deploy.openvino import save_openvino
+        with staged(_files_of(out)) as written:
+            onnx_path = Path(tmp) / "model.onnx" if openvino else written[0]
+            export_onnx(model, onnx_path, runner.input_size, **opts)
+            if openvino:
+                from dunet.deploy.openvino import save_openvino
 
-            save_openvino(onnx_path, out)
+                save_openvino(onnx_path, written[0])
         if not args.int8:
             return
         calibration, mode = None, "dynamic"
@@ -100,15 +112,57 @@ def export_network(runner, model, out: Path, args: argparse.Namespace) -> None:
         float_path = Path(tmp) / "float-for-int8.onnx"
         export_onnx(model, float_path, runner.input_size, keep_input_quantizers=False, **opts)
         int8_path = out.with_name(out.stem + "-int8" + suffix)
-        if openvino:
-            from dunet.deploy.openvino import quantize_openvino_int8
+        with staged(_files_of(int8_path)) as written:
+            if openvino:
+                from dunet.deploy.openvino import quantize_openvino_int8
 
-            quantize_openvino_int8(float_path, int8_path, calibration)
-        else:
-            from dunet.deploy.int8 import quantize_onnx_int8
+                quantize_openvino_int8(float_path, written[0], calibration)
+            else:
+                from dunet.deploy.int8 import quantize_onnx_int8
 
-            quantize_onnx_int8(float_path, int8_path, calibration, mode=mode)
+                quantize_onnx_int8(float_path, written[0], calibration, mode=mode)
         print(f"wrote {int8_path}")
+
+
+def _files_of(path: Path) -> list[Path]:
+    """The files an export to `path` writes: an OpenVINO IR is its .xml and the .bin beside it."""
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+
+
+@contextmanager
+def staged(paths: list[Path]) -> Iterator[list[Path]]:
+    """Temporary siblings of `paths` to write; renamed over `paths` only once all are written, so a failed
+    export (a full disk, say) leaves the files that were there as they were, and no temporary file."""
+    from dunet import DunetError
+
+    temps = [path.with_name(f".{path.stem}.partial{path.suffix}") for path in paths]
+    try:
+        yield temps
+        for tmp, path in zip(temps, paths):
+            os.replace(tmp, path)
+    except (OSError, DunetError) as err:
+        reason = err.strerror or str(err) if isinstance(err, OSError) else str(err)
+        raise DunetError(f"{paths[0]}: not written ({reason}); a file already there is unchanged") from None
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def read_card(path: str) -> dict:
+    """--card: a JSON object, stored in the model file's metadata."""
+    from dunet import DunetError
+
+    try:
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DunetError(f"--card {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DunetError(f"--card {path}: cannot read ({err})") from None
+    except json.JSONDecodeError as err:
+        raise DunetError(f"--card {path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(card, dict):
+        raise DunetError(f"--card {path}: expected a JSON object ({{...}}), got a {type(card).__name__}")
+    return card
 
 
 def calibration_batches(data: str, input_size: int, count: int = 32) -> list:

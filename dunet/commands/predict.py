@@ -1,12 +1,14 @@
-"""`dunet predict (CHECKPOINT | --model NAME) IMAGE_OR_DIR... [--box x,y,w,h] [--out DIR]`
+"""`dunet predict (CHECKPOINT | --model NAME) IMAGE_OR_VIDEO_OR_DIR... [--box x,y,w,h | --boxes FILE] [--out DIR]`
 
-Writes `predictions.json` (landmarks in original-image pixels) and an overlay PNG per image. Photos are
-turned upright by their EXIF orientation first (as viewers show them; `--ignore-exif` to keep the stored
-pixel grid), and coordinates refer to that upright image."""
+A thin layer over the Python API (`dunet.load`, `dunet.video.process_video`). Images: `predictions.json`
+and `predictions.csv` (landmarks in original-image pixels, a score in [0, 1] per landmark) and an overlay
+PNG per image. Videos: a per-frame CSV and a labelled video each. Photos are turned upright by their EXIF
+orientation first (coordinates refer to that upright image)."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import glob
 import json
 from pathlib import Path
@@ -15,72 +17,147 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="predict landmarks on images, folders or globs")
+    p = sub.add_parser("predict", help="predict landmarks on images, videos, folders or globs")
     p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory, .safetensors, .onnx or OpenVINO .xml model")
-    p.add_argument("inputs", nargs="*", help="images, folders or glob patterns")
+    p.add_argument("inputs", nargs="*", help="images, videos (mp4, avi, mov, ...), folders or glob patterns")
     p.add_argument("--model", help="name of a pretrained model (see `dunet models`)")
     p.add_argument("--box", help="x,y,w,h of the face or person in every image (default: the whole image)")
+    p.add_argument("--boxes", metavar="FILE",
+                   help="boxes per image: JSON {\"image name\": [x,y,w,h] or [[x,y,w,h], ...]} or CSV rows "
+                        "image,x,y,w,h (several rows per image for several objects)")
     p.add_argument("--detect-faces", action="store_true",
-                   help="find faces with OpenCV's bundled Haar cascade (offline) and predict each")
+                   help="find the faces with the shipped BlazeFace detector (offline) and predict each")
     p.add_argument("--out", default="predictions", help="output folder")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--flip", action="store_true", help="average with the prediction on the mirrored image")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bfloat16 where the CPU or GPU computes it natively, else fp32")
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "openvino"],
-                   help="what runs the network: PyTorch (checkpoints), onnxruntime (.onnx) or OpenVINO "
-                        "(.onnx or .xml; the fastest on a CPU, see docs/deployment.md)")
-    p.add_argument("--no-overlays", action="store_true")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"],
+                   help="what runs the network; auto: the fastest installed (OpenVINO, onnxruntime, PyTorch), "
+                        "a PyTorch model converted once and cached (docs/api.md)")
+    p.add_argument("--no-overlays", action="store_true", help="no overlay images or labelled videos")
     p.add_argument("--ignore-exif", action="store_true",
                    help="use the stored pixel grid, not the EXIF-rotated image (coordinates follow)")
+    video = p.add_argument_group("videos")
+    video.add_argument("--every", type=int, default=1, metavar="N", help="predict every N-th frame")
+    video.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start this far into the video")
+    video.add_argument("--end", type=float, metavar="SECONDS", help="stop this far into the video")
+    video.add_argument("--smooth", action="store_true", help="smooth the points over time (One Euro filter)")
+    video.add_argument("--no-tracking", action="store_true",
+                       help="do not follow the object: use the box, detector or whole frame on every frame")
     p.set_defaults(func=run)
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
     from dunet import DunetError
+    from dunet.video import VIDEO_SUFFIXES
 
+    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
     paths: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
             if not found:
-                raise DunetError(f"{path}: no images in this folder")
+                raise DunetError(f"{path}: no images or videos in this folder")
             paths.extend(found)
         elif path.is_file():
             paths.append(path)
         elif any(c in item for c in "*?["):
-            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).suffix.lower() in suffixes)
             if not found:
-                raise DunetError(f"{item}: the pattern matches no images")
+                raise DunetError(f"{item}: the pattern matches no images or videos")
             paths.extend(found)
         else:
             raise DunetError(f"{item}: no such file or folder")
     return paths
 
 
-def parse_box(text: str) -> tuple[float, float, float, float]:
+def parse_box(text: str, where: str = "--box") -> tuple[float, float, float, float]:
+    """Four finite numbers with a positive size; whether the box fits the image is checked per image."""
+    import math
+
     from dunet import DunetError
 
     try:
-        x, y, w, h = (float(v) for v in text.split(","))
+        values = tuple(float(v) for v in str(text).split(","))
     except ValueError:
-        raise DunetError(f"--box {text!r}: expected x,y,w,h (four numbers)") from None
-    if w <= 0 or h <= 0:
-        raise DunetError(f"--box {text!r}: width and height must be positive")
-    return x, y, w, h
+        raise DunetError(f"{where} {text!r}: expected x,y,w,h (four numbers)") from None
+    if len(values) != 4:
+        raise DunetError(f"{where} {text!r}: expected x,y,w,h (four numbers)")
+    if not all(math.isfinite(v) for v in values):
+        raise DunetError(f"{where} {text!r}: not a finite number")
+    if values[2] <= 0 or values[3] <= 0:
+        raise DunetError(f"{where} {text!r}: width and height must be positive")
+    return values
+
+
+def read_boxes(path: str) -> dict[str, list[tuple[float, float, float, float]]]:
+    """--boxes FILE: image name -> boxes, from JSON ({name: box or [box, ...]}) or CSV (name,x,y,w,h rows)."""
+    from dunet import DunetError
+
+    file = Path(path)
+    if not file.is_file():
+        raise DunetError(f"--boxes {file}: no such file")
+    boxes: dict[str, list] = {}
+    if file.suffix.lower() == ".json":
+        try:
+            data = json.loads(file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DunetError(f"--boxes {file}: not valid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise DunetError(f"--boxes {file}: expected an object {{\"image name\": [x, y, w, h], ...}}")
+        for name, value in data.items():
+            items = value if value and isinstance(value[0], (list, tuple)) else [value]
+            boxes[name] = [parse_box(",".join(str(v) for v in item), f"--boxes {file}: {name}") for item in items]
+        return boxes
+    with open(file, newline="") as handle:
+        for line, row in enumerate(csv.reader(handle), 1):
+            if not row or row[0].startswith("#") or (line == 1 and row[0].strip().lower() in ("image", "name", "file")):
+                continue
+            if len(row) != 5:
+                raise DunetError(f"--boxes {file}:{line}: expected image,x,y,w,h, got {len(row)} fields")
+            boxes.setdefault(row[0].strip(), []).append(parse_box(",".join(row[1:]), f"--boxes {file}:{line}"))
+    return boxes
+
+
+def boxes_of(path: Path, table: dict) -> list:
+    """The --boxes entry of an image: by the path as given, its file name or its stem."""
+    from dunet import DunetError
+
+    for key in (str(path), path.name, path.stem):
+        if key in table:
+            return table[key]
+    raise DunetError(f"{path}: not in the --boxes file (looked for {path.name!r})")
+
+
+def output_names(paths: list[Path]) -> dict[Path, str]:
+    """A distinct output name per input: the stem, or, where stems collide (a/x.jpg, b/x.jpg, x.png), the
+    path relative to the inputs' common folder with its separators and dots as underscores."""
+    import os
+    from collections import Counter
+
+    stems = Counter(p.stem for p in paths)
+    common = Path(os.path.commonpath([str(p.resolve().parent) for p in paths])) if paths else Path(".")
+    names = {}
+    for p in paths:
+        if stems[p.stem] == 1:
+            names[p] = p.stem
+        else:
+            names[p] = str(p.resolve().relative_to(common)).replace(os.sep, "_").replace(".", "_")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
     from PIL import Image
 
     from dunet import DunetError
+    from dunet.api import Landmarker
     from dunet.data.draw import draw_overlay
-    from dunet.data.dataset import crop_image
     from dunet.data.images import load_image
     from dunet.engine.inference import load_runner
+    from dunet.video import is_video, process_video
 
     # With --model, every positional argument is an input.
     inputs = list(args.inputs)
@@ -89,61 +166,80 @@ def run(args: argparse.Namespace) -> int:
         inputs.insert(0, checkpoint)
         checkpoint = None
     if not inputs:
-        raise DunetError("give at least one image, folder or glob to predict on")
-    runner = load_runner(checkpoint, args.model, backend=args.backend, precision=args.precision,
-                         device=args.device)
+        raise DunetError("give at least one image, video, folder or glob to predict on")
+    if args.batch_size < 1:
+        raise DunetError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.box and args.boxes:
+        raise DunetError("give either --box or --boxes, not both")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DunetError(f"--out {out}: is an existing file; give a folder")
     paths = expand_inputs(inputs)
     fixed_box = parse_box(args.box) if args.box else None
-    margin = runner.spec.box_margin
-    out = Path(args.out)
+    table = read_boxes(args.boxes) if args.boxes else None
+    runner = load_runner(checkpoint, args.model, backend=args.backend, precision=args.precision, device=args.device)
+    landmarker = Landmarker(runner, detect_faces=args.detect_faces, flip=args.flip, batch_size=args.batch_size)
     out.mkdir(parents=True, exist_ok=True)
+    names = output_names(paths)
+    images = [p for p in paths if not is_video(p)]
+    videos = [p for p in paths if is_video(p)]
 
-    # (path, image, box, crop, crop_to_image) per instance, predicted in batches.
-    jobs = []
-    results = {str(p): {"image": str(p), "instances": []} for p in paths}
-    for path in paths:
-        image = load_image(path, upright=not args.ignore_exif)  # DunetError naming the file if it is unreadable
-        height, width = image.shape[:2]
-        results[str(path)].update(width=width, height=height)
-        if fixed_box is not None:
-            boxes = [fixed_box]
-        elif args.detect_faces:
-            from dunet.deploy.detect import detect_faces
+    for path in videos:
+        box = fixed_box if table is None else boxes_of(path, table)[0]
+        summary = process_video(landmarker, path, out, name=names[path], every=args.every, start=args.start,
+                                end=args.end, box=box, smooth=args.smooth, track=not args.no_tracking,
+                                labelled=not args.no_overlays)
+        print(summary.line())
+    if not images:
+        return 0
 
-            boxes = detect_faces(image)
-            if not boxes:
-                print(f"{path}: no face found")
-        else:
-            boxes = [(0.0, 0.0, float(width), float(height))]
-        for box in boxes:
-            x, y, w, h = box
-            center = np.array([x + w / 2 - 0.5, y + h / 2 - 0.5])
-            # A given box is the object's box: add the spec's context margin; the whole image is used as is.
-            side = max(w, h) * (margin if (fixed_box is not None or args.detect_faces) else 1.0)
-            crop, affine = crop_image(image, center, side, runner.input_size)
-            jobs.append((str(path), image, box, crop, affine))
+    sizes = []
 
-    for start in range(0, len(jobs), args.batch_size):
-        chunk = jobs[start:start + args.batch_size]
-        images = torch.stack([j[3] for j in chunk])
-        affines = torch.stack([j[4] for j in chunk])
-        coords, peaks = runner.predict_crops(images, affines)
-        for (path, image, box, _, _), pts, score in zip(chunk, coords, peaks):
-            results[path]["instances"].append({
-                "box": [round(float(v), 2) for v in box],
-                "landmarks": [[round(float(a), 2), round(float(b), 2)] for a, b in pts],
-                "scores": [round(float(s), 4) for s in score],
-            })
-    summary = {"model": runner.name, "landmarks": list(runner.spec.keypoints), "images": list(results.values())}
+    def read(path):
+        image = load_image(path, upright=not args.ignore_exif)  # a DunetError naming the file if it is unreadable
+        sizes.append(image.shape[1::-1])
+        return image
+
+    def per_image_boxes():
+        for path in images:
+            yield None if fixed_box is None and table is None else ([fixed_box] if table is None else boxes_of(path, table))
+
+    results = landmarker.predict_batch((read(p) for p in images), per_image_boxes())
+    entries = []
+    for path, found, (width, height) in zip(images, results, sizes):
+        entries.append({"image": str(path), "width": width, "height": height,
+                        "instances": [r.to_dict() for r in found]})
+    summary = {"model": runner.name, "landmarks": list(landmarker.names),
+               "score": "heatmap peak clipped to [0, 1] (see docs/api.md)", "images": entries}
     (out / "predictions.json").write_text(json.dumps(summary, indent=1))
+    write_csv(out / "predictions.csv", images, results, landmarker.names)
+    empty = [p for p, found in zip(images, results) if not found]
     if not args.no_overlays:
-        for path in paths:
-            entry = results[str(path)]
+        for path, found in zip(images, results):
+            if not found:
+                continue  # nothing to show: listed below instead
             canvas = load_image(path, upright=not args.ignore_exif)
-            for inst in entry["instances"]:
-                pts = np.array(inst["landmarks"], dtype=np.float32)
-                canvas = draw_overlay(canvas, pts, np.ones(len(pts)), runner.spec)
-            Image.fromarray(canvas).save(out / f"{path.stem}_landmarks.png")
-    n = sum(len(r["instances"]) for r in results.values())
-    print(f"predicted {n} instance(s) in {len(paths)} image(s) -> {out / 'predictions.json'}")
+            for i, r in enumerate(found):
+                canvas = draw_overlay(canvas, r.points, [1] * len(r.points), landmarker.spec, scores=r.scores,
+                                      palette="keypoint", legend=i == len(found) - 1)
+            Image.fromarray(canvas).save(out / f"{names[path]}_landmarks.png")
+    n = sum(len(r) for r in results)
+    print(f"predicted {n} instance(s) in {len(images)} image(s) -> {out / 'predictions.json'}, {out / 'predictions.csv'}")
+    if empty:
+        shown = ", ".join(p.name for p in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        print(f"no face found in {len(empty)} image(s), no overlay written: {shown}")
     return 0
+
+
+def write_csv(path: Path, images: list[Path], results, names) -> None:
+    """One row per object: image, instance, box, then x, y and score per landmark."""
+    with open(path, "w", newline="") as handle:
+        table = csv.writer(handle)
+        table.writerow(["image", "instance", "box_x", "box_y", "box_w", "box_h"]
+                       + [f"{n}_{part}" for n in names for part in ("x", "y", "score")])
+        for image, found in zip(images, results):
+            for i, r in enumerate(found):
+                row = [str(image), i] + [f"{v:.2f}" for v in r.box]
+                for (x, y), s in zip(r.points, r.scores):
+                    row += [f"{x:.2f}", f"{y:.2f}", f"{s:.4f}"]
+                table.writerow(row)

@@ -1,4 +1,5 @@
-"""`dunet train CONFIG.yaml [--out RUN_DIR] [--set key=value ...] [--resume]`"""
+"""`dunet train CONFIG.yaml [--out RUN_DIR] [--set key=value ...] [--resume]`, or with no config file,
+`dunet train --data FORMAT:PATH [--val FORMAT:PATH] --out RUN_DIR`: the own-data recipe (dunet/engine/recipe.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model from a YAML recipe (see configs/)")
-    p.add_argument("config", nargs="?", help="YAML recipe; optional with --resume (the run's own config is used)")
+    p = sub.add_parser("train", help="train a model: on your own data (--data), or from a YAML recipe (see configs/)")
+    p.add_argument("config", nargs="?", help="YAML recipe; optional with --resume (the run's own config is used) "
+                                              "and with --data")
+    p.add_argument("--data", metavar="FORMAT:PATH",
+                   help="your own labelled data, no config needed: fine-tunes the closest shipped model in about "
+                        "--minutes on this machine, e.g. --data dlc:project/labeled-data/CollectedData_me.csv")
+    p.add_argument("--val", metavar="FORMAT:PATH", default="",
+                   help="with --data: held-out data to score on (default: 20 %% of --data)")
+    p.add_argument("--minutes", type=float, default=10.0, help="with --data: the training time to plan for")
     p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set optim.epochs=10 --set model.units=8")
@@ -25,17 +33,25 @@ def run(args: argparse.Namespace) -> int:
     if args.options:
         print(describe_options())
         return 0
-    if args.config is None and not args.resume:
-        raise DunetError("give a config file (e.g. configs/demo.yaml), or --resume with --out RUN_DIR")
+    if args.config is None and not args.resume and not args.data:
+        raise DunetError("give your data (--data FORMAT:PATH), a config file (e.g. configs/demo.yaml), "
+                         "or --resume with --out RUN_DIR")
+    if args.data and (args.config or args.resume):
+        raise DunetError("--data builds its own recipe: leave out the config file (and --resume: a run resumes "
+                         "with `dunet train --resume --out RUN_DIR`)")
     out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "run")
-    if args.resume:
+    if not args.resume and (out / "last").exists():
+        raise DunetError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
+    if args.data:
+        if not args.minutes > 0:
+            raise DunetError(f"--minutes {args.minutes}: must be > 0")
+        cfg = _own_data_config(args)
+    elif args.resume:
         cfg = resumed_config(out, args.overrides)
         if args.config is not None:
             _check_same_recipe(load_config(args.config, args.overrides), cfg, args.config, out)
     else:
         cfg = load_config(args.config, args.overrides)
-    if not args.resume and (out / "last").exists():
-        raise DunetError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
     try:
         metrics = train(cfg, out, resume=args.resume)
     except KeyboardInterrupt:
@@ -45,6 +61,22 @@ def run(args: argparse.Namespace) -> int:
 
         print(format_table(metrics))
     return 0
+
+
+def _own_data_config(args: argparse.Namespace):
+    from dunet import DunetError
+    from dunet.data.readers import open_source
+    from dunet.engine.recipe import own_data_config
+
+    source = open_source(args.data)
+    if args.val:
+        val = open_source(args.val)
+        if val.spec.keypoints != source.spec.keypoints:
+            raise DunetError(f"--val {args.val} has keypoints {list(val.spec.keypoints)} but --data {args.data} "
+                             f"has {list(source.spec.keypoints)}; they must be the same, in the same order")
+    cfg, lines = own_data_config(args.data, args.val, source, args.minutes, args.overrides)
+    print("\n".join(lines), flush=True)
+    return cfg
 
 
 def _check_same_recipe(from_file, from_run, config_path: str, out: Path) -> None:

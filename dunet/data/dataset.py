@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dunet import DunetError
 from dunet.data.heatmaps import STRIDE, default_sigma, encode_disk, encode_gaussian, input_to_heatmap
-from dunet.data.sample import Source, normaliser
+from dunet.data.sample import BadItem, Source, normaliser
 from dunet.data.transforms import (
     AugmentParams, apply_affine, apply_color, apply_occluder, crop_matrix, invert_affine, random_augment, warp_image,
 )
@@ -54,8 +54,9 @@ class LandmarkDataset(Dataset):
     (its original keypoints are `source.samples[index]`).
 
     With augment=False the crop is the plain box (evaluation, prediction). A sample whose image turns
-    out bad is logged and replaced by another, deterministically chosen one (bad_sample="replace"), so an
-    epoch never dies on one file; bad_sample="raise" raises instead.
+    out bad is logged and replaced by another, deterministically chosen one (bad_sample="replace"), so a
+    training epoch never dies on one file; bad_sample="raise" raises instead, and bad_sample="skip" returns
+    the `BadItem` in place of the sample (evaluation: a stand-in would be scored twice).
     """
 
     def __init__(
@@ -78,8 +79,8 @@ class LandmarkDataset(Dataset):
             raise DunetError(f"input size must be a multiple of {STRIDE} and at least {4 * STRIDE}, got {input_size}")
         if target not in ("gaussian", "disk"):
             raise DunetError(f"target must be 'gaussian' or 'disk', got {target!r}")
-        if bad_sample not in ("replace", "raise"):
-            raise DunetError(f"bad_sample must be 'replace' or 'raise', got {bad_sample!r}")
+        if bad_sample not in ("replace", "raise", "skip"):
+            raise DunetError(f"bad_sample must be 'replace', 'raise' or 'skip', got {bad_sample!r}")
         if seed < 0:
             raise DunetError(f"seed must be >= 0, got {seed}")
         if len(source) == 0:
@@ -120,7 +121,7 @@ class LandmarkDataset(Dataset):
         """Side of the un-augmented crop of sample `index` in original-image pixels."""
         return self.source.samples[index].scale * self.spec.box_margin
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor] | BadItem:
         index = int(index)
         current = index
         for attempt in range(MAX_REPLACEMENTS + 1):
@@ -129,6 +130,9 @@ class LandmarkDataset(Dataset):
             except DunetError as err:
                 if self.bad_sample == "raise":
                     raise
+                if self.bad_sample == "skip":
+                    path = self.source.samples[index].image_path
+                    return BadItem(path, str(err).removeprefix(f"{path}: "))
                 if current not in self.bad:
                     self.bad[current] = str(err)
                     log.warning("skipping bad sample %d: %s", current, err)

@@ -113,24 +113,29 @@ def read_pts_folder(folder: str | os.PathLike, skip_bad: bool = False, name: str
     name = name or f"300w:{folder}"
     if not root.is_dir():
         raise DunetError(f"{root}: folder not found")
-    images: dict[Path, Path] = {}
+    images: dict[Path, list[Path]] = {}
     annotations: list[Path] = []
     for path in sorted(root.rglob("*")):
         suffix = path.suffix.lower()
         if suffix == ".pts":
             annotations.append(path)
         elif suffix in IMAGE_EXTENSIONS:
-            images[path.with_suffix("")] = path
+            images.setdefault(path.with_suffix(""), []).append(path)
     samples, bad = [], []
     annotated = set()
     k = spec.num_keypoints
     for pts in annotations:
         stem = pts.with_suffix("")
         annotated.add(stem)
-        image = images.get(stem)
-        if image is None:
+        found = images.get(stem, [])
+        if not found:
             bad.append(BadItem(str(pts), f"missing image: no {stem.name}.jpg/.png/... beside it"))
             continue
+        if len(found) > 1:  # which one the points belong to is anyone's guess
+            names = ", ".join(p.name for p in found)
+            bad.append(BadItem(str(pts), f"several images share its name ({names}); keep one"))
+            continue
+        image = found[0]
         try:
             points = parse_pts(pts) - 1.0  # 1-based -> 0-based
         except ValueError as err:
@@ -143,9 +148,9 @@ def read_pts_folder(folder: str | os.PathLike, skip_bad: bool = False, name: str
             continue
         centre, side = box_from_keypoints(points, visible)
         samples.append(Sample(str(image), points, visible, centre, side, {"annotation": str(pts)}))
-    for stem, image in images.items():
+    for stem, found in images.items():
         if stem not in annotated:
-            bad.append(BadItem(str(image), f"missing annotation: no {stem.name}.pts beside it"))
+            bad += [BadItem(str(image), f"missing annotation: no {stem.name}.pts beside it") for image in found]
     return _finish(name, spec, samples, bad, skip_bad)
 
 
@@ -311,19 +316,18 @@ def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = Non
             or not isinstance(data.get("images"), list):
         raise DunetError(f"{path}: not a COCO file (needs 'images' and 'annotations' lists)")
     folder = Path(image_dir) if image_dir else path.parent
-    images = {img.get("id"): img for img in data["images"] if isinstance(img, dict)}
+    samples, bad = [], []
+    images = {}
+    for n, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or not _is_id(img.get("id")) or not isinstance(img.get("file_name"), str):
+            bad.append(BadItem(f"{path} images[{n}]", "needs an 'id' (a number or string) and a 'file_name' string"))
+            continue
+        images[img["id"]] = img
     annotations = [a for a in data["annotations"] if isinstance(a, dict) and "keypoints" in a]
     annotations = [a for a in annotations if not a.get("iscrowd", 0)]
     if not annotations:
         raise DunetError(f"{path}: the data set is empty (no annotations with keypoints)")
-    categories = {c.get("id"): c for c in data.get("categories") or [] if isinstance(c, dict)}
-    used = sorted({a.get("category_id") for a in annotations}, key=str)
-    if len(used) > 1:
-        raise DunetError(f"{path}: annotations of several categories ({used}); keep one keypoint category per file")
-    counts = [len(a["keypoints"]) // 3 for a in annotations if isinstance(a["keypoints"], list)]
-    k = max(set(counts), key=counts.count) if counts else 0
-    spec = spec_from_coco_category(categories.get(used[0], {}), k, str(path))
-    samples, bad = [], []
+    spec, k = _coco_spec(path, data, annotations)
     sizes: dict[Path, tuple[int, int]] = {}
     for ann in annotations:
         where = f"{path} annotation {ann.get('id', '?')}"
@@ -332,9 +336,10 @@ def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = Non
             found = f"{len(raw)} numbers" if isinstance(raw, list) else type(raw).__name__
             bad.append(BadItem(where, f"expected {k} keypoints ({3 * k} numbers: x, y, v triples), found {found}"))
             continue
-        info = images.get(ann.get("image_id"))
-        if info is None or "file_name" not in info:
-            bad.append(BadItem(where, f"image id {ann.get('image_id')!r} is not listed in 'images'"))
+        image_id = ann.get("image_id")
+        info = images.get(image_id) if _is_id(image_id) else None
+        if info is None:
+            bad.append(BadItem(where, f"image id {image_id!r} is not listed in 'images'"))
             continue
         image = folder / str(info["file_name"])
         where = f"{path} annotation {ann.get('id', '?')} ({info['file_name']})"
@@ -366,6 +371,42 @@ def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = Non
     return _finish(name, spec, samples, bad, skip_bad)
 
 
+def _is_id(value) -> bool:
+    """COCO ids are numbers (some tools write strings); a list or an object cannot name anything."""
+    return isinstance(value, (int, float, str))
+
+
+def _coco_spec(path: Path, data: dict, annotations: list[dict]) -> tuple[DatasetSpec, int]:
+    """The landmark spec of the file's one keypoint category, and its keypoint count."""
+    listed = data.get("categories") or []
+    if not isinstance(listed, list):
+        raise DunetError(f"{path}: 'categories' must be a list")
+    categories = {c["id"]: c for c in listed if isinstance(c, dict) and _is_id(c.get("id"))}
+    used = sorted({repr(a.get("category_id")) for a in annotations})
+    if len(used) > 1:
+        raise DunetError(f"{path}: annotations of several categories ({', '.join(used)}); "
+                         "keep one keypoint category per file")
+    category_id = annotations[0].get("category_id")
+    if category_id is not None and not _is_id(category_id):
+        raise DunetError(f"{path}: category_id {category_id!r} is not a number or string")
+    if categories and category_id not in categories:
+        # Without its category the keypoint names and flip pairs would be lost without a word.
+        raise DunetError(f"{path}: the annotations' category_id {category_id!r} is not among the categories "
+                         f"(ids {', '.join(map(repr, categories))})")
+    category = categories.get(category_id, {})
+    names, skeleton = category.get("keypoints"), category.get("skeleton")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise DunetError(f"{path}: category {category_id!r}: 'keypoints' must be a list of names")
+    if skeleton is not None and not (isinstance(skeleton, list) and all(isinstance(e, list) for e in skeleton)):
+        raise DunetError(f"{path}: category {category_id!r}: 'skeleton' must be a list of [i, j] pairs")
+    counts = [len(a["keypoints"]) // 3 for a in annotations if isinstance(a["keypoints"], list)]
+    k = max(set(counts), key=counts.count) if counts else 0
+    try:
+        return spec_from_coco_category(category, k, str(path)), k
+    except (TypeError, ValueError) as err:  # e.g. flip_pairs of the wrong shape
+        raise DunetError(f"{path}: category {category_id!r} is malformed ({err})") from None
+
+
 # --- DeepLabCut CollectedData.csv ----------------------------------------------------------------
 
 
@@ -380,9 +421,11 @@ def _dlc_skeleton(csv_path: Path, names: list[str]) -> list[tuple[int, int]]:
                 data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
             except (yaml.YAMLError, OSError, UnicodeDecodeError):
                 return []
+            edges = data.get("skeleton") if isinstance(data, dict) else None
             index = {n: i for i, n in enumerate(names)}
-            return [(index[a], index[b]) for a, b in (data.get("skeleton") or [])
-                    if a in index and b in index]
+            # Only well-formed edges between known body parts: the skeleton is a drawing aid.
+            return [(index[e[0]], index[e[1]]) for e in (edges if isinstance(edges, list) else [])
+                    if isinstance(e, list) and len(e) == 2 and all(isinstance(n, str) and n in index for n in e)]
     return []
 
 
@@ -392,6 +435,12 @@ def _dlc_columns(path: Path, header: dict[str, list[str]]) -> tuple[list[str], l
     parts. Multi-animal `single` columns (unique body parts, not tied to an animal) are left out."""
     parts, coords = header["bodyparts"], header["coords"]
     animals = header.get("individuals")
+    for key in ("bodyparts", "individuals"):
+        row = header.get(key)
+        if row is not None and _cells(row) != _cells(coords):
+            # A short row would shift or drop body parts without a word.
+            raise DunetError(f"{path}: the {key} header row has {_cells(row)} cells but the coords row has "
+                             f"{_cells(coords)}; every x and y column needs its {key} entry")
     x_columns = [i for i, c in enumerate(coords) if c == "x"]
     if not x_columns or any(i + 1 >= len(coords) or coords[i + 1] != "y" or parts[i + 1] != parts[i]
                             or (animals and animals[i + 1] != animals[i]) for i in x_columns):
@@ -411,6 +460,11 @@ def _dlc_columns(path: Path, header: dict[str, list[str]]) -> tuple[list[str], l
             raise DunetError(f"{path}: individual {animal!r} has body parts {[parts[i] for i in columns]}, "
                              f"expected the same as the first individual: {names}")
     return names, list(groups.items())
+
+
+def _cells(row: list[str]) -> int:
+    """Cells of a CSV row up to its last non-empty one (spreadsheets drop or add empty trailing cells)."""
+    return max((i + 1 for i, cell in enumerate(row) if cell.strip()), default=0)
 
 
 def _dlc_points(values: list[str], names: list[str]) -> tuple[np.ndarray, np.ndarray, str | None]:
@@ -466,8 +520,13 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
                     path.parent)
     spec = spec_from_names("dlc", names, _dlc_skeleton(path, names))
     samples, bad = [], []
+    width = _cells(header["coords"])
     for number, row in data_rows:
-        row = row + [""] * (len(header["coords"]) - len(row))
+        if len(row) < width and _cells(row) == len(row):
+            # A cut-off row (a truncated file), not one whose empty trailing cells a spreadsheet dropped.
+            bad.append(BadItem(f"{path} row {number}", f"has {len(row)} cells, the header has {width}"))
+            continue
+        row = row + [""] * (width - len(row))
         image = base / relative(row)
         for animal, columns in animals:
             where = f"{path} row {number}" + (f" ({animal})" if animal else "")
@@ -494,6 +553,9 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
 # --- FORMAT:PATH ---------------------------------------------------------------------------------
 
 
+MAX_SYNTHETIC_COUNT, MAX_SYNTHETIC_SIZE = 100_000, 4096
+
+
 def _synthetic(rest: str, skip_bad: bool, name: str) -> Source:
     from dunet.data.synthetic import DEFAULT_COUNT, DEFAULT_SIZE, synthetic_source
 
@@ -505,8 +567,10 @@ def _synthetic(rest: str, skip_bad: bool, name: str) -> Source:
     except ValueError:
         raise DunetError(f"{name}: N, SEED and SIZE must be integers") from None
     count, seed, size = (values + [DEFAULT_COUNT, 0, DEFAULT_SIZE][len(values):])[:3]
-    if count < 1 or size < 16:
-        raise DunetError(f"{name}: need N >= 1 and SIZE >= 16")
+    # The upper bounds keep a typo from allocating gigabytes of sample records or of pixels per face.
+    if not (1 <= count <= MAX_SYNTHETIC_COUNT and 16 <= size <= MAX_SYNTHETIC_SIZE and seed >= 0):
+        raise DunetError(f"{name}: need 1 <= N <= {MAX_SYNTHETIC_COUNT:,}, SEED >= 0 and "
+                         f"16 <= SIZE <= {MAX_SYNTHETIC_SIZE}")
     return synthetic_source(count, seed, size, name)
 
 

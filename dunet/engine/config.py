@@ -14,8 +14,11 @@ from pathlib import Path
 import yaml
 
 from dunet import DunetError
-from dunet.config import apply_overrides, choice, from_dict
+from dunet.config import apply_overrides, check_range, choice, from_dict
 from dunet.models.config import ModelConfig
+
+
+MAX_SEED = 2**32 - 1  # numpy's seeds stop here
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,17 @@ class DataConfig:
             raise ValueError(f"train_weights {list(self.train_weights)}: weights must be >= 0, and not all 0")
         if not 0.0 <= self.occlusion <= 1.0:
             raise ValueError(f"occlusion {self.occlusion}: the share of occluded crops must be in [0, 1]")
+        check_range("val_fraction", self.val_fraction, 0.0, 1.0, below_high=True, note="0 = no held-out split")
+        check_range("split_seed", self.split_seed, 0, MAX_SEED)
+        check_range("sigma", self.sigma, 0.0, 100.0, note="heatmap pixels; 0 = the default")
+        if len(self.scale_range) != 2:
+            raise ValueError(f"scale_range {list(self.scale_range)}: give two numbers, [low, high]")
+        for bound in self.scale_range:
+            check_range("scale_range", bound, 0.0, 100.0, above_low=True, note="zoom factors, e.g. [0.75, 1.25]")
+        if self.scale_range[0] > self.scale_range[1]:
+            raise ValueError(f"scale_range {list(self.scale_range)}: low must not exceed high")
+        check_range("rotation", self.rotation, 0.0, 180.0, note="degrees")
+        check_range("color_jitter", self.color_jitter, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -56,9 +70,11 @@ class OptimConfig:
     weight_decay: float = 0.0
     batch_size: int = 24  # paper: 24
     epochs: int = 100
-    # Learning-rate decay: at each epoch in `milestones` the rate is multiplied by the matching `gammas` entry.
-    # Paper, faces: /5 at 30, /2 at 60, /2 at 90. Pose: x0.2 at 100, x0.5 at 140 and 160 of 200.
-    milestones: tuple[int, ...] = (30, 60, 90)
+    # Learning-rate decay: at each milestone the rate is multiplied by the matching `gammas` entry. A milestone
+    # below 1 is a fraction of the run (0.6 of 100 epochs = epoch 60), so changing `epochs` keeps the schedule;
+    # 1 or more is an epoch number. Paper, faces: /5 at 30, /2 at 60, /2 at 90 of 100 epochs ([0.3, 0.6, 0.9]).
+    # Pose: x0.2 at 100, x0.5 at 140 and 160 of 200 ([0.5, 0.7, 0.8]).
+    milestones: tuple[float, ...] = (0.3, 0.6, 0.9)
     gammas: tuple[float, ...] = (0.2, 0.5, 0.5)
     # Exponential moving average of the weights (and BN statistics), updated after every step with this
     # decay; 0 = off. With it on, validation, `best/` and every checkpoint's model weights are the average
@@ -72,12 +88,22 @@ class OptimConfig:
             raise ValueError(f"ema {self.ema}: the decay must be in [0, 1) (0 = off)")
         if len(self.milestones) != len(self.gammas):
             raise ValueError("milestones and gammas must have the same length")
-        if self.batch_size < 1 or self.epochs < 1 or self.lr <= 0:
-            raise ValueError("batch_size and epochs must be >= 1 and lr > 0")
+        check_range("lr", self.lr, 0.0, 10.0, above_low=True)
+        check_range("weight_decay", self.weight_decay, 0.0, 10.0)
+        check_range("batch_size", self.batch_size, 1, 1 << 16)
+        check_range("epochs", self.epochs, 1, 1_000_000)
+        for milestone in self.milestones:
+            check_range("milestones", milestone, 0)
+        for gamma in self.gammas:
+            check_range("gammas", gamma, 0.0, above_low=True)
+
+    def milestone_epochs(self) -> list[int]:
+        """The milestones as epoch numbers (fractions of the run resolved against `epochs`)."""
+        return [round(m * self.epochs) if m < 1 else int(m) for m in self.milestones]
 
     def lr_at(self, epoch: int) -> float:
         lr = self.lr
-        for milestone, gamma in zip(self.milestones, self.gammas):
+        for milestone, gamma in zip(self.milestone_epochs(), self.gammas):
             if epoch >= milestone:
                 lr *= gamma
         return lr
@@ -121,8 +147,12 @@ class TrainConfig:
         for s in self.supervision:
             if s not in ("regression", "detection"):
                 raise ValueError(f"supervision {s!r}: choose regression or detection")
-        if self.decode_blur < 0:
-            raise ValueError(f"decode_blur {self.decode_blur}: must be >= 0 (0 = no blur)")
+        check_range("decode_blur", self.decode_blur, 0.0, 100.0, note="heatmap pixels; 0 = no blur")
+        check_range("seed", self.seed, 0, MAX_SEED)
+        check_range("eval_every", self.eval_every, 1, note="validate every N epochs")
+        check_range("max_val_samples", self.max_val_samples, 0, note="0 = the whole validation set")
+        if self.model.in_channels != 3:
+            raise ValueError(f"model.in_channels {self.model.in_channels}: training images are RGB, so it must be 3")
         passes = 2 if self.model.refine else 1
         if len(self.supervision) not in (1, passes):
             raise ValueError(f"supervision needs 1 or {passes} entries (one per pass)")

@@ -2,33 +2,57 @@
 
 from __future__ import annotations
 
-import numpy as np
-from torch.utils.data import DataLoader, Subset
+import logging
 
-from dunet.data.sample import Source, normaliser
+import numpy as np
+from torch.utils.data import DataLoader, Subset, default_collate
+
+from dunet import DunetError
+from dunet.data.sample import BadItem, Source, normaliser
 from dunet.metrics import evaluate
+
+log = logging.getLogger("dunet.eval")
+
+
+def _split_bad(items: list) -> tuple[dict | None, list[BadItem]]:
+    """collate_fn: the batch of the good samples (None if there is none) and the bad ones."""
+    good = [item for item in items if not isinstance(item, BadItem)]
+    return (default_collate(good) if good else None), [item for item in items if isinstance(item, BadItem)]
 
 
 def predict_source(predict_crops, source: Source, input_size: int, *, indices=None, batch_size: int = 16,
-                   workers: int = 0, flip: bool = False, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   workers: int = 0, flip: bool = False, progress: bool = False,
+                   skip_bad: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Run `predict_crops(images, crop_to_image, flip) -> (coords, peaks)` over `source` (or its `indices`)
-    and return (N, K, 2) landmarks in original-image pixels and (N,) sample indices, in order."""
+    and return (N, K, 2) landmarks in original-image pixels and (N,) sample indices, in order.
+
+    A sample whose image cannot be read is never replaced by another (it would be scored twice): it is a
+    DunetError naming the file, or with `skip_bad` it is left out (logged; the returned indices lack it)."""
     from dunet.data.dataset import LandmarkDataset, leave_sigterm_to_the_main_process
 
-    dataset = LandmarkDataset(source, input_size=input_size, augment=False)
+    dataset = LandmarkDataset(source, input_size=input_size, augment=False, bad_sample="skip")
     if indices is not None:
         dataset = Subset(dataset, list(indices))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        worker_init_fn=leave_sigterm_to_the_main_process)
+                        collate_fn=_split_bad, worker_init_fn=leave_sigterm_to_the_main_process)
     if progress:
         from tqdm import tqdm
 
         loader = tqdm(loader, desc="eval", leave=False, disable=None)
-    coords, order = [], []
-    for batch in loader:
-        pred, _ = predict_crops(batch["image"], batch["crop_to_image"], flip)
-        coords.append(np.asarray(pred))
-        order.append(batch["index"].numpy())
+    coords, order, bad = [], [], []
+    for batch, bad_items in loader:
+        if bad_items and not skip_bad:
+            raise DunetError(f"{bad_items[0]}; fix it, or pass --skip-bad (data.skip_bad) to leave bad samples out")
+        bad += bad_items
+        if batch is not None:
+            pred, _ = predict_crops(batch["image"], batch["crop_to_image"], flip)
+            coords.append(np.asarray(pred))
+            order.append(batch["index"].numpy())
+    if bad:
+        log.warning("left out %d bad sample(s) of %s, the first: %s", len(bad), source.name, bad[0])
+    if not coords:
+        raise DunetError(f"{source.name}: all {len(bad)} samples are bad, the first: {bad[0]}" if bad
+                         else f"{source.name}: no samples to evaluate")
     return np.concatenate(coords), np.concatenate(order)
 
 

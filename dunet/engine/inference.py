@@ -150,31 +150,93 @@ class LandmarkModel:
 
     def predict_crops(self, images: Tensor, crop_to_image: Tensor | np.ndarray, flip: bool = False
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Landmarks (B, K, 2) in original-image pixels and their peak scores (B, K) from cropped inputs."""
+        """Landmarks (B, K, 2) in original-image pixels and their scores (B, K) from cropped inputs.
+
+        The score of a landmark is its heatmap's peak value clipped to [0, 1]: a regression head is trained
+        towards a Gaussian of height 1 at the landmark (so ~1 = a clear, typical peak, ~0 = no evidence),
+        a detection head outputs probabilities already. It is not a calibrated probability of being right;
+        `confidence_auc` measures how well it ranks good points above bad ones."""
         from dunet.data.heatmaps import heatmaps_to_image
 
         coords, peaks = heatmaps_to_image(self.heatmaps(images, flip=flip), crop_to_image,
                                           blur_sigma=self.config.decode_blur)
-        return coords.numpy(), peaks.numpy()
+        return coords.numpy(), peaks.clamp(0.0, 1.0).numpy()
 
 
-def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str = "torch",
-                precision: str = "auto", device: str = "auto") -> LandmarkModel:
-    """The model a command was pointed at: a CHECKPOINT path or a pretrained --model NAME."""
+def confidence_auc(scores, errors, threshold: float) -> float | None:
+    """How well landmark scores separate good points from bad ones: the ROC AUC of `scores` as a detector
+    of "error <= threshold" (1 = every good point scores above every bad one, 0.5 = chance). `scores` and
+    `errors` have the same shape (e.g. (N, K): errors normalised like the metric, NaN = unlabelled, left
+    out). None when all points are good or all bad."""
+    scores, errors = np.asarray(scores, np.float64).ravel(), np.asarray(errors, np.float64).ravel()
+    if scores.shape != errors.shape:
+        raise DunetError(f"confidence_auc: {scores.size} scores but {errors.size} errors")
+    keep = np.isfinite(errors) & np.isfinite(scores)
+    good = errors[keep] <= threshold
+    scores = scores[keep]
+    n_good, n_bad = int(good.sum()), int((~good).sum())
+    if n_good == 0 or n_bad == 0:
+        return None
+    # Mann-Whitney U with average ranks for ties: P(score of a good point > score of a bad one).
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    return float((ranks[good].sum() - n_good * (n_good + 1) / 2) / (n_good * n_bad))
+
+
+BACKENDS = ("auto", "torch", "onnx", "openvino")
+
+
+def fastest_backend(device: str = "auto") -> str:
+    """The fastest runtime installed for `device`: OpenVINO, else onnxruntime, else PyTorch (bench/infer.py:
+    OpenVINO bf16 / int8 are 2-4x PyTorch on a CPU). A GPU (asked for, or found by "auto") runs PyTorch."""
+    import importlib.util
+
+    from dunet.engine.hardware import resolve_device
+
+    if resolve_device(device).type != "cpu":
+        return "torch"
+    if importlib.util.find_spec("onnx") is None:  # exporting to either runtime needs it
+        return "torch"
+    for backend, module in (("openvino", "openvino"), ("onnx", "onnxruntime")):
+        if importlib.util.find_spec(module) is not None:
+            return backend
+    return "torch"
+
+
+def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str = "auto",
+                precision: str = "auto", device: str = "auto", threads: int = 0) -> LandmarkModel:
+    """The model a command was pointed at: a CHECKPOINT path or a pretrained --model NAME.
+
+    backend "auto": an exported .onnx / .xml file runs on its runtime; a PyTorch model on the fastest
+    runtime installed (`fastest_backend`), converted once and cached (`dunet.engine.exported.cached_export`)."""
     if (checkpoint is None) == (model_name is None):
         raise DunetError("give either a CHECKPOINT path or --model NAME")
+    if backend not in BACKENDS:
+        raise DunetError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     target = checkpoint or model_name
     suffix = Path(str(target)).suffix
-    if backend == "torch" and suffix in (".onnx", ".xml"):
+    if backend in ("auto", "torch") and suffix in (".onnx", ".xml"):
         backend = "onnx" if suffix == ".onnx" else "openvino"
-    if backend != "torch":
-        if device not in ("auto", "cpu"):
+    if backend != "torch" and device not in ("auto", "cpu"):
+        if backend != "auto":
             raise DunetError(f"--device {device}: the {backend} backend runs on the CPU; use --backend torch")
-        from dunet.engine.exported import ExportedLandmarkModel
-
-        return ExportedLandmarkModel.load(target, backend, precision)
+        backend = "torch"
     if model_name is not None:
         from dunet.engine.pretrained import resolve_pretrained
 
         target = resolve_pretrained(model_name)
-    return LandmarkModel.load(target, precision=precision, device=device)
+    if suffix in (".onnx", ".xml"):
+        from dunet.engine.exported import ExportedLandmarkModel
+
+        return ExportedLandmarkModel.load(target, backend, precision, threads)
+    if backend == "auto":
+        backend = fastest_backend(device)
+    runner = LandmarkModel.load(target, precision=precision, device=device if backend == "torch" else "cpu")
+    if backend == "torch":
+        return runner
+    from dunet.engine.exported import ExportedLandmarkModel, cached_export
+
+    exported = ExportedLandmarkModel.load(cached_export(runner), backend, precision, threads)
+    exported.source = runner.source  # name the model the user gave, not the cache file
+    return exported

@@ -3,7 +3,9 @@
 A run directory holds `config.yaml` (resolved), `log.csv` (one row per epoch), `curves.png`,
 `last/` and `best/` checkpoints (atomic), and `.lock`, held while a process trains there.
 `resume=True` continues from `last/` exactly: weights, optimizer, RNG and epoch are restored, and shuffling and augmentation depend only on
-(seed, epoch, index), so 2 epochs straight equal 1 + resume + 1.
+(seed, epoch, index), so 2 epochs straight equal 1 + resume + 1. `last/` only ever holds a completed, validated
+epoch: SIGTERM or Ctrl-C mid-epoch (or mid-validation) leaves it as it is and exits, and a resume redoes
+that epoch, bit for bit as an uninterrupted run would.
 
 Distributed: started with `torchrun --nproc-per-node N -m dunet train ...`, each process trains on
 its shard of every epoch under DistributedDataParallel (gloo on CPU, nccl on GPUs); rank 0 validates,
@@ -13,7 +15,7 @@ logs and writes checkpoints.
 from __future__ import annotations
 
 import csv
-
+import io
 import os
 import signal
 import time
@@ -44,6 +46,7 @@ from dunet.engine.evaluate import main_metric, predict_source, score
 from dunet.engine.hardware import autocast, choose_precision, plan_threads, resolve_device
 from dunet.engine.inference import LandmarkModel, spec_to_dict
 from dunet.engine.losses import total_loss
+from dunet.engine.progress import progress
 from dunet.models import build_model
 
 
@@ -154,6 +157,11 @@ class Trainer:
         torch.set_num_threads(self.plan.threads)
         if self.ddp.main:
             self.log(f"device {self.device}; precision {self.precision} ({precision_reason}); {self.plan.reason}")
+            late = [m for m in cfg.optim.milestone_epochs() if m >= cfg.optim.epochs]
+            if late:
+                self.log(f"warning: learning-rate milestone(s) {late} are not before the last epoch "
+                         f"({cfg.optim.epochs}), so they never fire; write milestones as fractions of the run "
+                         "(e.g. [0.6, 0.8]) to keep them when changing optim.epochs")
         keep_freed_memory()
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -233,14 +241,16 @@ class Trainer:
         cfg = self.cfg
         if self.ddp.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(yaml.safe_dump(self._config_dict(), sort_keys=False))
+            write_atomic(self.out / "config.yaml", yaml.safe_dump(self._config_dict(), sort_keys=False))
             self.log(f"training {cfg.model.arch}({cfg.model.units}) on {' + '.join(cfg.data.train)}: "
                      f"{sum(map(len, self.train_groups))} train / {len(self.val_idx)} val samples, "
                      f"{self.ddp.world} process(es) x {torch.get_num_threads()} threads -> {self.out}")
+            trim_log(self.out / "log.csv", self.epoch)  # rows of an epoch that `last` does not hold
         metrics: dict = {}
+        saved = self.epoch if self.epoch else None  # the epoch `last` holds
         interrupted = False
         previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # save on SIGTERM as on Ctrl-C
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop on SIGTERM as on Ctrl-C
         try:
             while self.epoch < cfg.optim.epochs:
                 started = time.perf_counter()
@@ -251,14 +261,21 @@ class Trainer:
                 metrics = {}
                 if self.val_idx and (self.epoch % cfg.eval_every == 0 or last_epoch):
                     metrics = self.validate()
-                self._end_epoch(train_loss, images / seconds, seconds, metrics)
+                with signals_deferred():  # best/, log.csv and last/ of an epoch are written all, or none
+                    self._end_epoch(train_loss, images / seconds, seconds, metrics)
+                saved = self.epoch
         except KeyboardInterrupt:
             interrupted = True
         finally:
             signal.signal(signal.SIGTERM, previous)
         if interrupted:
-            self._save("last")
-            self.log(f"interrupted: saved {self.out / 'last'} (epoch {self.epoch} restarts on --resume)")
+            # `last` keeps the last completed (and validated) epoch: saving mid-epoch weights would make
+            # --resume replay the epoch on top of them.
+            if saved is None:
+                self.log("interrupted in epoch 1: no epoch completed, nothing saved; train again to start over")
+            else:
+                self.log(f"interrupted: saved {self.out / 'last'} holds epoch {saved}, the last completed one; "
+                         f"--resume continues with epoch {saved + 1}")
             raise KeyboardInterrupt
         return metrics
 
@@ -274,14 +291,12 @@ class Trainer:
                             num_workers=self.plan.workers, drop_last=len(order) >= batch,
                             persistent_workers=False, pin_memory=self.device.type == "cuda",
                             worker_init_fn=leave_sigterm_to_the_main_process)
-        if self.ddp.main:
-            from tqdm import tqdm
-
-            loader = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}", leave=False, disable=None)
+        batches = progress(loader, total_images=len(loader) * batch, desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}",
+                           log=self.log, enabled=self.ddp.main)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.net.train()
         total, seen = 0.0, 0
-        for item in loader:
+        for item in batches:
             images = item["image"].to(self.device, non_blocking=True).contiguous(memory_format=fmt)
             heatmaps = item["heatmaps"].to(self.device, non_blocking=True)
             visible = item["visible"].to(self.device, non_blocking=True)
@@ -299,8 +314,6 @@ class Trainer:
             self.step += 1
             total += loss.item() * len(images)
             seen += len(images)
-            if hasattr(loader, "set_postfix"):
-                loader.set_postfix(loss=f"{loss.item():.5f}")
         if self.ddp.world > 1:
             stats = torch.tensor([total, float(seen)])
             dist.all_reduce(stats)
@@ -315,7 +328,8 @@ class Trainer:
         runner = LandmarkModel(model, cfg, self.spec, precision=self.precision, device=self.device)
         pred, idx = predict_source(runner.predict_crops, self.val_source, cfg.model.input_size,
                                    indices=self.val_idx, batch_size=cfg.optim.batch_size,
-                                   workers=self.plan.workers, flip=cfg.flip_test and self.spec.can_flip)
+                                   workers=self.plan.workers, flip=cfg.flip_test and self.spec.can_flip,
+                                   skip_bad=cfg.data.skip_bad)
         self.model.train()
         return score(self.val_source, pred, idx)
 
@@ -329,17 +343,58 @@ class Trainer:
         improved = value is not None and (self.best is None or (value > self.best if higher else value < self.best))
         if improved:
             self.best = value
-        self._save("last", metrics)
+        # `last` goes last: a process killed before it resumes from the previous epoch, which redoes this
+        # one and writes the same best/ and log row again (the row is trimmed on resume).
         if improved:
             self._save("best", metrics)
         row = {"epoch": self.epoch, "lr": self.cfg.optim.lr_at(self.epoch - 1), "train_loss": train_loss,
                "images_per_s": round(images_per_s, 2), "seconds": round(seconds, 1),
                "metric": key or "", "value": value if value is not None else ""}
         write_log(self.out / "log.csv", row)
+        self._save("last", metrics)
         plot_curves(self.out / "log.csv", self.out / "curves.png")
         shown = f", {key} {value:.4g}" + (" (best)" if improved else "") if value is not None else ""
         self.log(f"epoch {self.epoch}/{self.cfg.optim.epochs}: loss {train_loss:.6f}, "
                  f"{images_per_s:.1f} img/s{shown}")
+
+
+@contextmanager
+def signals_deferred():
+    """Hold SIGINT and SIGTERM while the block runs, then act on them: what it writes is not cut in half."""
+    caught = []
+    handlers = {sig: signal.signal(sig, lambda number, frame: caught.append(number))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to a temporary sibling, then rename it over `path`: never a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def trim_log(path: Path, epochs: int) -> None:
+    """Keep the rows of log.csv up to epoch `epochs`: later ones belong to an epoch that is done again."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    kept = [row for row in rows if (row.get("epoch") or "").isdigit() and int(row["epoch"]) <= epochs]
+    if len(kept) == len(rows):
+        return
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=reader.fieldnames)
+    writer.writeheader()
+    writer.writerows(kept)
+    write_atomic(path, text.getvalue())
 
 
 def write_log(path: Path, row: dict) -> None:
@@ -395,7 +450,7 @@ def run_dir_lock(out: Path):
             handle.seek(0)
             owner = handle.read().strip() or "unknown"
             raise DunetError(f"{out}: another `dunet train` (pid {owner}) is training in this run directory; "
-                             "wait for it to end, or stop it first (SIGTERM or Ctrl-C saves its last checkpoint)") from None
+                             "wait for it to end, or stop it first (SIGTERM or Ctrl-C; its last completed epoch is kept)") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -425,8 +480,18 @@ def resumed_config(out_dir: Path, overrides: list[str]) -> TrainConfig:
     path = Path(out_dir) / "config.yaml"
     if not path.is_file():
         raise DunetError(f"--resume: {path} not found (is {out_dir} a dunet run directory?)")
-    data = yaml.safe_load(path.read_text())
+    copy = Path(out_dir) / "last" / "config.json"  # the checkpoint's own copy of the config
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DunetError(f"--resume: {path} is damaged ({reason}); {copy} holds the run's config") from None
+    if not isinstance(data, dict):
+        raise DunetError(f"--resume: {path} is empty or not a mapping; {copy} holds the run's config")
     data.pop("spec", None)
-    return config_from_dict(apply_overrides(data, overrides))
+    try:
+        return config_from_dict(apply_overrides(data, overrides))
+    except DunetError as err:
+        raise DunetError(f"{path}: {err}") from None
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from dunet.config import choice
+from dunet.config import check_range, choice
+
+
+LIMITS = (  # (key, lowest, highest)
+    ("units", 1, 64), ("order", 0, 64), ("landmarks", 1, 1024), ("input_size", 1, 2048), ("in_channels", 1, 4),
+    ("channels", 0, 2048), ("growth", 1, 512), ("bottleneck", 1, 2048), ("levels", 1, 8), ("loss_num", 0, 64),
+)
 
 
 @dataclass(frozen=True)
@@ -30,14 +36,10 @@ class ModelConfig:
     quant: str = "none"  # none, bw, bw-alpha, tw, tw-alpha, I/W/G bits such as 8/1/8, or bw-alpha-8/1/8 (docs/quantization.md)
 
     def __post_init__(self) -> None:
-        positive = ("units", "landmarks", "input_size", "in_channels", "growth", "bottleneck", "levels")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.order < 0:
-            raise ValueError(f"order must be >= 0, got {self.order}")
-        if self.channels < 0 or self.loss_num < 0:
-            raise ValueError("channels and loss_num must be >= 0 (0 = default)")
+        # Upper bounds far past any real model, so that a typo or a damaged file's config is refused in a
+        # line instead of building for hours or failing in the allocator.
+        for name, low, high in LIMITS:
+            check_range(name, getattr(self, name), low, high)
         if self.loss_num > self.units:
             raise ValueError(f"loss_num ({self.loss_num}) cannot exceed units ({self.units})")
         stride = 4 * 2**self.levels

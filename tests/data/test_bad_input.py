@@ -260,3 +260,105 @@ def test_dlc_problems(tmp_path):
     csv_path.write_text("just,some,csv\n1,2,3\n")
     with pytest.raises(DunetError, match="not a DeepLabCut CollectedData CSV"):
         open_source(f"dlc:{csv_path}")
+
+
+def test_two_images_of_one_name_are_not_guessed_between(faces):
+    write_face(faces, "twin")
+    write_image(faces / "twin.png")
+    _expect_bad(f"300w:{faces}", "twin.pts", "several images share its name (twin.jpg, twin.png)", good=2)
+
+
+def _coco_file(tmp_path, edit):
+    write_image(tmp_path / "here.jpg")
+    path = write_coco(tmp_path, ["here.jpg"], instances_per_image=2)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("field", ["image_id", "category_id"])
+def test_coco_ids_given_as_lists_are_refused(tmp_path, field):
+    def edit(data):
+        for ann in data["annotations"][: 1 if field == "image_id" else None]:
+            ann[field] = [ann[field]]
+
+    path = _coco_file(tmp_path, edit)
+    if field == "image_id":
+        _expect_bad(f"coco:{path}", "keypoints.json annotation 100", "image id [1] is not listed", good=1)
+    else:
+        with pytest.raises(DunetError, match="keypoints.json: category_id \\[1\\] is not a number or string"):
+            open_source(f"coco:{path}")
+
+
+def test_coco_image_entry_with_a_list_id_is_a_bad_item(tmp_path):
+    path = _coco_file(tmp_path, lambda data: data["images"].append({"id": [7], "file_name": "x.jpg"}))
+    _expect_bad(f"coco:{path}", "keypoints.json images[1]", "needs an 'id'", good=2)
+
+
+def test_coco_category_id_not_among_the_categories_is_refused(tmp_path):
+    def edit(data):
+        for ann in data["annotations"]:
+            ann["category_id"] = 5
+
+    path = _coco_file(tmp_path, edit)
+    with pytest.raises(DunetError, match="keypoints.json: the annotations' category_id 5 is not among the categories"):
+        open_source(f"coco:{path}")
+
+
+def _dlc(tmp_path, header: str, row: str = "labeled-data/v/img0.png,1,2,3,4\n"):
+    write_image(tmp_path / "labeled-data" / "v" / "img0.png")
+    path = tmp_path / "labeled-data" / "v" / "CollectedData_me.csv"
+    path.write_text(header + row)
+    return path
+
+
+@pytest.mark.parametrize("header, problem", [
+    # the coords row short by a body part: that part was dropped without a word
+    ("scorer,me,me,me,me\nbodyparts,nose,nose,tail,tail\ncoords,x,y\n", "bodyparts header row has 5 cells but the coords row has 3"),
+    ("scorer,me,me,me,me\nbodyparts,nose,nose,tail\ncoords,x,y,x,y\n", "bodyparts header row has 4 cells"),
+    ("scorer,me,me,me,me\nindividuals,a,a,a\nbodyparts,nose,nose,tail,tail\ncoords,x,y,x,y\n",
+     "individuals header row has 4 cells"),
+])
+def test_dlc_short_header_rows_are_refused(tmp_path, header, problem):
+    path = _dlc(tmp_path, header)
+    with pytest.raises(DunetError, match=problem) as caught:
+        open_source(f"dlc:{path}")
+    assert "CollectedData_me.csv" in str(caught.value)
+
+
+def test_dlc_row_cut_short_is_a_bad_item(tmp_path):
+    path = _dlc(tmp_path, "scorer,me,me,me,me\nbodyparts,nose,nose,tail,tail\ncoords,x,y,x,y\n",
+                "labeled-data/v/img0.png,1,2,3,4\nlabeled-data/v/img0.png,1,2,3\n")
+    _expect_bad(f"dlc:{path}", "CollectedData_me.csv row 5", "has 4 cells, the header has 5", good=1)
+
+
+@pytest.mark.parametrize("text", ["synthetic:100000000", "synthetic:10:0:100000", "synthetic:10:-1"])
+def test_absurd_synthetic_sizes_are_refused(text):
+    with pytest.raises(DunetError, match="need 1 <= N <= 100,000, SEED >= 0 and 16 <= SIZE <= 4096"):
+        open_source(text)
+
+
+def test_data_check_does_not_decode_images_at_full_size(tmp_path, monkeypatch):
+    """A 12,000 px scan took 1.6 GB to check; the check reads JPEGs at 1/8 scale, PNGs not at all."""
+    from dunet.commands.data import check_source
+    from dunet.data import images
+
+    write_face(tmp_path, "a")
+    cut, _ = write_face(tmp_path, "cut", seed=5)
+    cut.write_bytes(cut.read_bytes()[:2000])
+    monkeypatch.setattr(images, "load_image", lambda *a, **k: pytest.fail("decoded at full size"))
+    report = check_source(f"300w:{tmp_path}")
+    assert report["samples"] == 1 and report["bad"][0]["problem"] == "truncated image file"
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (4000, 4000)).save(big)
+    sizes = []
+    real_load = Image.Image.load
+
+    def load(self):
+        sizes.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(Image.Image, "load", load)
+    images.check_image(big)
+    assert max(sizes) == (500, 500)

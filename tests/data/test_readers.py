@@ -56,21 +56,27 @@ def test_lsp_joints_mat(shared_data):
 
 
 def test_lsp_extended_layout(tmp_path, shared_data):
-    # LSP-extended stores (14, 3, N) with flag 1 = visible: same joints, other layout and flag meaning.
+    # LSP-extended stores (14, 3, N) with flag 1 = annotated, 0 = not annotated (README of the data).
     original = scipy.io.loadmat(str(shared_data / "lsp/joints.mat"))["joints"][:, :, :3]
     extended = original.transpose(1, 0, 2).copy()
-    extended[:, 2, :] = 1 - original[2].copy()
+    extended[:, 2, :] = 1.0
+    extended[5, 2, 1] = 0.0  # sample 1's left ankle is not annotated
+    extended[5, :2, 1] = (-1.0, -27.0)  # with the placeholder coordinates LSPET uses
     (tmp_path / "images").mkdir()
     for i in range(3):
         src = shared_data / f"lsp/images/im{i + 1:04d}.jpg"
         (tmp_path / "images" / f"im{i + 1:05d}.jpg").write_bytes(src.read_bytes())
     scipy.io.savemat(str(tmp_path / "joints.mat"), {"joints": extended})
-    a = open_source(f"lsp:{tmp_path / 'joints.mat'}")
     b = open_source(f"lsp:{shared_data / 'lsp'}")
-    assert len(a) == 3
-    for x, y in zip(a.samples, b.samples[:3]):
-        np.testing.assert_allclose(x.keypoints, y.keypoints)
-        assert (x.meta["occluded"] == y.meta["occluded"]).all()
+    for text in (f"lsp:{tmp_path / 'joints.mat'}", f"lspet:{tmp_path}"):
+        a = open_source(text)
+        assert len(a) == 3 and a.spec is SPECS["lsp"]
+        for n, (x, y) in enumerate(zip(a.samples, b.samples[:3])):
+            unlabelled = (n, 5) == (1, 5)
+            assert x.visible.tolist() == [0.0 if unlabelled and j == 5 else 1.0 for j in range(14)]
+            keep = x.visible > 0
+            np.testing.assert_allclose(x.keypoints[keep], y.keypoints[keep])
+            assert (x.keypoints[~keep] == 0).all()  # an unlabelled joint never becomes a target
 
 
 def test_mpii_json(shared_data):

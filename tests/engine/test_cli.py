@@ -11,6 +11,14 @@ import pytest
 from dunet.cli import main
 
 
+@pytest.fixture(scope="module", autouse=True)
+def model_cache(tmp_path_factory):
+    """predict / eval convert models for the fastest backend: into a test folder, never ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DUNET_CACHE", str(tmp_path_factory.mktemp("dunet-cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     from tests.engine.conftest import TINY
@@ -73,6 +81,87 @@ def test_predict_writes_json_and_overlays(trained_run, tmp_path, shared_data):
     inst = result["images"][0]["instances"][0]
     assert len(inst["landmarks"]) == 68 and inst["box"] == [10, 10, 100, 120]
     assert (out / "afw_1051618982_1_landmarks.png").exists()
+
+
+def test_predict_scores_csv_and_distinct_overlays_for_same_stems(trained_run, tmp_path):
+    from PIL import Image
+
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (60, 50), (90, 120, 150)).save(tmp_path / folder / "img.png")
+    out = tmp_path / "pred"
+    inputs = [str(tmp_path / f / "img.png") for f in "abc"]
+    assert main(["predict", str(trained_run), *inputs, "--out", str(out), "--backend", "torch"]) == 0
+    assert len(list(out.glob("*_landmarks.png"))) == 3  # none overwrote another
+    result = json.loads((out / "predictions.json").read_text())
+    scores = np.array([result["images"][i]["instances"][0]["scores"] for i in range(3)])
+    assert scores.shape == (3, 68) and ((scores >= 0) & (scores <= 1)).all()
+    lines = (out / "predictions.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert len(lines) == 4 and header[:6] == ["image", "instance", "box_x", "box_y", "box_w", "box_h"]
+    assert len(header) == 6 + 3 * 68 and header[8] == result["landmarks"][0] + "_score"
+
+
+def test_predict_boxes_file_json_and_csv(trained_run, tmp_path, shared_data):
+    image = shared_data / "300w" / "afw_1051618982_1.jpg"
+    as_json = tmp_path / "boxes.json"
+    as_json.write_text(json.dumps({image.name: [[10, 10, 100, 120], [50, 40, 80, 80]]}))
+    as_csv = tmp_path / "boxes.csv"
+    as_csv.write_text(f"image,x,y,w,h\n{image.name},10,10,100,120\n")
+    for boxes, count in ((as_json, 2), (as_csv, 1)):
+        out = tmp_path / boxes.suffix[1:]
+        assert main(["predict", str(trained_run), str(image), "--boxes", str(boxes), "--out", str(out),
+                     "--backend", "torch", "--no-overlays"]) == 0
+        instances = json.loads((out / "predictions.json").read_text())["images"][0]["instances"]
+        assert [i["box"] for i in instances][:1] == [[10, 10, 100, 120]] and len(instances) == count
+
+
+def test_predict_bad_arguments_are_one_line_errors(trained_run, tmp_path, shared_data, capsys):
+    image = str(shared_data / "300w" / "afw_1051618982_1.jpg")
+    existing = tmp_path / "file.txt"
+    existing.write_text("x")
+    missing_entry = tmp_path / "boxes.json"
+    missing_entry.write_text(json.dumps({"other.jpg": [1, 2, 3, 4]}))
+    cases = [(["--box", "nan,0,10,10"], "not a finite"), (["--box", "0,0,inf,10"], "not a finite"),
+             (["--box", "5000,5000,10,10"], "outside the"), (["--box", "0,0,1e12,1e12"], "10 times"),
+             (["--batch-size", "0"], "--batch-size 0"), (["--out", str(existing)], "existing file"),
+             (["--boxes", str(missing_entry)], "not in the --boxes file")]
+    for extra, words in cases:
+        args = ["predict", str(trained_run), image, "--backend", "torch", "--no-overlays"]
+        if "--out" not in extra:
+            args += ["--out", str(tmp_path / "o")]
+        assert main(args + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_predict_video(trained_run, tmp_path, capsys):
+    from tests.test_video import write_video
+
+    video = tmp_path / "clip.avi"
+    write_video(video, count=9)
+    out = tmp_path / "pred"
+    assert main(["predict", str(trained_run), str(video), "--out", str(out), "--every", "2", "--smooth",
+                 "--backend", "torch"]) == 0
+    lines = (out / "clip.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["0", "2", "4", "6", "8"]
+    assert (out / "clip_labelled.mp4").stat().st_size > 0
+    assert "5 frame(s)" in capsys.readouterr().out
+
+
+def test_export_takes_a_pretrained_model_name(tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    assert main(["export", "--model", "300w-dunet4", "--format", "safetensors", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    assert main(["export", "--format", "safetensors", "--out", str(out)]) == 2
+    assert "--model NAME" in capsys.readouterr().err
+
+
+def test_help_speaks_to_users(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "landmarks" in text and "dunet/commands" not in text and "predict" in text
 
 
 def test_predict_reports_coordinates_in_the_exif_upright_image(trained_run, tmp_path):
@@ -254,7 +343,8 @@ def test_shipped_pretrained_models_predict_offline(tmp_path, shared_data, capsys
     images = {"face": shared_data / "300w" / "afw_1051618982_1.jpg", "pose": shared_data / "lsp" / "images" / "im0001.jpg"}
     for entry in models:
         out = tmp_path / entry["name"]
-        assert main(["predict", "--model", entry["name"], str(images[entry["task"]]), "--out", str(out)]) == 0
+        assert main(["predict", "--model", entry["name"], str(images[entry["task"]]), "--out", str(out),
+                     "--backend", "torch"]) == 0
         result = json.loads((out / "predictions.json").read_text())
         assert len(result["images"][0]["instances"][0]["landmarks"]) == len(result["landmarks"])
     assert main(["models"]) == 0

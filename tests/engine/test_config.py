@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from dunet import DunetError
@@ -62,3 +64,54 @@ def test_refine_supervision_per_pass(tiny_config):
     assert cfg.supervision_per_head(1) == ["detection", "regression"]
     with pytest.raises(DunetError):
         load_config(tiny_config, ["supervision=[detection,regression,regression]"])
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("optim.batch_size=0", "batch_size 0: must be >= 1"),
+    ("optim.batch_size=-3", "batch_size -3: must be >= 1"),
+    ("optim.lr=.nan", "lr nan: must be a finite number"),
+    ("optim.lr=-0.1", "lr -0.1: must be > 0"),
+    ("optim.weight_decay=.nan", "weight_decay nan: must be a finite number"),
+    ("optim.weight_decay=-1", "weight_decay -1.0: must be >= 0"),
+    ("data.val_fraction=.nan", "val_fraction nan"),
+    ("data.val_fraction=2", "val_fraction 2.0: must be < 1.0"),
+    ("data.sigma=.nan", "sigma nan: must be a finite number"),
+    ("data.scale_range=[0,1.25]", "scale_range 0.0: must be > 0"),
+    ("data.scale_range=[1.5,1.25]", "low must not exceed high"),
+    ("data.scale_range=[1]", "give two numbers"),
+    ("data.split_seed=-1", "split_seed -1: must be >= 0"),
+    ("seed=-1", "seed -1: must be >= 0"),
+    ("eval_every=0", "eval_every 0: must be >= 1"),
+    ("max_val_samples=-1", "max_val_samples -1: must be >= 0"),
+    ("decode_blur=.inf", "decode_blur inf: must be a finite number"),
+    ("model.in_channels=1", "in_channels 1: training images are RGB"),
+    ("model.units=100000", "units 100000: must be <= 64"),
+    ("model.landmarks=1000000000", "landmarks 1000000000: must be <= 1024"),
+])
+def test_values_are_range_checked_where_they_enter(tiny_config, override, problem):
+    with pytest.raises(DunetError, match=re.escape(problem)) as caught:
+        load_config(tiny_config, [override])
+    assert "\n" not in str(caught.value)
+
+
+def test_malformed_yaml_in_set_names_the_override(tiny_config):
+    with pytest.raises(DunetError, match=r"--set 'model.units=\[1,': the value is not valid YAML"):
+        load_config(tiny_config, ["model.units=[1,"])
+
+
+def test_flag_range_refuses_bad_flags_at_parse_time(capsys):
+    from dunet.cli import main
+
+    for argv, problem in ((["eval", "run", "--data", "synthetic:4", "--limit", "-1"], "argument --limit: -1: must be >= 0"),
+                          (["eval", "run", "--data", "synthetic:4", "--batch-size", "0"], "argument --batch-size: 0: must be >= 1"),
+                          (["data", "show", "synthetic:4", "--out", "x", "-n", "abc"], "argument -n: expected an integer")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert problem in capsys.readouterr().err
+
+
+def test_dunet_info_refuses_an_absurd_model_at_once(capsys):
+    from dunet.cli import main
+
+    assert main(["info", "--units", "100000"]) == 2
+    assert "units 100000: must be <= 64" in capsys.readouterr().err

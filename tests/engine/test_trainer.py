@@ -149,3 +149,147 @@ def test_landmark_mismatch_is_a_clear_error(tiny_config, tmp_path):
 def test_variants_train(tiny_config, tmp_path, overrides):
     metrics = train(load_config(tiny_config, ["optim.epochs=1", *overrides]), tmp_path / "run", log=lambda *_: None)
     assert metrics["n"] == 8
+
+
+# --- faults: interrupted, killed and damaged runs resume exactly --------------------------------------
+
+FAST = ["model.levels=2", "model.input_size=32", "data.train=synthetic:16:0", "data.val=synthetic:4:1"]
+
+
+def fast_config(**changes):
+    """The tiny recipe at 32 px on 16 samples: 2 steps and a validation per epoch, well under a second."""
+    from dunet.config import apply_overrides
+    from dunet.engine.config import config_from_dict
+    from tests.engine.conftest import TINY
+
+    return config_from_dict(apply_overrides(TINY, FAST + [f"{k}={v}" for k, v in changes.items()]))
+
+
+def same_run(a, b):
+    """Bit-identical weights in last/ and best/, and the same log rows (timings aside)."""
+    import csv
+
+    for name in ("last", "best"):
+        x, y = load_checkpoint(a / name).state_dict, load_checkpoint(b / name).state_dict
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), name
+
+    def rows(run):
+        with open(run / "log.csv") as f:
+            return [(r["epoch"], r["lr"], r["train_loss"], r["metric"], r["value"]) for r in csv.DictReader(f)]
+    assert rows(a) == rows(b)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("straight") / "run"
+    train(fast_config(), run, log=lambda *_: None)
+    return run
+
+
+def _signal_at(monkeypatch, name, call, signum):
+    """Make the `call`-th call of trainer_module.`name` send `signum` to this process first."""
+    import os
+
+    real = getattr(trainer_module, name)
+    calls = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            os.kill(os.getpid(), signum)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, name, wrapped)
+
+
+@pytest.mark.parametrize("where", ["mid-epoch", "validation"])
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_an_interrupted_run_resumes_exactly(straight_run, tmp_path, monkeypatch, signum, where):
+    import signal
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    run, lines = tmp_path / "run", []
+    # Epoch 2's first step, or its validation: `last` must stay epoch 1, never mid-epoch weights.
+    _signal_at(monkeypatch, *(("total_loss", 3) if where == "mid-epoch" else ("predict_source", 2)),
+               getattr(signal, signum))
+    with pytest.raises(KeyboardInterrupt):
+        train(fast_config(), run, log=lines.append)
+    assert load_checkpoint(run / "last").train_state["epoch"] == 1
+    assert f"{run / 'last'} holds epoch 1, the last completed one; --resume continues with epoch 2" in lines[-1]
+    monkeypatch.undo()
+    train(resumed_config(run, []), run, resume=True, log=lambda *_: None)
+    same_run(straight_run, run)
+
+
+def test_an_interrupt_while_an_epoch_is_saved_waits_for_the_save(tmp_path, monkeypatch):
+    import signal
+
+    run = tmp_path / "run"
+    _signal_at(monkeypatch, "write_log", 1, signal.SIGTERM)  # between best/ and last/ of epoch 1
+    with pytest.raises(KeyboardInterrupt):
+        train(fast_config(), run, log=lambda *_: None)
+    assert load_checkpoint(run / "last").train_state["epoch"] == 1  # epoch 1 was saved whole
+    assert (run / "log.csv").read_text().count("\n") == 2
+
+
+def test_an_interrupt_in_the_first_epoch_saves_nothing(tmp_path, monkeypatch):
+    import signal
+
+    run, lines = tmp_path / "run", []
+    _signal_at(monkeypatch, "total_loss", 1, signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        train(fast_config(), run, log=lines.append)
+    assert not (run / "last").exists() and "nothing saved" in lines[-1]
+
+
+def test_log_rows_past_the_last_checkpoint_are_dropped_on_resume(straight_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    train(fast_config(**{"optim.epochs": 1}), run, log=lambda *_: None)
+    with open(run / "log.csv", "a") as f:  # as a process killed between writing the row and last/ leaves it
+        f.write((run / "log.csv").read_text().splitlines()[1].replace("1,", "2,", 1) + "\r\n")
+    shutil.rmtree(run / "best")  # and best/ of epoch 1 is redone too: it is rewritten the same
+    train(resumed_config(run, ["optim.epochs=2"]), run, resume=True, log=lambda *_: None)
+    assert (run / "log.csv").read_text().count("\n") == 3
+    same_run(straight_run, run)
+
+
+def test_eval_every_is_checked_and_an_off_epoch_still_saves(tmp_path):
+    with pytest.raises(DunetError, match="eval_every 0: must be >= 1"):
+        fast_config(eval_every=0)
+    run = tmp_path / "run"
+    train(fast_config(eval_every=3, **{"optim.epochs": 2}), run, log=lambda *_: None)
+    values = [line.split(",")[-1] for line in (run / "log.csv").read_text().splitlines()[1:]]
+    assert values[0] == "" and values[1] != ""  # not validated, then the last epoch always is
+    assert load_checkpoint(run / "last").train_state["epoch"] == 2
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("", "empty or not a mapping"), ("model: [unclosed", "is damaged"), ("- a list\n", "not a mapping"),
+    ("optim: {epochs: abc}\n", "optim.epochs"),
+])
+def test_resume_with_a_damaged_config_yaml_names_it(tmp_path, text, problem):
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(DunetError, match=problem) as caught:
+        resumed_config(tmp_path, [])
+    assert "config.yaml" in str(caught.value)
+
+
+def test_validation_never_scores_a_stand_in_for_a_bad_image(tmp_path, monkeypatch):
+    """A bad validation image stops training naming it; with data.skip_bad it is left out, not replaced."""
+    from dunet.data import synthetic
+
+    real = synthetic.render_sample
+
+    def render(sample):
+        if sample.image_path == "synthetic:1:2":
+            raise DunetError("synthetic:1:2: truncated image file")
+        return real(sample)
+
+    monkeypatch.setattr(synthetic, "render_sample", render)
+    with pytest.raises(DunetError, match="synthetic:1:2: truncated image file"):
+        train(fast_config(**{"optim.epochs": 1}), tmp_path / "a", log=lambda *_: None)
+    metrics = train(fast_config(**{"optim.epochs": 1, "data.skip_bad": "true"}), tmp_path / "b",
+                    log=lambda *_: None)
+    assert metrics["n"] == 3

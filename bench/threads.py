@@ -1,0 +1,105 @@
+"""Training images/s of a recipe for each (precision, intra-op threads, data workers), through the real
+data pipeline and training step, all in one run so the rows compare as ratios. It measures the choices
+that `precision: auto`, `threads: 0` and `data.workers: -1` make (dunet/engine/hardware.py).
+
+    .venv/bin/python bench/threads.py [--config dunet/configs/demo.yaml] [--steps 40]
+
+Prints a table and writes bench/results/threads.json. Each row runs `--steps` batches after `--warmup`
+batches; the rows are timed in two interleaved rounds and the faster round is kept, so a slow moment
+of a shared VM does not land on one row alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import torch
+from _timing import machine  # bench/ is on sys.path when run as a script
+from torch.utils.data import DataLoader, Subset
+
+from dunet.data.dataset import leave_sigterm_to_the_main_process
+from dunet.engine.allocator import keep_freed_memory
+from dunet.engine.config import load_config
+from dunet.engine.hardware import autocast, choose_precision, native_bf16, plan_threads, usable_cores
+from dunet.engine.losses import total_loss
+from dunet.engine.trainer import Distributed, build_data
+from dunet.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def images_per_s(cfg, train_set, indices, precision: str, threads: int, workers: int, steps: int, warmup: int) -> float:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.optim.lr)
+    kinds = cfg.supervision_per_head(cfg.model.heads)
+    batch = cfg.optim.batch_size
+    loader = DataLoader(Subset(train_set, indices[: (steps + warmup) * batch]), batch_size=batch,
+                        num_workers=workers, worker_init_fn=leave_sigterm_to_the_main_process)
+    device = torch.device("cpu")
+    started, seen = None, 0
+    for step, item in enumerate(loader):
+        if step == warmup:
+            started, seen = time.perf_counter(), 0
+        with autocast(precision, device):
+            outputs = model(item["image"].contiguous(memory_format=torch.channels_last))
+        loss = total_loss(outputs, item["heatmaps"], item["visible"], kinds)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(item["image"])
+    return seen / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "dunet" / "configs" / "demo.yaml"))
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "threads.json"))
+    args = parser.parse_args()
+
+    keep_freed_memory()
+    cfg = load_config(args.config)
+    _, _, train_set, groups, _ = build_data(cfg, Distributed())
+    indices = [i for group in groups for i in group]
+    cores = usable_cores()
+    auto = plan_threads()
+    combos = sorted({(t, w) for t in range(1, cores + 1) for w in range(0, cores + 1)} | {(auto.threads, auto.workers)})
+    device = torch.device("cpu")
+    print(f"{cfg.model.arch}({cfg.model.units}) {cfg.model.input_size} px, batch {cfg.optim.batch_size}, "
+          f"{machine()['cpu']}, {cores} cores; native bf16: {native_bf16(device)[1]}; "
+          f"auto: {choose_precision('auto', device)[0]}, {auto.threads} threads, {auto.workers} workers")
+    rows: dict[tuple, float] = {}
+    for _round in range(2):
+        for precision, (threads, workers) in itertools.product(args.precisions, combos):
+            speed = images_per_s(cfg, train_set, indices, precision, threads, workers, args.steps, args.warmup)
+            key = (precision, threads, workers)
+            rows[key] = max(rows.get(key, 0.0), speed)
+            print(f"  round {_round + 1}: {precision} {threads} thread(s) {workers} worker(s): {speed:.1f} img/s", flush=True)
+
+    best = max(rows.values())
+    print(f"\n{'precision':<10}{'threads':>8}{'workers':>8}{'img/s':>9}{'of best':>9}")
+    for (precision, threads, workers), speed in sorted(rows.items()):
+        mark = "  <- auto" if (precision, threads, workers) == (choose_precision("auto", device)[0], auto.threads,
+                                                                  auto.workers) else ""
+        print(f"{precision:<10}{threads:>8}{workers:>8}{speed:>9.1f}{speed / best:>8.0%}{mark}")
+    result = {"benchmark": "training images/s by precision, threads and data workers", "config": args.config,
+              "machine": machine(), "cores": cores, "steps": args.steps, "warmup": args.warmup,
+              "auto": {"precision": choose_precision("auto", device)[0], "threads": auto.threads, "workers": auto.workers},
+              "rows": [{"precision": p, "threads": t, "workers": w, "images_per_s": round(s, 2)}
+                       for (p, t, w), s in sorted(rows.items())]}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""The Python API: one object, one call.
+
+    import dunet
+
+    face = dunet.load("300w-dunet4")                       # a pretrained name, a run, a .safetensors / .onnx / .xml
+    result = face.predict("photo.jpg", box=(40, 60, 200, 200))
+    result.points   # (K, 2) x, y in image pixels
+    result.scores   # (K,) in [0, 1]
+    result.names    # K landmark names
+
+Every way in (this API, `dunet predict`, video) goes through `Landmarker._run`: the box becomes a square crop
+(the spec's context margin around an object box), the network runs in batches, and landmarks come back in
+image pixels with their scores (`LandmarkModel.predict_crops`: decoding and the score live there).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dunet import DunetError
+
+Box = tuple[float, float, float, float]  # x, y, width, height in image pixels
+
+# How a face detector's box relates to the box around the 68 landmarks (the box a model was trained on),
+# measured on the 1,207 300-W faces by `python -m dunet.deploy.detect ../shared/data/300w`: median side of
+# the detector box / side of the landmark box, and the landmark box centre's offset from the detector box
+# centre, in landmark-box sides.
+DETECTOR_BOX = {"blazeface": (1.026, (0.001, 0.052)), "haar": (1.148, (0.004, 0.164))}
+
+
+@dataclass
+class Landmarks:
+    """The landmarks of one object (face, person, animal) in one image."""
+
+    points: np.ndarray  # (K, 2) float32 x, y in image pixels (0, 0 = centre of the top-left pixel)
+    scores: np.ndarray  # (K,) float32 in [0, 1]: the heatmap peak, see LandmarkModel.predict_crops
+    names: tuple[str, ...]  # (K,) landmark names, in the model's order
+    box: Box  # the box the landmarks were predicted in (given, detected, tracked, or the whole image)
+
+    def to_dict(self, decimals: int = 2) -> dict:
+        return {"box": [round(float(v), decimals) for v in self.box],
+                "landmarks": [[round(float(x), decimals), round(float(y), decimals)] for x, y in self.points],
+                "scores": [round(float(s), 4) for s in self.scores]}
+
+
+def load(name_or_path: str | Path, backend: str = "auto", device: str = "auto", *, precision: str = "auto",
+         detect_faces: bool = False, flip: bool = False, batch_size: int = 8, threads: int = 0) -> "Landmarker":
+    """A landmarker from a pretrained model name (`dunet models`), a training run or checkpoint directory,
+    a `.safetensors` / packed model, or an exported `.onnx` / OpenVINO `.xml` file.
+
+    backend: "auto" (the fastest installed: OpenVINO, else onnxruntime, else PyTorch; a PyTorch model is
+    converted once and cached under $DUNET_CACHE or ~/.cache/dunet), "torch", "onnx" or "openvino".
+    device: "auto", "cpu", "cuda" or "cuda:N" (GPUs run PyTorch). precision: "auto", "fp32" or "bf16".
+    detect_faces: find faces with the shipped BlazeFace detector when no box is given.
+    flip: average with the prediction on the mirrored crop (slower, a little more accurate).
+    threads: CPU threads of the runtime; 0 = every usable core (PyTorch's own setting for backend torch)."""
+    from dunet.engine.inference import load_runner
+
+    if threads < 0:
+        raise DunetError(f"threads {threads}: must be >= 0 (0 = every usable core)")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+    path = Path(name_or_path)
+    is_name = not path.exists() and not any(c in str(name_or_path) for c in "/\\.")
+    runner = load_runner(None if is_name else str(name_or_path), str(name_or_path) if is_name else None,
+                         backend=backend, precision=precision, device=device, threads=threads)
+    return Landmarker(runner, detect_faces=detect_faces, flip=flip, batch_size=batch_size)
+
+
+class Landmarker:
+    """A landmark model ready to predict: `predict` for one image, `predict_batch` for many."""
+
+    def __init__(self, runner, *, detect_faces: bool = False, flip: bool = False, batch_size: int = 8,
+                 face_detector: str = "blazeface"):
+        if batch_size < 1:
+            raise DunetError(f"batch size {batch_size}: must be at least 1")
+        if flip and not runner.spec.can_flip:
+            raise DunetError(f"flip test needs left/right pairs, which the {runner.spec.name!r} spec lacks")
+        if face_detector not in DETECTOR_BOX:
+            raise DunetError(f"face detector {face_detector!r}: choose one of {', '.join(DETECTOR_BOX)}")
+        self.runner = runner
+        self.detect_faces = detect_faces
+        self.face_detector = face_detector
+        self.flip = flip
+        self.batch_size = batch_size
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.runner.spec.keypoints)
+
+    @property
+    def spec(self):
+        return self.runner.spec
+
+    @property
+    def name(self) -> str:
+        return self.runner.name
+
+    def __repr__(self) -> str:
+        return f"Landmarker({self.name}, {len(self.names)} landmarks, {self.runner.input_size} px)"
+
+    # --- public calls ---------------------------------------------------------------------------------------
+
+    def predict(self, image, box: Sequence[float] | None = None, *, boxes: Iterable[Sequence[float]] | None = None):
+        """Landmarks of one object in `image` (an (H, W, 3) uint8 RGB array, a PIL image or a file path).
+
+        box: x, y, w, h of the object; without one, the largest detected face (detect_faces=True; None
+        if there is none) or the whole image. boxes=[...]: one result per box, as a list."""
+        if box is not None and boxes is not None:
+            raise DunetError("give either box or boxes, not both")
+        rgb = as_rgb(image)
+        if boxes is not None:
+            return self._run([(rgb, [self._object_box(b, rgb) for b in boxes])])[0]
+        if box is not None:
+            return self._run([(rgb, [self._object_box(box, rgb)])])[0][0]
+        found = self._default_boxes(rgb)
+        return self._run([(rgb, found[:1])])[0][0] if found else None
+
+    def predict_batch(self, images: Iterable, boxes: Iterable | None = None) -> list[list[Landmarks]]:
+        """One list of results per image. `boxes`: per image None (every detected face, or the whole
+        image) or a list of x, y, w, h. Images are read, cropped and dropped one by one and the crops run
+        through the network `batch_size` at a time, so a long list never sits in memory."""
+        per_image = boxes if boxes is not None else _nones()
+
+        def jobs():
+            for image, image_boxes in zip(images, per_image):
+                rgb = as_rgb(image)
+                yield rgb, (self._default_boxes(rgb) if image_boxes is None
+                            else [self._object_box(b, rgb) for b in image_boxes])
+
+        return self._run(jobs())
+
+    def detect(self, image) -> list[Box]:
+        """Face boxes (x, y, w, h), largest first, from the shipped face detector."""
+        from dunet.deploy.detect import detect_faces
+
+        return [tuple(float(v) for v in b) for b in detect_faces(as_rgb(image), detector=self.face_detector)]
+
+    # --- the one pipeline -----------------------------------------------------------------------------------
+
+    def crop_for(self, rgb: np.ndarray, box: Box, kind: str):
+        """(3, S, S) crop and its crop-to-image affine for an object box (the spec's margin around it) or the
+        whole image (kind "image": used as it is)."""
+        from dunet.data.dataset import crop_image
+
+        x, y, w, h = box
+        side = max(w, h) * (self.runner.spec.box_margin if kind == "object" else 1.0)
+        return crop_image(rgb, np.array([x + w / 2 - 0.5, y + h / 2 - 0.5]), side, self.runner.input_size)
+
+    def _run(self, jobs: Iterable[tuple[np.ndarray, list[tuple[Box, str]]]]) -> list[list[Landmarks]]:
+        import torch
+
+        results: list[list[Landmarks]] = []
+        pending: list[tuple[int, Box, object, object]] = []
+
+        def flush():
+            if not pending:
+                return
+            coords, scores = self.runner.predict_crops(torch.stack([p[2] for p in pending]),
+                                                       torch.stack([p[3] for p in pending]), self.flip)
+            for (index, box, _, _), pts, score in zip(pending, coords, scores):
+                results[index].append(Landmarks(np.asarray(pts, np.float32), np.asarray(score, np.float32),
+                                                 self.names, tuple(float(v) for v in box)))
+            pending.clear()
+
+        for rgb, boxes in jobs:
+            results.append([])
+            for box, kind in boxes:
+                crop, affine = self.crop_for(rgb, box, kind)
+                pending.append((len(results) - 1, box, crop, affine))
+                if len(pending) >= self.batch_size:
+                    flush()
+        flush()
+        return results
+
+    def _default_boxes(self, rgb: np.ndarray) -> list[tuple[Box, str]]:
+        height, width = rgb.shape[:2]
+        if not self.detect_faces:
+            return [((0.0, 0.0, float(width), float(height)), "image")]
+        return [(landmark_box(b, self.face_detector), "object") for b in self.detect(rgb)]
+
+    def _object_box(self, box, rgb: np.ndarray) -> tuple[Box, str]:
+        height, width = rgb.shape[:2]
+        return check_box(box, width, height), "object"
+
+
+def landmark_box(detected: Box, detector: str = "blazeface") -> Box:
+    """The box around the landmarks that a face detector's box stands for (see DETECTOR_BOX)."""
+    ratio, (dx, dy) = DETECTOR_BOX[detector]
+    x, y, w, h = detected
+    side = max(w, h) / ratio
+    cx, cy = x + w / 2 + dx * side, y + h / 2 + dy * side
+    return (cx - side / 2, cy - side / 2, side, side)
+
+
+def box_around(points: np.ndarray, scores: np.ndarray | None = None, min_score: float = 0.0) -> Box | None:
+    """The box around the landmarks scoring at least `min_score` (None if fewer than two do): the box for
+    the next video frame when tracking."""
+    points = np.asarray(points, np.float64)
+    keep = np.isfinite(points).all(axis=1)
+    if scores is not None:
+        keep &= np.asarray(scores) >= min_score
+    if keep.sum() < 2:
+        return None
+    lo, hi = points[keep].min(0), points[keep].max(0)
+    return (float(lo[0]), float(lo[1]), float(max(hi[0] - lo[0], 1.0)), float(max(hi[1] - lo[1], 1.0)))
+
+
+def check_box(box, width: int, height: int) -> Box:
+    """x, y, w, h as floats, or a DunetError naming the box and the image size: four finite numbers,
+    a positive size, overlapping the image and at most 10x its size."""
+    try:
+        values = tuple(float(v) for v in box)
+    except (TypeError, ValueError):
+        raise DunetError(f"box {box!r}: expected four numbers x, y, w, h") from None
+    text = ",".join(f"{v:g}" for v in values)
+    if len(values) != 4:
+        raise DunetError(f"box {text}: expected four numbers x, y, w, h, got {len(values)}")
+    x, y, w, h = values
+    if not all(math.isfinite(v) for v in values):
+        raise DunetError(f"box {text}: not a finite number")
+    if w <= 0 or h <= 0:
+        raise DunetError(f"box {text}: width and height must be positive")
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise DunetError(f"box {text}: outside the {width}x{height} image")
+    if max(w, h) > 10 * max(width, height):
+        raise DunetError(f"box {text}: more than 10 times the size of the {width}x{height} image")
+    return values
+
+
+def as_rgb(image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a file path (turned upright by its EXIF orientation), a PIL image, or a
+    numpy array: uint8 RGB, grey or RGBA, or float in [0, 1]."""
+    from PIL import Image
+
+    from dunet.data.images import load_image, to_rgb8
+
+    if isinstance(image, (str, Path)):
+        return load_image(image, upright=True)
+    if isinstance(image, Image.Image):
+        return to_rgb8(image)
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None].repeat(3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or min(array.shape[:2]) < 1:
+        raise DunetError(f"image: expected an (H, W, 3) RGB array, got shape {array.shape}")
+    array = array[:, :, :3]
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise DunetError("image: a float image must hold values in [0, 1]; pass uint8 for 0-255")
+        array = np.round(array * 255)
+    elif array.dtype != np.uint8:
+        raise DunetError(f"image: expected uint8 or float pixels, got {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def _nones():
+    while True:
+        yield None

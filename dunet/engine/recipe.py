@@ -1,0 +1,120 @@
+"""The own-data recipe: `dunet train --data FORMAT:PATH --out RUN`, no config file.
+
+It fine-tunes the shipped model closest to the data (faces from the face model; bodies, animals and other
+points from the pose model, whose features know limbs and articulated shapes; the heads start fresh for the
+data's keypoints), and sizes the run to a time budget: it times a few training steps of the model on this
+machine, then picks the input size and the number of epochs that fit. The schedule is written as fractions
+of the run, so it stays right whatever number of epochs is chosen.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from dunet import DunetError
+from dunet.config import apply_overrides
+from dunet.engine.config import TrainConfig, config_to_dict, from_dict
+from dunet.engine.hardware import autocast, choose_precision, plan_threads
+
+MIN_FRAMES = 10  # below this no split leaves enough to learn from and to score on
+SIZES = (256, 192, 128)  # tried largest first: a small animal in a whole frame needs pixels
+MIN_EPOCHS, MAX_EPOCHS = 15, 200
+
+
+def starting_model(spec) -> tuple[str, str]:
+    """(pretrained name, why) for a landmark spec."""
+    if spec.normaliser[0] == "interocular" or spec.name in ("300w", "wflw"):
+        return "300w-dunet4", "face landmarks: start from the face model"
+    if spec.name in ("lsp", "mpii", "coco"):
+        return "lsp-dunet4", "body joints: start from the pose model"
+    return "lsp-dunet4", "your own points (animal, object): start from the pose model, the most general features shipped"
+
+
+def check_own_data(source) -> None:
+    """Enough labelled frames, and every keypoint labelled somewhere: a clear line otherwise."""
+    frames = len(source)
+    if frames < MIN_FRAMES:
+        raise DunetError(f"{source.name}: {frames} labelled frame(s); a usable model needs at least {MIN_FRAMES} "
+                         "(50-200 is typical), label more frames first")
+    labelled = sum(s.visible > 0 for s in source.samples)
+    never = [name for name, count in zip(source.spec.keypoints, labelled) if count == 0]
+    if never:
+        raise DunetError(f"{source.name}: keypoint(s) {', '.join(never)} are labelled in none of the {frames} frames; "
+                         "label them in some frames, or remove them from the project")
+
+
+def step_seconds(cfg: TrainConfig, input_size: int, batch: int, steps: int = 3) -> float:
+    """Median seconds of a training step of the recipe's model at `input_size`, on this machine."""
+    from dunet.engine.losses import total_loss
+    from dunet.models import build_model
+
+    model_cfg = from_dict(type(cfg.model), {**config_to_dict(cfg)["model"], "input_size": input_size})
+    model = build_model(model_cfg).train().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+    images = torch.rand(batch, 3, input_size, input_size).contiguous(memory_format=torch.channels_last)
+    size = input_size // 4
+    targets = torch.zeros(batch, model_cfg.landmarks, size, size)
+    visible = torch.ones(batch, model_cfg.landmarks)
+    kinds = cfg.supervision_per_head(model_cfg.heads)
+    precision = choose_precision(cfg.precision, torch.device("cpu"))[0]
+    times = []
+    for _ in range(steps + 1):  # the first step builds the kernels
+        start = time.perf_counter()
+        with autocast(precision, torch.device("cpu")):
+            outputs = model(images)
+        loss = total_loss(outputs, targets, visible, kinds)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def own_data_config(data: str, val: str, source, minutes: float, overrides: list[str] = (),
+                    timer=step_seconds) -> tuple[TrainConfig, list[str]]:
+    """The recipe for `source` (opened from `data`) in about `minutes` of training on this machine, and the
+    lines that say what was chosen and why. `overrides` (--set) apply last and win."""
+    check_own_data(source)
+    init, why = starting_model(source.spec)
+    frames = len(source) if val else max(1, round(len(source) * 0.9))
+    base = {
+        "model": {"arch": "dunet", "units": 4, "order": 1, "landmarks": source.spec.num_keypoints,
+                  "memory_efficient": False},
+        "data": {"train": data, "val": val, "val_fraction": 0.0 if val else 0.2, "split_seed": 0,
+                 "rotation": 30.0, "scale_range": [0.75, 1.25]},
+        "optim": {"optimizer": "rmsprop", "lr": 5e-4, "batch_size": 8, "milestones": [0.7, 0.9],
+                  "gammas": [0.2, 0.5]},
+        "init": init,
+        "flip_test": source.spec.can_flip,
+    }
+    cfg = from_dict(TrainConfig, apply_overrides(base, list(overrides)))
+    plan = plan_threads(cfg.threads, cfg.data.workers)
+    torch.set_num_threads(plan.threads)
+    batch = cfg.optim.batch_size
+    budget = minutes * 60 * 0.85  # the rest goes to validation, checkpoints and data start-up
+    chosen = None
+    for size in SIZES:
+        seconds = timer(cfg, size, batch)
+        epoch_seconds = seconds * -(-frames // batch)
+        epochs = int(budget // epoch_seconds)
+        chosen = (size, min(epochs, MAX_EPOCHS), epoch_seconds)
+        if epochs >= MIN_EPOCHS:
+            break
+    size, epochs, epoch_seconds = chosen
+    epochs = max(epochs, 1)
+    final = apply_overrides(base, [f"model.input_size={size}", f"optim.epochs={epochs}",
+                                   f"eval_every={max(1, epochs // 5)}", *overrides])
+    cfg = from_dict(TrainConfig, final)
+    lines = [
+        f"own-data recipe for {data}: {len(source)} frames, {source.spec.num_keypoints} keypoints "
+        f"({', '.join(source.spec.keypoints)})",
+        f"  start: {cfg.init} ({why}); heads start fresh",
+        f"  held out: {'all of ' + val if val else '20 % of the frames (split_seed 0)'}",
+        f"  model: DU-Net({cfg.model.units}) at {cfg.model.input_size} px; {cfg.optim.epochs} epochs of "
+        f"{frames} frames, lr {cfg.optim.lr:g} x0.2 at 70 % and x0.5 at 90 % of the run",
+        f"  expected time: {cfg.optim.epochs * epoch_seconds / 60:.1f} min of training "
+        f"({epoch_seconds:.0f} s per epoch measured here; budget {minutes:g} min, --minutes changes it)",
+    ]
+    return cfg, lines

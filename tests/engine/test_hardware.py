@@ -1,0 +1,98 @@
+"""Device, precision and thread choices (dunet/engine/hardware.py), with the CPU's features mocked both ways."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from dunet import DunetError
+from dunet.engine import hardware
+from dunet.engine.config import load_config
+
+CPU = torch.device("cpu")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture
+def cpu_features(monkeypatch):
+    def set_features(avx512_bf16: bool, amx: bool) -> None:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    return set_features
+
+
+@pytest.mark.parametrize("avx512_bf16, amx", [(True, False), (False, True), (True, True)])
+def test_auto_picks_bf16_on_a_cpu_with_native_bf16(cpu_features, avx512_bf16, amx):
+    cpu_features(avx512_bf16, amx)
+    precision, reason = hardware.choose_precision("auto", CPU)
+    assert precision == "bf16"
+    assert ("AMX" in reason) == amx and ("AVX-512 BF16" in reason) == avx512_bf16
+
+
+def test_auto_picks_fp32_on_a_cpu_without_native_bf16(cpu_features):
+    cpu_features(False, False)
+    precision, reason = hardware.choose_precision("auto", CPU)
+    assert precision == "fp32" and "no AVX-512 BF16 or AMX" in reason
+
+
+def test_explicit_bf16_without_native_support_warns_with_the_cost(cpu_features):
+    cpu_features(False, False)
+    with pytest.warns(UserWarning, match="emulated and several times slower"):
+        assert hardware.choose_precision("bf16", CPU)[0] == "bf16"
+
+
+def test_explicit_choices_are_kept_silently_where_native(cpu_features):
+    cpu_features(True, False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert hardware.choose_precision("bf16", CPU)[0] == "bf16"
+        assert hardware.choose_precision("fp32", CPU)[0] == "fp32"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_one_clear_error():
+    with pytest.raises(DunetError, match="no CUDA GPU is available"):
+        hardware.resolve_device("cuda")
+    assert hardware.resolve_device("auto") == CPU
+
+
+@pytest.mark.parametrize("text", ["gpu", "cuda:x", "cuda:-1", "tpu"])
+def test_bad_device_names_are_refused_when_the_config_is_read(text):
+    with pytest.raises(DunetError, match="choose one of auto, cpu, cuda or cuda:N"):
+        load_config(None, [f"device={text}"])
+
+
+def test_recipes_default_to_auto():
+    cfg = load_config(None)
+    assert (cfg.precision, cfg.device, cfg.threads, cfg.data.workers) == ("auto", "auto", 0, -1)
+
+
+def test_thread_plan_uses_every_usable_core_and_sizes_workers_with_them(monkeypatch):
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 8)
+    plan = hardware.plan_threads()
+    assert (plan.threads, plan.workers) == (8, 1) and "8 usable core(s)" in plan.reason
+    assert hardware.plan_threads(processes=2).threads == 4  # torchrun: the cores are shared
+    explicit = hardware.plan_threads(threads=3, workers=0)
+    assert (explicit.threads, explicit.workers) == (3, 0) and "as asked" in explicit.reason
+    assert hardware.plan_threads(device_type="cuda").workers == 7
+
+
+@needs_cuda
+def test_training_and_inference_on_cuda(tmp_path):
+    """A tiny training on the GPU whose checkpoint loads and predicts on the CPU, and the reverse."""
+    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.trainer import train
+
+    cfg = load_config(None, ["model.units=1", "model.input_size=64", "model.landmarks=68", "optim.epochs=1",
+                             "optim.batch_size=4", "data.train=synthetic:16:0", "data.val=synthetic:4:1",
+                             "data.workers=0", "device=cuda"])
+    train(cfg, tmp_path / "run", log=lambda *_: None)
+    images = torch.rand(2, 3, 64, 64)
+    affine = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(2, 2, 3)
+    on_cpu = LandmarkModel.load(tmp_path / "run" / "last", precision="fp32", device="cpu")
+    on_gpu = LandmarkModel.load(tmp_path / "run" / "last", precision="fp32", device="cuda")
+    a, _ = on_cpu.predict_crops(images, affine)
+    b, _ = on_gpu.predict_crops(images, affine)
+    assert abs(a - b).max() < 0.5

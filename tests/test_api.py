@@ -1,0 +1,189 @@
+"""The Python API: dunet.load(...).predict(...), boxes, batches, scores, backends, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import dunet
+from dunet import DunetError
+from dunet.api import Landmarker, as_rgb, box_around, check_box, landmark_box
+
+
+def tiny_landmarker(**options) -> Landmarker:
+    """A random 68-landmark DU-Net at 64 px: enough to exercise the pipeline, no training needed."""
+    from dunet.data.synthetic import synthetic_source
+    from dunet.engine.config import config_from_dict
+    from dunet.engine.inference import LandmarkModel
+    from dunet.models import build_model
+    from tests.engine.conftest import TINY
+
+    config = config_from_dict(TINY)
+    model = build_model(config.model)
+    runner = LandmarkModel(model, config, synthetic_source(1).spec, precision="fp32", device="cpu")
+    return Landmarker(runner, **options)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_landmarker()
+
+
+def face_image(index: int = 0) -> np.ndarray:
+    from dunet.data.synthetic import render_face
+
+    return render_face(3, index, size=96)
+
+
+def test_import_dunet_stays_light():
+    code = "import sys, dunet; assert callable(dunet.load); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_predict_one_box_returns_points_scores_names(tiny):
+    image = face_image()
+    result = tiny.predict(image, box=(20, 20, 50, 50))
+    assert result.points.shape == (68, 2) and result.scores.shape == (68,)
+    assert len(result.names) == 68 and result.names == tiny.names
+    assert ((result.scores >= 0) & (result.scores <= 1)).all()
+    assert result.box == (20.0, 20.0, 50.0, 50.0)
+    # The crop is the box with the spec's margin: points land around the box, not across the whole image.
+    centre = result.points.mean(0)
+    assert np.all(np.abs(centre - 45) < 45 * tiny.spec.box_margin)
+
+
+def test_same_prediction_from_array_pil_and_path(tiny, tmp_path):
+    from PIL import Image
+
+    image = face_image(1)
+    path = tmp_path / "face.png"
+    Image.fromarray(image).save(path)
+    a = tiny.predict(image, box=(10, 10, 70, 70))
+    b = tiny.predict(Image.fromarray(image), box=(10, 10, 70, 70))
+    c = tiny.predict(path, box=(10, 10, 70, 70))
+    d = tiny.predict(image.astype(np.float32) / 255, box=(10, 10, 70, 70))
+    for other in (b, c, d):
+        np.testing.assert_allclose(other.points, a.points, atol=1e-4)
+
+
+def test_boxes_and_batches_match_single_calls(tiny):
+    images = [face_image(i) for i in range(3)]
+    boxes = [(10, 10, 60, 60), (30, 20, 40, 50)]
+    many = tiny.predict(images[0], boxes=boxes)
+    assert [r.box for r in many] == [tuple(map(float, b)) for b in boxes]
+    for box, result in zip(boxes, many):
+        np.testing.assert_allclose(tiny.predict(images[0], box=box).points, result.points, atol=1e-4)
+    small_batches = tiny_landmarker(batch_size=2)
+    small_batches.runner = tiny.runner
+    batched = small_batches.predict_batch(images, boxes=[boxes, None, [boxes[1]]])
+    assert [len(r) for r in batched] == [2, 1, 1]
+    assert batched[1][0].box == (0.0, 0.0, 96.0, 96.0)  # no box: the whole image
+    np.testing.assert_allclose(batched[2][0].points, tiny.predict(images[2], box=boxes[1]).points, atol=1e-4)
+
+
+def test_bad_boxes_and_images_are_one_line_errors(tiny):
+    image = face_image()
+    for box, words in (((float("nan"), 0, 10, 10), "not a finite"), ((0, 0, float("inf"), 10), "not a finite"),
+                       ((500, 500, 10, 10), "outside the 96x96 image"), ((0, 0, -5, 10), "positive"),
+                       ((0, 0, 1e9, 1e9), "10 times"), ((1, 2, 3), "four numbers")):
+        with pytest.raises(DunetError, match=words):
+            tiny.predict(image, box=box)
+    with pytest.raises(DunetError, match="shape"):
+        tiny.predict(np.zeros((4, 5, 6, 3), np.uint8))
+    with pytest.raises(DunetError, match=r"\[0, 1\]"):
+        tiny.predict(np.full((8, 8, 3), 3.0, np.float32))
+    with pytest.raises(DunetError, match="batch size"):
+        tiny_landmarker(batch_size=0)
+    with pytest.raises(DunetError, match="not-a-model"):
+        dunet.load("not-a-model")
+
+
+def test_helpers():
+    assert check_box([1, 2, 3, 4], 10, 10) == (1.0, 2.0, 3.0, 4.0)
+    assert box_around(np.array([[1, 2], [5, 8], [100, 100]]), np.array([0.9, 0.8, 0.1]), 0.5) == (1, 2, 4, 6)
+    assert box_around(np.array([[1, 2], [5, 8]]), np.array([0.1, 0.1]), 0.5) is None
+    x, y, w, h = landmark_box((0, 0, 103, 103), "blazeface")
+    assert w == pytest.approx(100.4, abs=0.1) and y > 0  # the landmark box sits lower than the detector's
+    assert as_rgb(np.zeros((5, 6), np.uint8)).shape == (5, 6, 3)
+
+
+def test_scores_are_clipped_heatmap_peaks():
+    from dunet.engine.inference import LandmarkModel
+
+    lm = tiny_landmarker()
+    runner = lm.runner
+    heat = torch.zeros(1, 68, 16, 16)
+    heat[0, :, 5, 5] = torch.linspace(-0.5, 1.5, 68)
+    runner.heatmaps = lambda images, flip=False: heat
+    _, scores = LandmarkModel.predict_crops(runner, torch.zeros(1, 3, 64, 64), torch.eye(2, 3)[None])
+    assert scores.min() == 0.0 and scores.max() == 1.0
+    np.testing.assert_allclose(scores[0, 34], float(heat[0, 34, 5, 5].clamp(0, 1)), atol=1e-6)
+
+
+def test_confidence_auc():
+    from dunet.engine.inference import confidence_auc
+
+    errors = np.array([[0.01, 0.02, 0.5, 0.9]])
+    assert confidence_auc([[0.9, 0.8, 0.2, 0.1]], errors, 0.1) == 1.0  # good points score higher
+    assert confidence_auc([[0.1, 0.2, 0.8, 0.9]], errors, 0.1) == 0.0
+    assert confidence_auc([[0.5, 0.5, 0.5, 0.5]], errors, 0.1) == 0.5
+    assert confidence_auc([[0.9, 0.8, 0.2, 0.1]], errors, 5.0) is None  # no bad points
+    assert confidence_auc([0.9, 0.1, 0.3], [0.01, np.nan, 0.5], 0.1) == 1.0  # NaN = unlabelled
+
+
+@pytest.fixture(scope="module")
+def face_300w(shared_data):
+    from dunet.data.readers import parse_pts
+
+    path = shared_data / "300w" / "afw_1051618982_1.jpg"
+    points = parse_pts(path.with_suffix(".pts"))[:, :2] - 1.0  # 1-based to 0-based pixels
+    lo, hi = points.min(0), points.max(0)
+    return path, points, (lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
+
+
+def test_pretrained_face_model_on_a_real_300w_face(face_300w):
+    path, truth, box = face_300w
+    result = dunet.load("300w-dunet4", backend="torch", precision="fp32").predict(path, box=box)
+    error = np.linalg.norm(result.points - truth, axis=1)
+    assert np.median(error) < 4.0 and error.mean() < 5.0, error.mean()  # a 160 px face
+    assert result.scores.mean() > 0.5
+
+
+def test_detect_faces_finds_the_face_and_maps_its_box(face_300w):
+    path, truth, box = face_300w
+    face = dunet.load("300w-dunet4", backend="torch", precision="fp32", detect_faces=True)
+    result = face.predict(path)
+    assert result is not None
+    assert np.median(np.linalg.norm(result.points - truth, axis=1)) < 5.0
+    assert face.predict(np.full((120, 160, 3), 128, np.uint8)) is None  # no face: None, like face-alignment
+
+
+@pytest.mark.slow
+def test_auto_backend_converts_once_and_matches_torch(face_300w, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from dunet.engine import exported
+
+    monkeypatch.setenv("DUNET_CACHE", str(tmp_path))
+    path, _, box = face_300w
+    reference = dunet.load("300w-dunet4", backend="torch", precision="fp32").predict(path, box=box)
+    calls = []
+    real_export = exported.cached_export
+
+    def counting(runner):
+        calls.append(1)
+        return real_export(runner)
+
+    monkeypatch.setattr(exported, "cached_export", counting)
+    auto = dunet.load("300w-dunet4", precision="fp32")
+    assert "torch" not in auto.name and len(list(tmp_path.glob("*.onnx"))) == 1
+    again = dunet.load("300w-dunet4", precision="fp32")
+    assert len(calls) == 2 and len(list(tmp_path.glob("*.onnx"))) == 1  # the second load reuses the file
+    for landmarker in (auto, again):
+        result = landmarker.predict(path, box=box)
+        assert np.abs(result.points - reference.points).max() < 0.05
+        assert np.abs(result.scores - reference.scores).max() < 1e-3

@@ -1,0 +1,129 @@
+"""Video: frames streamed, --every / --start / --end, the per-frame CSV, a labelled video, tracking,
+smoothing and one-line errors for bad files."""
+
+from __future__ import annotations
+
+import csv
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from dunet import DunetError
+from dunet.video import OneEuroFilter, csv_header, process_video, read_frames
+from tests.test_api import tiny_landmarker
+
+cv2 = pytest.importorskip("cv2")
+FPS = 10.0
+
+
+def write_video(path, count: int = 12, size: int = 96) -> None:
+    """A tiny video of dunet's generated faces (a different face per frame)."""
+    from dunet.data.synthetic import render_face
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (size, size))
+    assert writer.isOpened()
+    for i in range(count):
+        writer.write(cv2.cvtColor(render_face(5, i, size=size), cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "faces.avi"
+    write_video(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_landmarker()
+
+
+def rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_csv_has_a_row_per_frame_and_x_y_score_per_landmark(tiny, video, tmp_path):
+    summary = process_video(tiny, video, tmp_path, progress=False)
+    table = rows(tmp_path / "faces.csv")
+    assert table[0] == csv_header(tiny.names) and len(table[0]) == 2 + 3 * 68
+    assert table[0][:5] == ["frame", "time", f"{tiny.names[0]}_x", f"{tiny.names[0]}_y", f"{tiny.names[0]}_score"]
+    assert [int(r[0]) for r in table[1:]] == list(range(12))
+    assert float(table[2][1]) == pytest.approx(1 / FPS)
+    scores = np.array([[float(v) for v in r[4::3]] for r in table[1:]])
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert summary.frames_predicted == 12 and summary.frames_failed == 0
+    labelled = cv2.VideoCapture(str(tmp_path / "faces_labelled.mp4"))
+    assert labelled.isOpened() and int(labelled.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+def test_every_start_and_end_pick_frames(tiny, video, tmp_path):
+    process_video(tiny, video, tmp_path, every=3, progress=False, labelled=False)
+    assert [int(r[0]) for r in rows(tmp_path / "faces.csv")[1:]] == [0, 3, 6, 9]
+    process_video(tiny, video, tmp_path, name="part", start=0.4, end=0.8, every=2, progress=False, labelled=False)
+    assert [int(r[0]) for r in rows(tmp_path / "part.csv")[1:]] == [4, 6, 8]
+    assert not (tmp_path / "faces_labelled.mp4").exists()
+
+
+def test_frames_are_streamed_not_held(video):
+    frames = read_frames(video)
+    first = next(frames)  # a generator: decoding starts only when asked
+    assert first[0] == 0 and first[2].shape == (96, 96, 3)
+    tracemalloc.start()
+    count = 1
+    for _ in frames:
+        count += 1
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    frame_bytes = 96 * 96 * 3
+    assert count == 12 and peak < 4 * frame_bytes  # all 11 frames would be 11x
+
+
+def test_tracking_uses_the_previous_landmarks_as_the_next_box(tiny, video, tmp_path):
+    seen = []
+    real = tiny._run
+
+    def spy(jobs):
+        jobs = list(jobs)
+        seen.extend(box for _, boxes in jobs for box, _ in boxes)
+        return real(jobs)
+
+    tiny._run = spy
+    try:
+        process_video(tiny, video, tmp_path, box=(20, 20, 50, 50), every=4, min_score=0.0, progress=False,
+                      labelled=False)
+    finally:
+        del tiny._run
+    assert seen[0] == (20.0, 20.0, 50.0, 50.0)
+    assert all(box != seen[0] for box in seen[1:])  # later frames look where the landmarks were
+
+
+def test_bad_videos_are_one_line_errors(tiny, tmp_path):
+    with pytest.raises(DunetError, match="no such video"):
+        list(read_frames(tmp_path / "missing.mp4"))
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(DunetError, match="junk.mp4"):
+        process_video(tiny, junk, tmp_path, progress=False)
+    empty = tmp_path / "empty.avi"
+    write_video(empty, count=2)
+    with pytest.raises(DunetError, match="no frames"):
+        process_video(tiny, empty, tmp_path, start=5.0, progress=False)
+    with pytest.raises(DunetError, match="outside the 96x96 image"):
+        process_video(tiny, empty, tmp_path, box=(200, 200, 10, 10), progress=False)
+    with pytest.raises(DunetError, match="--every"):
+        list(read_frames(empty, every=0))
+
+
+def test_one_euro_filter_smooths_jitter_and_follows_motion():
+    rng = np.random.default_rng(0)
+    still = OneEuroFilter()
+    noisy = 50 + rng.normal(0, 2, size=(100, 1, 2))
+    out = np.array([still(p, t / 30) for t, p in enumerate(noisy)])
+    assert out[20:].std() < 0.5 * noisy[20:].std()
+    moving = OneEuroFilter()
+    track = np.array([[[t * 3.0, 0.0]] for t in range(100)])
+    out = np.array([moving(p, t / 30) for t, p in enumerate(track)])
+    assert abs(out[-1, 0, 0] - track[-1, 0, 0]) < 15  # lags a little, not seconds
