@@ -50,6 +50,6 @@ def has_cpu_flag(flag: str) -> bool:
 
 def machine() -> dict:
     """CPU and its int8 / bf16 matrix features: results differ between machines of this project
-    (an AMX Xeon in sessions 2-3, an AVX-512 EPYC without AMX in session 4)."""
+    (this project has run on an Intel Xeon with AMX and on an AMD EPYC with AVX-512 BF16 but no AMX)."""
     return {"cpu": cpu_name(), "amx": has_cpu_flag("amx_tile"), "avx512_bf16": has_cpu_flag("avx512_bf16"),
             "avx512_vnni": has_cpu_flag("avx512_vnni"), "load_average": os.getloadavg()}

@@ -75,21 +75,20 @@ def run(args: argparse.Namespace) -> dict:
 
             path = quantize_openvino_int8(float_path, Path(tmp) / "openvino.xml", calibration)
             predictors["openvino"] = OpenVinoPredictor(path, "fp32", threads=args.threads)
+        # The int8 files run through the same pipeline as the training-time model (detection sigmoid included).
+        models = {"training": runner, **{mode: LandmarkModel(p, cfg, runner.spec) for mode, p in predictors.items()}}
         modes = list(predictors)
-        xy: dict[str, list] = {name: [] for name in ["training", *modes]}
-        in_image: dict[str, list] = {name: [] for name in ["training", *modes]}
+        xy: dict[str, list] = {name: [] for name in models}
+        in_image: dict[str, list] = {name: [] for name in models}
         for first in range(0, len(val_idx), args.batch):
             items = [dataset[i] for i in val_idx[first: first + args.batch]]
             images = torch.stack([item["image"] for item in items])
             crop_to_image = torch.stack([torch.as_tensor(item["crop_to_image"]) for item in items])
-            heatmaps = {
-                "training": runner.heatmaps(images),
-                "dynamic": torch.from_numpy(np.concatenate([predictors["dynamic"](im[None]) for im in images.numpy()])),
-                **{mode: torch.from_numpy(predictors[mode](images.numpy())) for mode in modes if mode != "dynamic"},
-            }
-            for name, maps in heatmaps.items():
-                if name != "training" and runner.kinds[-1] == "detection":
-                    maps = torch.sigmoid(maps)
+            for name, model in models.items():
+                if name == "dynamic":  # batch 1: a scale per sample
+                    maps = torch.cat([model.heatmaps(image[None]) for image in images])
+                else:
+                    maps = model.heatmaps(images)
                 xy[name].append(landmarks_in_input_pixels(maps))
                 in_image[name].append(heatmaps_to_image(maps, crop_to_image)[0].numpy())
     indices = np.asarray(val_idx)

@@ -50,7 +50,7 @@ LSP_GROUPS = {"Head": (12, 13), "Sho.": (8, 9), "Elb.": (7, 10), "Wri.": (6, 11)
 MPII_GROUPS = {"Head": (8, 9), "Sho.": (12, 13), "Elb.": (11, 14), "Wri.": (10, 15),
                "Hip": (2, 3), "Knee": (1, 4), "Ank.": (0, 5)}
 
-FACE_SPECS = ("300w", "wflw", "synthetic", "menpo")
+FACE_SPECS = ("300w", "wflw")  # the generated faces (synthetic:N) follow the 300w spec
 CED_THRESHOLDS = (0.08, 0.10)
 
 
@@ -262,7 +262,7 @@ def evaluate(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None, spec_
              normaliser: np.ndarray | None = None, names: list[str] | None = None) -> dict:
     """All metrics of a data set, as a JSON-ready dict (NaN -> None). Keys by `spec_name`:
 
-    - faces ("300w", "wflw", "synthetic", "menpo"): nme_io, nme_ip, nme_box (percent; io/ip are None
+    - faces ("300w", "wflw"): nme_io, nme_ip, nme_box (percent; io/ip are None
       unless the layout has 68 or 98 points), fr_0.08, auc_0.08, fr_0.10, auc_0.10 (fractions) on the
       inter-ocular NME (box NME for other layouts; `ced_normaliser` says which). `normaliser` is unused.
     - "lsp": pck_0.2 (torso = right shoulder to left hip of the ground truth unless `normaliser` is
@@ -372,7 +372,7 @@ def _json_ready(value):
 _PERCENT_KEYS = ("nme_", "pck", "per_joint", "per_group")
 
 
-def _format_value(key: str, value) -> str:
+def format_value(key: str, value) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, bool) or isinstance(value, (int, str)):
@@ -389,7 +389,7 @@ def format_table(metrics: dict) -> str:
     one-row table, per-joint values one per line."""
     scalars = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
     width = max((len(k) for k in scalars), default=0)
-    lines = [f"{key.ljust(width)}  {_format_value(key, value)}" for key, value in scalars.items()]
+    lines = [f"{key.ljust(width)}  {format_value(key, value)}" for key, value in scalars.items()]
     groups = metrics.get("per_group")
     if groups:
         cells = [(name, "n/a" if v is None else f"{v:.1f}") for name, v in groups.items()]
@@ -402,5 +402,5 @@ def format_table(metrics: dict) -> str:
         name_width = max(len(name) for name in joints)
         lines.append("")
         lines.append("per joint:")
-        lines.extend(f"  {name.ljust(name_width)}  {_format_value('per_joint', v):>8}" for name, v in joints.items())
+        lines.extend(f"  {name.ljust(name_width)}  {format_value('per_joint', v):>8}" for name, v in joints.items())
     return "\n".join(lines)

@@ -389,7 +389,8 @@ def test_loading_never_unpickles(tmp_path: Path, monkeypatch):
 def test_a_model_file_asking_for_a_huge_model_is_refused_before_building_it(tmp_path: Path):
     """A damaged or hostile header's config is range-checked: a line, not an allocator failure."""
     from dunet.engine.config import config_to_dict, load_config
-    from dunet.engine.inference import LandmarkModel, spec_to_dict
+    from dunet.data.spec import spec_to_dict
+    from dunet.engine.inference import LandmarkModel
     from dunet.data.spec import SPECS
 
     config = {**config_to_dict(load_config(None)), "spec": spec_to_dict(SPECS["300w"])}

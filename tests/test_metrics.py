@@ -221,7 +221,7 @@ def test_evaluate_face_excludes_samples_without_normaliser():
 
 def test_evaluate_face_other_layout_has_box_nme_only():
     gt = np.random.default_rng(2).uniform(0, 50, (3, 5, 2))
-    result = evaluate(gt + 0.5, gt, None, "synthetic")
+    result = evaluate(gt + 0.5, gt, None, "300w")
     assert result["nme_io"] is None and result["nme_ip"] is None
     assert result["nme_box"] > 0 and result["ced_normaliser"] == "box"
     json.dumps(result, allow_nan=False)

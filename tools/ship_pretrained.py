@@ -24,25 +24,14 @@ PRETRAINED = Path(__file__).resolve().parents[1] / "dunet" / "pretrained"
 
 def tune_decode_blur(model, source, indices, choices=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)) -> float:
     """The heatmap blur before sub-pixel decoding that scores best on `indices` (training samples, centre
-    crops, no augmentation): one forward pass, every blur decoded from the same heatmaps."""
-    import numpy as np
-    import torch
+    crops, no augmentation), each blur through the same pipeline as `dunet eval`."""
+    from dunet.engine.evaluate import main_metric, predict_source, score
 
-    from dunet.data.dataset import LandmarkDataset
-    from dunet.data.heatmaps import heatmaps_to_image
-    from dunet.engine.evaluate import main_metric, score
-
-    dataset = LandmarkDataset(source, input_size=model.input_size, augment=False)
-    heatmaps, affines = [], []
-    for start in range(0, len(indices), 16):
-        items = [dataset[i] for i in indices[start:start + 16]]
-        heatmaps.append(model.heatmaps(torch.stack([it["image"] for it in items])))
-        affines.append(torch.stack([it["crop_to_image"] for it in items]))
-    heatmaps, affines = torch.cat(heatmaps), torch.cat(affines)
     results = {}
     for sigma in choices:
-        coords, _ = heatmaps_to_image(heatmaps, affines, blur_sigma=sigma)
-        metrics = score(source, coords.numpy(), np.asarray(indices))
+        model.set_decode_blur(sigma)
+        coords, idx = predict_source(model.predict_crops, source, model.input_size, indices=indices)
+        metrics = score(source, coords, idx)
         key, higher = main_metric(metrics)
         results[sigma] = metrics[key] if higher else -metrics[key]
     best = max(results, key=results.get)
@@ -77,7 +66,7 @@ def main() -> None:
     PRETRAINED.mkdir(exist_ok=True)
     shipped = PRETRAINED / (f"{args.name}.packed.safetensors" if args.format == "packed" else f"{args.name}.safetensors")
     checkpoint = run / args.checkpoint
-    model = LandmarkModel.load(checkpoint)  # to tune the decoding on training samples
+    model = LandmarkModel.load(checkpoint, precision="fp32")  # to tune the decoding on training samples
     cfg = model.config
     source = open_source(cfg.data.train[0])  # the held-out split comes off the first source
     train_idx, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
@@ -92,10 +81,15 @@ def main() -> None:
         assert dunet(["export", str(checkpoint), *command, "--out", str(shipped), *blur]) == 0
 
     export()  # measured as shipped: the metrics below come from this very file
-    model = LandmarkModel.load(shipped)
+    model = LandmarkModel.load(shipped, precision="fp32")  # model cards are fp32 figures
     pred, idx = predict_source(model.predict_crops, source, cfg.model.input_size, indices=val_idx)
     metrics = score(source, pred, idx)
     headline = {k: metrics[k] for k in ("nme_io", "nme_ip", "fr_0.08", "auc_0.08", "pck_0.2") if metrics.get(k) is not None}
+    if model.spec.can_flip and "pck_0.2" in metrics:  # pose is scored with the flip test too (the paper's protocol)
+        pred, idx = predict_source(model.predict_crops, source, cfg.model.input_size, indices=val_idx, flip=True)
+        flipped = score(source, pred, idx)
+        metrics["flip_test"] = flipped
+        headline["pck_0.2 with flip"] = flipped["pck_0.2"]
     m = cfg.model
     card = {
         "name": args.name,
@@ -118,6 +112,7 @@ def main() -> None:
     card_path.write_text(json.dumps(card))
     if args.format != "packed":
         export(card_path)  # the same weights again, now with the card in the file's metadata
+        card["bytes"] = shipped.stat().st_size
     index_path = PRETRAINED / "models.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"models": []}
     index["models"] = [e for e in index["models"] if e["name"] != args.name]

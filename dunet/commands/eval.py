@@ -20,9 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bfloat16 where the CPU or GPU computes it natively, else fp32")
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "openvino"],
-                   help="what runs the network: PyTorch (checkpoints), onnxruntime (.onnx) or OpenVINO "
-                        "(.onnx or .xml; the fastest on a CPU, see docs/deployment.md)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"],
+                   help="what runs the network: auto (the fastest installed: OpenVINO, onnxruntime, then PyTorch; "
+                        "a PyTorch model is converted once and cached), PyTorch, onnxruntime or OpenVINO")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable samples instead of failing")
     p.add_argument("--split", default="all", choices=["all", "val", "train"],
                    help="val / train: only the held-out / training part of --data, split as the model's training "
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dunet.data.readers import open_source
-    from dunet.engine.evaluate import errors_per_sample, predict_source, score
+    from dunet.engine.evaluate import confidence_report, errors_per_sample, predict_source, score
     from dunet.engine.inference import load_runner
     from dunet.metrics import format_table, plot_ced
 
@@ -47,10 +47,13 @@ def run(args: argparse.Namespace) -> int:
     indices = split_of(runner.config, len(source), args.split, args.data)
     if args.limit:
         indices = indices[: args.limit]
-    pred, idx = predict_source(runner.predict_crops, source, runner.input_size, indices=indices,
-                               batch_size=args.batch_size, flip=args.flip, progress=not args.json,
-                               skip_bad=args.skip_bad)
-    metrics = score(source, pred, idx)
+    pred, idx, scores = predict_source(runner.predict_crops, source, runner.input_size, indices=indices,
+                                       batch_size=args.batch_size, flip=args.flip, progress=not args.json,
+                                       skip_bad=args.skip_bad, with_scores=True)
+    # A custom landmark set scores by the normaliser the model was trained with (data.normaliser).
+    spec = runner.spec if runner.spec.keypoints == source.spec.keypoints else source.spec
+    metrics = score(source, pred, idx, spec)
+    metrics.update(confidence_report(source, pred, scores, idx, spec))
     if len(idx) < len(indices):  # --skip-bad left unreadable images out: say so, they are not in `n`
         metrics["bad_left_out"] = len(indices) - len(idx)
     extra = runner.quant_report(metrics)
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"{runner.name} on {args.data} ({len(idx)} samples{'' if args.split == 'all' else ', ' + args.split + ' split'}"
+        print(f"scored {runner.source} ({runner.name}, {runner.backend} backend, {runner.precision})")
+        print(f"on {args.data} ({len(idx)} samples{'' if args.split == 'all' else ', ' + args.split + ' split'}"
               f"{', flip test' if args.flip else ''})")
         print(format_table(metrics))
     return 0

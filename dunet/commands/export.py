@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dunet import DunetError
+    from dunet.data.spec import spec_to_dict
     from dunet.engine.config import config_to_dict
-    from dunet.engine.inference import LandmarkModel, spec_to_dict
+    from dunet.engine.inference import LandmarkModel
 
     card = read_card(args.card) if args.card else None  # before the slow part: a typo fails at once
     if (args.checkpoint is None) == (args.model is None):
@@ -83,8 +84,7 @@ def export_network(runner, model, out: Path, args: argparse.Namespace) -> None:
 
     from dunet import DunetError
     from dunet.deploy.onnx_export import export_onnx
-    from dunet.engine.config import config_to_dict
-    from dunet.engine.inference import spec_to_dict
+    from dunet.engine.exported import export_metadata
 
     openvino = args.format == "openvino"
     suffix = ".xml" if openvino else ".onnx"
@@ -93,8 +93,7 @@ def export_network(runner, model, out: Path, args: argparse.Namespace) -> None:
     if openvino and args.int8 == "dynamic":
         raise DunetError("--int8 dynamic is an onnxruntime path; for --format openvino give calibration data "
                          "(--int8 FORMAT:PATH)")
-    meta = {"train_config": json.dumps(config_to_dict(runner.config)), "spec": json.dumps(spec_to_dict(runner.spec))}
-    opts = dict(dynamic_batch=not args.fixed_batch, metadata=meta, exporter=args.exporter)
+    opts = dict(dynamic_batch=not args.fixed_batch, metadata=export_metadata(runner), exporter=args.exporter)
     with tempfile.TemporaryDirectory() as tmp:
         with staged(_files_of(out)) as written:
             onnx_path = Path(tmp) / "model.onnx" if openvino else written[0]

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dunet import DunetError
-from dunet.data.heatmaps import STRIDE, default_sigma, encode_disk, encode_gaussian, input_to_heatmap
+from dunet.data.heatmaps import STRIDE, default_sigma, encode_gaussian, input_to_heatmap
 from dunet.data.sample import BadItem, Source, normaliser
 from dunet.data.transforms import (
     AugmentParams, apply_affine, apply_color, apply_occluder, crop_matrix, invert_affine, random_augment, warp_image,
@@ -64,7 +64,6 @@ class LandmarkDataset(Dataset):
         source: Source,
         input_size: int = 256,
         sigma: float | None = None,
-        target: str = "gaussian",
         augment: bool = True,
         seed: int = 0,
         scale_range: tuple[float, float] = (0.75, 1.25),
@@ -72,13 +71,10 @@ class LandmarkDataset(Dataset):
         flip: bool = True,
         color_jitter: float = 0.4,
         occlusion: float = 0.0,
-        disk_radius: float | None = None,
         bad_sample: str = "replace",
     ):
         if input_size % STRIDE or input_size < 4 * STRIDE:
             raise DunetError(f"input size must be a multiple of {STRIDE} and at least {4 * STRIDE}, got {input_size}")
-        if target not in ("gaussian", "disk"):
-            raise DunetError(f"target must be 'gaussian' or 'disk', got {target!r}")
         if bad_sample not in ("replace", "raise", "skip"):
             raise DunetError(f"bad_sample must be 'replace', 'raise' or 'skip', got {bad_sample!r}")
         if seed < 0:
@@ -90,8 +86,6 @@ class LandmarkDataset(Dataset):
         self.input_size = input_size
         self.heatmap_size = input_size // STRIDE
         self.sigma = sigma if sigma is not None else default_sigma(self.heatmap_size)
-        self.disk_radius = disk_radius if disk_radius is not None else 2.0 * self.sigma
-        self.target = target
         self.augment = augment
         self.seed = seed
         self.scale_range = scale_range
@@ -164,10 +158,8 @@ class LandmarkDataset(Dataset):
         on_map = input_to_heatmap(keypoints)
         inside = ((on_map >= -0.5) & (on_map <= self.heatmap_size - 0.5)).all(axis=1)
         visible = visible * inside
-        if self.target == "gaussian":
-            heatmaps = encode_gaussian(on_map, visible, self.heatmap_size, self.sigma)
-        else:
-            heatmaps = encode_disk(on_map, visible, self.heatmap_size, self.disk_radius)
+        # Gaussian targets for every head: a detection head's disk is cut from them in the loss.
+        heatmaps = encode_gaussian(on_map, visible, self.heatmap_size, self.sigma)
         return {
             "image": _to_chw(crop),
             "heatmaps": torch.from_numpy(heatmaps),

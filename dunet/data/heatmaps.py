@@ -70,16 +70,6 @@ def encode_gaussian(keypoints, visible, size: int | tuple[int, int], sigma: floa
     return gy[..., :, None] * gx[..., None, :]
 
 
-def encode_disk(keypoints, visible, size: int | tuple[int, int], radius: float):
-    """(..., K, H, W) binary maps: 1 within `radius` heatmap pixels of each labelled keypoint
-    (the part-detection targets of Bulat & Tzimiropoulos). numpy or torch, like `encode_gaussian`."""
-    points, mask, xs, ys, _ = _prepare(keypoints, visible, size)
-    dx2 = (xs - points[..., 0:1]) ** 2
-    dy2 = (ys - points[..., 1:2]) ** 2
-    inside = (dy2[..., :, None] + dx2[..., None, :]) <= radius**2
-    return inside * mask[..., None, None]
-
-
 def _blur(heatmaps: Tensor, sigma: float) -> Tensor:
     """Gaussian smoothing that keeps each map's maximum (DARK-style modulation of predictions)."""
     radius = max(1, int(round(3 * sigma)))

@@ -17,6 +17,7 @@ listed in `Source.skipped`. Problems with the whole source (no such file, unread
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -487,7 +488,8 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     """DeepLabCut labels: header rows `scorer`, [`individuals`,] `bodyparts`, `coords` (x, y per body
     part), then one row per frame whose first cell(s) give the image path relative to the project.
     Empty cells are unlabelled points. In a multi-animal file every labelled individual of a frame is
-    one sample (its box from its own keypoints). Images are looked up under IMAGE_DIR, else the CSV's
+    one sample (its box from its own keypoints); a single-animal frame is cropped whole, as `dunet predict`
+    crops a frame without a box, so training, eval and predict see the same crops. Images are looked up under IMAGE_DIR, else the CSV's
     folder or its parents."""
     path = Path(path)
     name = name or f"dlc:{path}"
@@ -541,12 +543,16 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
             if problem:
                 bad.append(BadItem(where if size else str(image), problem + ("" if size else f" ({where})")))
                 continue
-            if visible.any():
-                centre, side = box_from_keypoints(points, visible)
-            else:
-                centre, side = np.array(size, dtype=np.float64) / 2, float(max(size))
             extra = {"row": number, "individual": animal} if animal else {"row": number}
+            # The PCK / NME box normaliser: the labelled points' box, not the crop (NaN if it has no extent).
+            extra["object_size"] = box_from_keypoints(points, visible)[1] if visible.sum() >= 2 else math.nan
+            if animal:  # one crop per animal, around its points: predict needs boxes (--boxes) for these
+                centre, side = box_from_keypoints(points, visible)
+            else:  # the whole frame, as `dunet predict` sees it without a box: eval scores what predict does
+                centre, side = np.array(size, dtype=np.float64) / 2 - 0.5, float(max(size))
             samples.append(Sample(str(image), points, visible, centre, side, extra))
+    if not animals[0][0]:
+        spec = dataclasses.replace(spec, box_margin=1.0)  # the crop is the frame itself: no margin around it
     return _finish(name, spec, samples, bad, skip_bad)
 
 

@@ -92,7 +92,8 @@ def normaliser(spec: DatasetSpec, sample: Sample) -> float:
         return distance if distance > 0 else math.nan
     if kind == "head":
         return float(sample.meta.get("head_size", math.nan))
-    return float(sample.scale)
+    # The object's own size where the crop box is something else (a whole DeepLabCut frame).
+    return float(sample.meta.get("object_size", sample.scale))
 
 
 def check_keypoints(

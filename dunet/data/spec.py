@@ -6,6 +6,8 @@ All indices are 0-based. A spec is a fact sheet, shared by every dataset with th
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from dataclasses import dataclass
 
@@ -274,3 +276,42 @@ def spec_from_coco_category(category: dict, num_keypoints: int, where: str = "")
         return spec_from_names(str(category.get("name", "custom")), names, skeleton, category.get("flip_pairs"))
     except DunetError as err:
         raise DunetError(f"{where}: {err}") from None
+
+
+def with_normaliser(spec: DatasetSpec, text: str) -> DatasetSpec:
+    """`spec` scored by another normaliser: "box" (the object's box), "interocular:A,B" or "torso:A,B" (the
+    distance between the named landmarks); "" keeps the spec's own. For custom points (`data.normaliser`)."""
+    if not text:
+        return spec
+    kind, _, names = text.partition(":")
+    kind = {"box": "bbox"}.get(kind.strip(), kind.strip())
+    if kind == "bbox" and not names:
+        return dataclasses.replace(spec, normaliser=("bbox", None))
+    parts = [n.strip() for n in names.split(",")]
+    if kind not in ("interocular", "torso") or len(parts) != 2:
+        raise DunetError(f"normaliser {text!r}: use box, interocular:NAME,NAME or torso:NAME,NAME")
+    missing = [n for n in parts if n not in spec.keypoints]
+    if missing:
+        raise DunetError(f"normaliser {text!r}: no keypoint named {', '.join(missing)} in {spec.name} "
+                         f"(keypoints: {', '.join(spec.keypoints)})")
+    return dataclasses.replace(spec, normaliser=(kind, tuple(spec.keypoints.index(n) for n in parts)))
+
+
+def spec_to_dict(spec: DatasetSpec) -> dict:
+    """A spec as plain JSON types, for a model file's config."""
+    return json.loads(json.dumps(dataclasses.asdict(spec)))
+
+
+def spec_from_dict(data: dict) -> DatasetSpec:
+    def pairs(value):
+        return None if value is None else tuple(tuple(int(i) for i in p) for p in value)
+
+    norm_kind, norm_arg = data.get("normaliser", ("bbox", None))
+    return DatasetSpec(
+        name=data["name"],
+        keypoints=tuple(data["keypoints"]),
+        flip_pairs=pairs(data.get("flip_pairs")),
+        skeleton=pairs(data.get("skeleton")) or (),
+        normaliser=(norm_kind, tuple(norm_arg) if norm_arg is not None else None),
+        box_margin=float(data.get("box_margin", 1.25)),
+    )

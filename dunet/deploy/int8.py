@@ -58,7 +58,8 @@ def _name_nodes(model) -> None:
         seen.add(node.name)
 
 
-def _calibration_batches(calibration: Iterable[np.ndarray]) -> list[np.ndarray]:
+def calibration_set(calibration: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """Calibration images as (B, 3, S, S) float32 batches, or a DunetError saying what is wrong."""
     batches = []
     for batch in calibration:
         batch = np.asarray(batch, dtype=np.float32)
@@ -111,7 +112,7 @@ def quantize_onnx_int8(fp32_path: str | Path, int8_path: str | Path, calibration
         first, heads = float_layers(model)
         keep_float = first + heads
     if mode == "static":
-        reader = _CalibrationReader(model.graph.input[0].name, _calibration_batches(calibration or []))
+        reader = _CalibrationReader(model.graph.input[0].name, calibration_set(calibration or []))
     calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                  "entropy": CalibrationMethod.Entropy}[method]
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,9 +22,9 @@ import numpy as np
 from torch import Tensor
 
 from dunet import DunetError
-from dunet.deploy.int8 import _calibration_batches
+from dunet.deploy.int8 import calibration_set
 from dunet.deploy.onnx_export import read_metadata
-from dunet.deploy.runtime import _as_batch
+from dunet.deploy.runtime import as_batch
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}  # dunet precision -> OpenVINO INFERENCE_PRECISION_HINT
 SUFFIXES = (".onnx", ".xml")
@@ -72,6 +72,8 @@ class OpenVinoPredictor:
     one request on all threads (latency mode); the throughput mode is compiled on first use. `properties`: more
     OpenVINO CPU properties, e.g. {"PERF_COUNT": True}. Not for concurrent calls from several threads."""
 
+    backend = "openvino"
+
     def __init__(self, path: str | Path, precision: str = "bf16", threads: int = 2, streams: int = 1,
                  properties: dict | None = None):
         if precision not in HINTS:
@@ -110,7 +112,7 @@ class OpenVinoPredictor:
         return self._throughput
 
     def __call__(self, images: np.ndarray | Tensor) -> np.ndarray:
-        batch = _as_batch(images, self.input_size, f"{self.path}")
+        batch = as_batch(images, self.input_size, f"{self.path}")
         if self.streams > 1 and len(batch) >= self.streams:
             return self._run_streams(batch)
         result = self.request.infer({0: batch})
@@ -183,7 +185,7 @@ def quantize_openvino_int8(fp32_path: str | Path, int8_path: str | Path, calibra
         raise DunetError(f"{int8_path}: an OpenVINO IR file name must end in .xml")
     nncf.set_log_level(logging.WARNING)  # its INFO lines list every layer left in float
     model = _read_model(fp32_path)
-    samples = [sample[None] for batch in _calibration_batches(calibration) for sample in batch]
+    samples = [sample[None] for batch in calibration_set(calibration) for sample in batch]
     keep = float_convolutions(model) if keep_float is None else list(keep_float)
     try:
         quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),

@@ -34,7 +34,7 @@ class Predictor(Protocol):
     def __call__(self, images: np.ndarray | Tensor) -> np.ndarray: ...
 
 
-def _as_batch(images: np.ndarray | Tensor, input_size: int | None, where: str) -> np.ndarray:
+def as_batch(images: np.ndarray | Tensor, input_size: int | None, where: str) -> np.ndarray:
     """(B, 3, S, S) float32 contiguous numpy, or a DunetError saying what is wrong."""
     if isinstance(images, Tensor):
         images = images.detach().cpu().float().numpy()
@@ -73,7 +73,7 @@ class TorchPredictor:
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray | Tensor) -> np.ndarray:
-        batch = _as_batch(images, self.input_size, "TorchPredictor")
+        batch = as_batch(images, self.input_size, "TorchPredictor")
         x = torch.from_numpy(batch).to(self.dtype).contiguous(memory_format=torch.channels_last)
         outputs = self.forward(x)
         return outputs[-1].float().contiguous().numpy()
@@ -81,6 +81,8 @@ class TorchPredictor:
 
 class OnnxPredictor:
     """An exported ONNX file (float or int8) run by onnxruntime on the CPU."""
+
+    backend, precision = "onnx", "fp32"  # float layers run in fp32
 
     def __init__(self, path: str | Path, threads: int = 2):
         import onnxruntime as ort
@@ -113,7 +115,7 @@ class OnnxPredictor:
                          for key, value in self.session.get_modelmeta().custom_metadata_map.items()}
 
     def __call__(self, images: np.ndarray | Tensor) -> np.ndarray:
-        batch = _as_batch(images, self.input_size, f"{self.path}")
+        batch = as_batch(images, self.input_size, f"{self.path}")
         step = self.fixed_batch
         if step is None or batch.shape[0] == step:
             return self._run(batch)

@@ -40,6 +40,9 @@ class DataConfig:
     occlusion: float = 0.0  # share of crops with a random rectangle painted over them (not in the paper)
     workers: int = -1  # data-loading processes; -1 = auto (sized with the threads: see dunet/engine/hardware.py)
     skip_bad: bool = False  # skip unreadable or invalid samples (counted in the log) instead of failing
+    # What PCK / NME divide by: "" = the data set's own (inter-ocular for faces, torso for LSP, box otherwise),
+    # "box", "interocular:NAME,NAME" or "torso:NAME,NAME" (for your own points). Saved with the model.
+    normaliser: str = ""
 
     def __post_init__(self) -> None:
         if not self.train:

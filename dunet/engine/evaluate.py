@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import numpy as np
 from torch.utils.data import DataLoader, Subset, default_collate
 
 from dunet import DunetError
 from dunet.data.sample import BadItem, Source, normaliser
-from dunet.metrics import evaluate
+from dunet.data.spec import DatasetSpec
+from dunet.metrics import FACE_SPECS, evaluate
 
 log = logging.getLogger("dunet.eval")
 
@@ -22,9 +24,10 @@ def _split_bad(items: list) -> tuple[dict | None, list[BadItem]]:
 
 def predict_source(predict_crops, source: Source, input_size: int, *, indices=None, batch_size: int = 16,
                    workers: int = 0, flip: bool = False, progress: bool = False,
-                   skip_bad: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Run `predict_crops(images, crop_to_image, flip) -> (coords, peaks)` over `source` (or its `indices`)
-    and return (N, K, 2) landmarks in original-image pixels and (N,) sample indices, in order.
+                   skip_bad: bool = False, with_scores: bool = False) -> tuple[np.ndarray, ...]:
+    """Run `predict_crops(images, crop_to_image, flip) -> (coords, scores)` over `source` (or its `indices`)
+    and return (N, K, 2) landmarks in original-image pixels and (N,) sample indices, in order; with
+    `with_scores` also the (N, K) landmark scores.
 
     A sample whose image cannot be read is never replaced by another (it would be scored twice): it is a
     DunetError naming the file, or with `skip_bad` it is left out (logged; the returned indices lack it)."""
@@ -35,39 +38,64 @@ def predict_source(predict_crops, source: Source, input_size: int, *, indices=No
         dataset = Subset(dataset, list(indices))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=_split_bad, worker_init_fn=leave_sigterm_to_the_main_process)
-    if progress:
-        from tqdm import tqdm
+    from dunet.engine.progress import progress as report
 
-        loader = tqdm(loader, desc="eval", leave=False, disable=None)
-    coords, order, bad = [], [], []
-    for batch, bad_items in loader:
+    batches = report(loader, total_images=len(dataset), desc="eval", enabled=progress,
+                     log=lambda line: print(line, file=sys.stderr))
+    coords, scores, order, bad = [], [], [], []
+    for batch, bad_items in batches:
         if bad_items and not skip_bad:
             raise DunetError(f"{bad_items[0]}; fix it, or pass --skip-bad (data.skip_bad) to leave bad samples out")
         bad += bad_items
         if batch is not None:
-            pred, _ = predict_crops(batch["image"], batch["crop_to_image"], flip)
+            pred, peak = predict_crops(batch["image"], batch["crop_to_image"], flip)
             coords.append(np.asarray(pred))
+            scores.append(np.asarray(peak))
             order.append(batch["index"].numpy())
     if bad:
         log.warning("left out %d bad sample(s) of %s, the first: %s", len(bad), source.name, bad[0])
     if not coords:
         raise DunetError(f"{source.name}: all {len(bad)} samples are bad, the first: {bad[0]}" if bad
                          else f"{source.name}: no samples to evaluate")
+    if with_scores:
+        return np.concatenate(coords), np.concatenate(order), np.concatenate(scores)
     return np.concatenate(coords), np.concatenate(order)
 
 
-def score(source: Source, pred: np.ndarray, indices: np.ndarray) -> dict:
-    """The data set's metrics for predictions `pred` of samples `indices` (see dunet.metrics.evaluate)."""
+def score(source: Source, pred: np.ndarray, indices: np.ndarray, spec: DatasetSpec | None = None) -> dict:
+    """The data set's metrics for predictions `pred` of samples `indices` (see dunet.metrics.evaluate).
+    `spec`: the model's spec when it names the normaliser (a custom set trained with data.normaliser)."""
+    spec = spec or source.spec
     samples = [source.samples[i] for i in indices]
     gt = np.stack([s.keypoints for s in samples])
     visible = np.stack([s.visible for s in samples]) > 0
-    norm = np.array([normaliser(source.spec, s) for s in samples], dtype=np.float64)
+    norm = np.array([normaliser(spec, s) for s in samples], dtype=np.float64)
     kind = source.spec.name
     # Face metrics use their own normalisers; pose sets use the spec's (torso, head, box).
-    use_norm = None if kind in ("300w", "wflw", "synthetic") else norm
+    use_norm = None if kind in FACE_SPECS else norm
     if kind == "lsp" and np.isnan(norm).all():
         use_norm = None
     return evaluate(pred, gt, visible, kind, normaliser=use_norm, names=list(source.spec.keypoints))
+
+
+def confidence_report(source: Source, pred: np.ndarray, scores: np.ndarray, indices: np.ndarray,
+                      spec: DatasetSpec | None = None) -> dict:
+    """How well the landmark scores separate good points from bad ones: the ROC AUC of the score as a detector
+    of "error within the metric's threshold" (0.2 x the normaliser for PCK@0.2, 0.5 for PCKh, 0.08 of the
+    inter-ocular distance for faces), over all labelled points; 1 = perfect, 0.5 = chance."""
+    from dunet.engine.inference import confidence_auc
+
+    spec = spec or source.spec
+    samples = [source.samples[i] for i in indices]
+    gt = np.stack([s.keypoints for s in samples]).astype(np.float64)
+    visible = np.stack([s.visible for s in samples]) > 0
+    norm = np.array([normaliser(spec, s) for s in samples], dtype=np.float64)
+    kind = spec.normaliser[0]
+    threshold = {"interocular": 0.08, "head": 0.5}.get(kind, 0.2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        errors = np.linalg.norm(pred - gt, axis=-1) / norm[:, None]
+    errors[~visible] = np.nan
+    return {"score_auc": confidence_auc(scores, errors, threshold), "score_auc_threshold": threshold}
 
 
 def main_metric(metrics: dict) -> tuple[str, bool]:

@@ -1,5 +1,11 @@
-"""A trained landmark model ready to use: network + config + landmark spec, from a checkpoint,
-a single-file model or a pretrained name. Used by eval, predict, export and the demo."""
+"""A trained landmark model ready to use: config + landmark spec + a network that some backend runs,
+from a checkpoint, a single-file model, an exported ONNX / OpenVINO file or a pretrained name. Used by
+eval, predict, export and the Python API.
+
+`LandmarkModel` does everything around the network once for every backend: the sigmoid of a detection
+head, the flip test and the decoding to image pixels. Its `network` maps a float (B, 3, S, S) batch to the
+final head's raw heatmaps: `TorchNetwork` here, or a `dunet.deploy` predictor (onnxruntime, OpenVINO).
+"""
 
 from __future__ import annotations
 
@@ -12,47 +18,66 @@ import torch
 from torch import Tensor, nn
 
 from dunet import DunetError
-from dunet.data.spec import DatasetSpec
+from dunet.data.spec import DatasetSpec, spec_from_dict
 from dunet.engine.config import TrainConfig, config_from_dict
-from dunet.engine.losses import final_heatmaps
 from dunet.models import build_model
 
 
-def spec_to_dict(spec: DatasetSpec) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(spec)))
+class TorchNetwork:
+    """A dunet nn.Module run by PyTorch in eval mode on `device`, under autocast for bf16."""
 
+    backend = "torch"
 
-def spec_from_dict(data: dict) -> DatasetSpec:
-    def pairs(value):
-        return None if value is None else tuple(tuple(int(i) for i in p) for p in value)
-
-    norm_kind, norm_arg = data.get("normaliser", ("bbox", None))
-    return DatasetSpec(
-        name=data["name"],
-        keypoints=tuple(data["keypoints"]),
-        flip_pairs=pairs(data.get("flip_pairs")),
-        skeleton=pairs(data.get("skeleton")) or (),
-        normaliser=(norm_kind, tuple(norm_arg) if norm_arg is not None else None),
-        box_margin=float(data.get("box_margin", 1.25)),
-    )
-
-
-class LandmarkModel:
-    """Network in eval mode + what is needed to use it: the train config and the landmark spec."""
-
-    def __init__(self, model: nn.Module, config: TrainConfig, spec: DatasetSpec, source: str = "",
-                 precision: str = "auto", device: str | torch.device = "cpu"):
+    def __init__(self, model: nn.Module, precision: str = "auto", device: str | torch.device = "cpu",
+                 channels_last: bool = False):
         from dunet.engine.hardware import choose_precision, resolve_device
 
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.precision, self.precision_reason = choose_precision(precision, self.device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> Tensor:
+        from dunet.engine.hardware import autocast
+
+        x = images.to(self.device).contiguous(memory_format=self.memory_format)
+        with autocast(self.precision, self.device):
+            return self.model(x)[-1].float()
+
+
+class LandmarkModel:
+    """A network + what is needed to use it: the train config and the landmark spec.
+
+    `network`: an nn.Module (run by `TorchNetwork` in `precision` on `device`) or any callable from a
+    float (B, 3, S, S) batch to the final head's raw heatmaps, with `backend` and `precision` attributes."""
+
+    def __init__(self, network, config: TrainConfig, spec: DatasetSpec, source: str = "",
+                 precision: str = "auto", device: str | torch.device = "cpu"):
+        if isinstance(network, nn.Module):
+            network = TorchNetwork(network, precision, device, channels_last=config.channels_last)
+        self.network = network
         self.config = config
         self.spec = spec
         self.source = source
-        self.precision, self.precision_reason = choose_precision(precision, self.device)
-        if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
         self.kinds = config.supervision_per_head(config.model.heads)  # per head, both passes with refine
+
+    @property
+    def backend(self) -> str:
+        return self.network.backend
+
+    @property
+    def precision(self) -> str:
+        return self.network.precision
+
+    @property
+    def model(self) -> nn.Module:
+        """The PyTorch network (to export it, pack it or measure it): torch backend only."""
+        if not isinstance(self.network, TorchNetwork):
+            raise DunetError(f"{self.source}: an exported model has no PyTorch network; use the checkpoint")
+        return self.network.model
 
     @property
     def input_size(self) -> int:
@@ -61,6 +86,8 @@ class LandmarkModel:
     @property
     def name(self) -> str:
         m = self.config.model
+        if self.backend != "torch":
+            return f"{m.arch}({m.units}) [{self.backend}: {Path(self.source).name}]"
         return f"{m.arch}({m.units})" + (f"-{m.quant}" if m.quant != "none" else "") + (
             f" [{Path(self.source).name}]" if self.source else "")
 
@@ -70,10 +97,10 @@ class LandmarkModel:
                              f"({self.spec.name}) but {source.name} has {source.spec.num_keypoints}")
 
     def quant_report(self, metrics: dict) -> dict:
-        """Balance index (paper eq. 7) for quantized models; nothing for full-precision ones."""
-        if self.config.model.quant == "none":
+        """Balance index (paper eq. 7) for quantized PyTorch models; nothing for the others."""
+        if self.config.model.quant == "none" or self.backend != "torch":
             return {}
-        from dunet.quant.efficiency import balance_report
+        from dunet.models.efficiency import balance_report
 
         nme = metrics.get("nme_io") or metrics.get("nme_box")
         if nme is None:
@@ -85,45 +112,58 @@ class LandmarkModel:
         """From a checkpoint directory, a run directory, a `.safetensors` model or a pretrained name."""
         from dunet.checkpoint import load_checkpoint, load_weights
         from dunet.engine.pretrained import resolve_pretrained
+        from dunet.quant.packing import is_packed_file, load_packed
 
         path = Path(path_or_name)
         if not path.exists() and not any(c in str(path_or_name) for c in "/\\."):  # a bare name
             path = resolve_pretrained(str(path_or_name))
-        from dunet.quant.packing import is_packed_file
-
         if path.is_file() and is_packed_file(path):
-            return cls._load_packed(path, precision, device)
-        ckpt = load_checkpoint(path)
-        cfg_dict = dict(ckpt.config)
+            cfg_dict, state = load_packed(path)
+        else:
+            ckpt = load_checkpoint(path)
+            path, cfg_dict, state = ckpt.path, ckpt.config, ckpt
+        cfg_dict = dict(cfg_dict)
         spec_dict = cfg_dict.pop("spec", None)
         try:
             config = config_from_dict(cfg_dict)
         except DunetError as err:
-            raise DunetError(f"{ckpt.path}: its config is not a dunet training config ({err})") from None
+            raise DunetError(f"{path}: its config is not a dunet training config ({err})") from None
         if spec_dict is None:
-            raise DunetError(f"{ckpt.path}: no landmark spec in the checkpoint config")
+            raise DunetError(f"{path}: no landmark spec in the model's config")
         model = build_model(config.model)
-        load_weights(model, ckpt)
-        return cls(model, config, spec_from_dict(spec_dict), source=str(ckpt.path), precision=precision, device=device)
-
-    @classmethod
-    def _load_packed(cls, path: Path, precision: str, device: str) -> "LandmarkModel":
-        from dunet.quant.packing import load_packed
-
-        cfg_dict, state = load_packed(path)
-        cfg_dict = dict(cfg_dict)
-        spec_dict = cfg_dict.pop("spec", None)
-        if spec_dict is None:
-            raise DunetError(f"{path}: no landmark spec in the packed model's config")
-        config = config_from_dict(cfg_dict)
-        model = build_model(config.model)
-        model.load_state_dict(state, strict=True)
+        if isinstance(state, dict):  # a packed file's state dict, else a Checkpoint
+            model.load_state_dict(state, strict=True)
+        else:
+            load_weights(model, state)
         return cls(model, config, spec_from_dict(spec_dict), source=str(path), precision=precision, device=device)
 
-    def _autocast(self):
-        from dunet.engine.hardware import autocast
+    @classmethod
+    def load_exported(cls, path: str | Path, backend: str = "onnx", precision: str = "auto",
+                      threads: int = 0) -> "LandmarkModel":
+        """An ONNX file or OpenVINO IR from `dunet export`, run by onnxruntime or OpenVINO on the CPU.
+        `threads`: the runtime's threads; 0 = every usable core."""
+        from dunet.engine.hardware import choose_precision, usable_cores
 
-        return autocast(self.precision, self.device)
+        precision, _ = choose_precision(precision, torch.device("cpu"))
+        threads = threads or usable_cores()
+        if backend == "openvino":
+            from dunet.deploy.openvino import OpenVinoPredictor
+
+            # Batches on 2 streams: ~8 % faster.
+            network = OpenVinoPredictor(path, precision, threads=threads, streams=min(2, threads))
+        elif backend == "onnx":
+            from dunet.deploy.runtime import OnnxPredictor
+
+            if Path(path).suffix == ".xml":
+                raise DunetError(f"{path}: an OpenVINO IR runs with --backend openvino")
+            network = OnnxPredictor(path, threads=threads)
+        else:
+            raise DunetError(f"backend {backend!r}: an exported model runs with onnx or openvino")
+        meta = network.metadata
+        if "train_config" not in meta or "spec" not in meta:
+            raise DunetError(f"{path}: not exported by `dunet export` (no dunet config in its metadata)")
+        config = config_from_dict(json.loads(meta["train_config"]))
+        return cls(network, config, spec_from_dict(json.loads(meta["spec"])), source=str(path))
 
     def set_decode_blur(self, sigma: float | None) -> None:
         """Change the heatmap blur before sub-pixel decoding (None: keep the model's)."""
@@ -133,20 +173,22 @@ class LandmarkModel:
             raise DunetError(f"--decode-blur {sigma}: must be >= 0 (0 = no blur)")
         self.config = dataclasses.replace(self.config, decode_blur=float(sigma))
 
+    def _final_heatmaps(self, images: Tensor) -> Tensor:
+        """The network's final head, as probabilities if it was trained for detection."""
+        out = torch.as_tensor(self.network(images)).float()
+        return torch.sigmoid(out) if self.kinds[-1] == "detection" else out
+
     @torch.no_grad()
     def heatmaps(self, images: Tensor, flip: bool = False) -> Tensor:
         """(B, K, S/4, S/4) float32 heatmaps of the final head; `flip` averages with the mirrored input."""
-        fmt = torch.channels_last if self.config.channels_last else torch.contiguous_format
-        x = images.to(self.device).contiguous(memory_format=fmt)
-        with self._autocast():
-            out = final_heatmaps(self.model(x), self.kinds)
-            if flip:
-                if not self.spec.can_flip:
-                    raise DunetError(f"flip test needs left/right pairs, which the {self.spec.name!r} spec lacks")
-                mirrored = final_heatmaps(self.model(torch.flip(x, dims=[3])), self.kinds)
-                mirrored = torch.flip(mirrored, dims=[3])[:, torch.as_tensor(self.spec.flip_index())]
-                out = (out + mirrored) / 2
-        return out.float().cpu()
+        if flip and not self.spec.can_flip:
+            raise DunetError(f"flip test needs left/right pairs, which the {self.spec.name!r} spec lacks")
+        out = self._final_heatmaps(images)
+        if flip:
+            mirrored = self._final_heatmaps(torch.flip(images, dims=[3]))
+            mirrored = torch.flip(mirrored, dims=[3])[:, torch.as_tensor(self.spec.flip_index())]
+            out = (out + mirrored) / 2
+        return out.cpu()
 
     def predict_crops(self, images: Tensor, crop_to_image: Tensor | np.ndarray, flip: bool = False
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -227,16 +269,17 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
 
         target = resolve_pretrained(model_name)
     if suffix in (".onnx", ".xml"):
-        from dunet.engine.exported import ExportedLandmarkModel
-
-        return ExportedLandmarkModel.load(target, backend, precision, threads)
-    if backend == "auto":
+        return LandmarkModel.load_exported(target, backend, precision, threads)
+    auto = backend == "auto"
+    if auto:
         backend = fastest_backend(device)
     runner = LandmarkModel.load(target, precision=precision, device=device if backend == "torch" else "cpu")
-    if backend == "torch":
+    if backend == "torch" or (auto and runner.config.model.quant != "none"):
+        # Quantized models stay in PyTorch under auto: their training-time quantizers are what the
+        # balance index and the packed file describe (int8 deployment is `dunet export --int8`).
         return runner
-    from dunet.engine.exported import ExportedLandmarkModel, cached_export
+    from dunet.engine.exported import cached_export
 
-    exported = ExportedLandmarkModel.load(cached_export(runner), backend, precision, threads)
+    exported = LandmarkModel.load_exported(cached_export(runner), backend, precision, threads)
     exported.source = runner.source  # name the model the user gave, not the cache file
     return exported

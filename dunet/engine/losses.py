@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -35,9 +34,3 @@ def total_loss(outputs: tuple[Tensor, ...], target: Tensor, visible: Tensor, kin
     if len(kinds) != len(outputs):
         raise ValueError(f"{len(outputs)} heads but {len(kinds)} supervision kinds")
     return sum(head_loss(o, target, visible, k) for o, k in zip(outputs, kinds))
-
-
-def final_heatmaps(outputs: tuple[Tensor, ...], kinds: list[str]) -> Tensor:
-    """The prediction: the last head, as probabilities if it was trained for detection."""
-    last = outputs[-1].float()
-    return torch.sigmoid(last) if kinds[-1] == "detection" else last

@@ -40,13 +40,15 @@ from dunet.checkpoint import (
     save_checkpoint,
 )
 from dunet.data.dataset import leave_sigterm_to_the_main_process
+from dunet.data.spec import spec_to_dict
 from dunet.engine.allocator import keep_freed_memory
 from dunet.engine.config import TrainConfig, config_from_dict, config_to_dict
 from dunet.engine.evaluate import main_metric, predict_source, score
 from dunet.engine.hardware import autocast, choose_precision, plan_threads, resolve_device
-from dunet.engine.inference import LandmarkModel, spec_to_dict
+from dunet.engine.inference import LandmarkModel
 from dunet.engine.losses import total_loss
 from dunet.engine.progress import progress
+from dunet.metrics import format_value
 from dunet.models import build_model
 
 
@@ -132,6 +134,11 @@ def build_data(cfg: TrainConfig, ddp: Distributed):
         groups[0], val_idx = split_indices(len(sources[0]), cfg.data.val_fraction, cfg.data.split_seed)
     if cfg.max_val_samples:
         val_idx = val_idx[: cfg.max_val_samples]
+    if cfg.data.normaliser:
+        from dunet.data.spec import with_normaliser
+
+        train_source.spec = with_normaliser(train_source.spec, cfg.data.normaliser)
+        val_source.spec = with_normaliser(val_source.spec, cfg.data.normaliser)
     spec = train_source.spec
     if cfg.model.landmarks != spec.num_keypoints:
         raise DunetError(f"config key 'model.landmarks' is {cfg.model.landmarks} but {sources[0].name} has "
@@ -353,7 +360,7 @@ class Trainer:
         write_log(self.out / "log.csv", row)
         self._save("last", metrics)
         plot_curves(self.out / "log.csv", self.out / "curves.png")
-        shown = f", {key} {value:.4g}" + (" (best)" if improved else "") if value is not None else ""
+        shown = f", {key} {format_value(key, value)}" + (" (best)" if improved else "") if value is not None else ""
         self.log(f"epoch {self.epoch}/{self.cfg.optim.epochs}: loss {train_loss:.6f}, "
                  f"{images_per_s:.1f} img/s{shown}")
 

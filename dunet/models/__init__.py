@@ -7,12 +7,14 @@ from torch import nn
 from dunet.models.config import ModelConfig, loss_anchors
 from dunet.models.dunet import DUNet
 from dunet.models.hourglass import StackedHourglass
+from dunet.quant import parse_quant
 
 ARCHITECTURES = {"dunet": DUNet, "hourglass": StackedHourglass}
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    return ARCHITECTURES[cfg.arch](cfg)
+    # The quantization spec is parsed here, once per model, and every quantized convolution shares it.
+    return ARCHITECTURES[cfg.arch](cfg, parse_quant(cfg.quant))
 
 
 __all__ = ["ModelConfig", "DUNet", "StackedHourglass", "build_model", "loss_anchors"]

@@ -11,14 +11,14 @@ from torch import Tensor, nn
 from torch.autograd import Function
 from torch.utils.checkpoint import checkpoint
 
-from dunet.quant import bn_relu_conv, conv2d, saves_codes
+from dunet.quant import QuantSpec, bn_relu_conv, conv2d, saves_codes
 
 
 class BnReluConv(nn.Module):
     """BN -> ReLU -> Conv on one tensor."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, *, bias: bool = False,
-                 quant: str = "none"):
+                 quant: QuantSpec = QuantSpec()):
         super().__init__()
         self.norm = nn.BatchNorm2d(in_channels)
         self.conv = conv2d(in_channels, out_channels, kernel_size, bias=bias, quant=quant)
@@ -94,8 +94,8 @@ class ConcatBnReluConv(nn.Module):
     whatever the quantization (heads are a model's last layers).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, memory_efficient: bool = False, quant: str = "none",
-                 full_precision: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, *, memory_efficient: bool = False,
+                 quant: QuantSpec = QuantSpec(), full_precision: bool = False):
         super().__init__()
         self.norm = nn.BatchNorm2d(in_channels)
         if full_precision:
@@ -122,7 +122,7 @@ class HierarchicalConv(nn.Module):
     BN-ReLU-Conv3x3 C_in -> C/2, then C/2 -> C/4, then C/4 -> C/4; the three outputs concatenated (= C).
     Stacked 3x3 convolutions see 3x3, 5x5 and 7x7 neighbourhoods."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, bias: bool = False, quant: str = "none"):
+    def __init__(self, in_channels: int, out_channels: int, *, bias: bool = False, quant: QuantSpec = QuantSpec()):
         super().__init__()
         half, quarter = out_channels // 2, out_channels // 4
         widths = (half, quarter, out_channels - half - quarter)
@@ -145,7 +145,8 @@ class Residual(nn.Module):
     1x1 -> 3x3 -> 1x1 at half width, or the hierarchical multi-scale block; a BN-ReLU-Conv1x1
     projection on the shortcut when the widths differ."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, block: str = "bottleneck", quant: str = "none"):
+    def __init__(self, in_channels: int, out_channels: int, *, block: str = "bottleneck",
+                 quant: QuantSpec = QuantSpec()):
         super().__init__()
         if block == "bottleneck":
             mid = out_channels // 2
@@ -174,7 +175,7 @@ class DenseLayer(nn.Module):
     With block="hierarchical" the 3x3 is the multi-scale hierarchical convolution."""
 
     def __init__(self, in_channels: int, bottleneck: int, growth: int, *, block: str = "bottleneck",
-                 memory_efficient: bool = False, quant: str = "none"):
+                 memory_efficient: bool = False, quant: QuantSpec = QuantSpec()):
         super().__init__()
         self.memory_efficient = memory_efficient
         self.squeeze = ConcatBnReluConv(in_channels, bottleneck, memory_efficient=memory_efficient, quant=quant)

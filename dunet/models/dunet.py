@@ -14,16 +14,17 @@ from torch import Tensor, nn
 
 from dunet.models.blocks import ConcatBnReluConv, DenseLayer, MaxPool2x2, max_pool2x2
 from dunet.models.config import ModelConfig, loss_anchors
+from dunet.quant import QuantSpec
 
 
 class SemanticPosition(nn.Module):
     """One semantic position across all U-Nets: a dense layer per U-Net, its adapter forward and,
     on the down path, its adapter to the skip connection."""
 
-    def __init__(self, cfg: ModelConfig, in_channels: int, out_channels: int, *, skip: bool):
+    def __init__(self, cfg: ModelConfig, quant: QuantSpec, in_channels: int, out_channels: int, *, skip: bool):
         super().__init__()
         g, k = cfg.growth, cfg.order
-        opts = dict(memory_efficient=cfg.memory_efficient, quant=cfg.quant)
+        opts = dict(memory_efficient=cfg.memory_efficient, quant=quant)
         self.layers = nn.ModuleList(
             DenseLayer(in_channels + min(n, k) * g, cfg.bottleneck, g, block=cfg.block, **opts)
             for n in range(cfg.units)
@@ -49,7 +50,7 @@ class DUNet(nn.Module):
     heatmaps of every supervised head, the final one last (with `refine`, both passes' heads).
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, quant: QuantSpec):
         super().__init__()
         self.cfg = cfg
         w, levels = cfg.width, cfg.levels
@@ -60,13 +61,13 @@ class DUNet(nn.Module):
             nn.ReLU(inplace=True),
             MaxPool2x2(),
         )
-        self.down = nn.ModuleList(SemanticPosition(cfg, w, w, skip=True) for _ in range(levels))
-        self.bottom = SemanticPosition(cfg, w, w, skip=False)
-        self.up = nn.ModuleList(SemanticPosition(cfg, 2 * w, w, skip=False) for _ in range(levels))
+        self.down = nn.ModuleList(SemanticPosition(cfg, quant, w, w, skip=True) for _ in range(levels))
+        self.bottom = SemanticPosition(cfg, quant, w, w, skip=False)
+        self.up = nn.ModuleList(SemanticPosition(cfg, quant, 2 * w, w, skip=False) for _ in range(levels))
         # Input of U-Net n > 0: adapter of [output of U-Net n-1, inputs of the K preceding U-Nets].
         k = cfg.order
         self.unit_inputs = nn.ModuleList(
-            ConcatBnReluConv(w * (1 + min(n, k)), w, memory_efficient=cfg.memory_efficient, quant=cfg.quant)
+            ConcatBnReluConv(w * (1 + min(n, k)), w, memory_efficient=cfg.memory_efficient, quant=quant)
             for n in range(1, cfg.units)
         )
         self.anchors = loss_anchors(cfg.units, cfg.heads)
@@ -76,7 +77,7 @@ class DUNet(nn.Module):
             for _ in self.anchors
         )
         if cfg.refine:
-            self.refine = RefineMerge(cfg, 2 * w, w)
+            self.refine = RefineMerge(cfg, quant, 2 * w, w)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         x = self.stem(images)
@@ -123,10 +124,10 @@ class RefineMerge(nn.Module):
     """Iterative refinement (paper 3.4): a small dense block merging the inputs of the first and last
     U-Nets into the refined input of the second pass."""
 
-    def __init__(self, cfg: ModelConfig, in_channels: int, out_channels: int, layers: int = 2):
+    def __init__(self, cfg: ModelConfig, quant: QuantSpec, in_channels: int, out_channels: int, layers: int = 2):
         super().__init__()
         g = cfg.growth
-        opts = dict(memory_efficient=cfg.memory_efficient, quant=cfg.quant)
+        opts = dict(memory_efficient=cfg.memory_efficient, quant=quant)
         self.layers = nn.ModuleList(
             DenseLayer(in_channels + i * g, cfg.bottleneck, g, block=cfg.block, **opts) for i in range(layers)
         )

@@ -8,14 +8,14 @@ from torch import Tensor, nn
 
 from dunet.models.blocks import MaxPool2x2, Residual, max_pool2x2
 from dunet.models.config import ModelConfig, loss_anchors
-from dunet.quant import conv2d
+from dunet.quant import QuantSpec, conv2d
 
 
 class Hourglass(nn.Module):
     """One hourglass: at each level a residual branch at this resolution plus
     pool -> residual -> (inner hourglass | residual) -> residual -> upsample."""
 
-    def __init__(self, depth: int, width: int, block: str, quant: str):
+    def __init__(self, depth: int, width: int, block: str, quant: QuantSpec):
         super().__init__()
         opts = dict(block=block, quant=quant)
         self.upper = Residual(width, width, **opts)
@@ -32,10 +32,10 @@ class StackedHourglass(nn.Module):
     """Input: RGB in [0, 1], (B, 3, S, S). Output: tuple of (B, landmarks, S/4, S/4) heatmaps at the
     supervised stacks, final last. Each stack's features and heatmaps are merged back into the next."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, quant: QuantSpec):
         super().__init__()
         self.cfg = cfg
-        w, q, b = cfg.width, cfg.quant, cfg.block
+        w, q, b = cfg.width, quant, cfg.block
         # First layer full precision; then residuals 64 -> 128, pool, 128 -> w, w -> w.
         self.stem = nn.Sequential(
             nn.Conv2d(cfg.in_channels, 64, 7, stride=2, padding=3, bias=True),

@@ -25,7 +25,7 @@ from dunet.quant.quantizers import (
     dequantize, max_code, quantization_step, quantize_error, quantize_input, quantized_weight_values, sample_dims,
     weight_gradient,
 )
-from dunet.quant.spec import QuantSpec, parse_quant
+from dunet.quant.spec import QuantSpec
 
 _BN_DIMS = (0, 2, 3)
 
@@ -55,15 +55,14 @@ class QConv2d(nn.Conv2d):
 
 
 def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int | None = None,
-           bias: bool = False, quant: str = "none") -> nn.Module:
-    """A convolution, quantized as `quant` says (see dunet.quant.spec). First and last layers of a
-    model call nn.Conv2d directly."""
+           bias: bool = False, quant: QuantSpec = QuantSpec()) -> nn.Module:
+    """A convolution, quantized as `quant` says (parsed once per model by `build_model`). First and last
+    layers of a model call nn.Conv2d directly."""
     if padding is None:
         padding = kernel_size // 2
-    spec = parse_quant(quant)
-    if not spec.enabled:
+    if not quant.enabled:
         return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
-    return QConv2d(in_channels, out_channels, kernel_size, spec=spec, stride=stride, padding=padding, bias=bias)
+    return QConv2d(in_channels, out_channels, kernel_size, spec=quant, stride=stride, padding=padding, bias=bias)
 
 
 def saves_codes(conv: nn.Module) -> bool:

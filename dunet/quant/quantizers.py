@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd import Function
 
 from dunet.quant.spec import QuantSpec
 
@@ -93,24 +92,6 @@ def quantize_error(g: Tensor, k: int | None) -> Tensor:
     return torch.div(g, step).round_().mul_(step).to(g.dtype)
 
 
-class _QuantizeGrad(Function):
-    """Identity forward; backward puts the incoming gradient on the k-bit grid."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, k: int) -> Tensor:
-        ctx.k = k
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        return quantize_error(grad, ctx.k), None
-
-
-def quantize_grad(x: Tensor, k: int | None) -> Tensor:
-    """`x` unchanged, but the gradient flowing back through this point is quantized to k bits."""
-    return x if k is None else _QuantizeGrad.apply(x, k)
-
-
 # ---------------------------------------------------------------------------------------------
 # weights
 
@@ -128,43 +109,9 @@ def _ternary(w: Tensor, delta: Tensor) -> Tensor:
     return (w > delta).to(w.dtype) - (w < -delta).to(w.dtype)
 
 
-class _SignSTE(Function):
-    @staticmethod
-    def forward(ctx, w: Tensor) -> Tensor:
-        ctx.save_for_backward(w)
-        return _sign(w)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        (w,) = ctx.saved_tensors
-        return grad * ste_mask(w)
-
-
-class _TernarySTE(Function):
-    @staticmethod
-    def forward(ctx, w: Tensor, delta: Tensor) -> Tensor:
-        ctx.save_for_backward(w)
-        return _ternary(w, delta)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        (w,) = ctx.saved_tensors
-        return grad * ste_mask(w), None
-
-
-def binarize(w: Tensor) -> Tensor:
-    """sign(clip(w, -1, 1)) in {-1, +1}, straight-through gradient where |w| <= 1."""
-    return _SignSTE.apply(w)
-
-
 def ternary_threshold(w: Tensor) -> Tensor:
     """delta = 0.7 mean|W| per output filter (a constant for the gradient)."""
     return TERNARY_THRESHOLD * w.detach().abs().mean(dim=sample_dims(w), keepdim=True)
-
-
-def ternarize(w: Tensor, delta: Tensor) -> Tensor:
-    """{-1, 0, +1} by the threshold `delta`, straight-through gradient where |w| <= 1."""
-    return _TernarySTE.apply(w, delta)
 
 
 def binary_alpha(w: Tensor) -> Tensor:
@@ -212,24 +159,6 @@ def weight_gradient(w: Tensor, spec: QuantSpec, grad: Tensor) -> Tensor:
     dims = sample_dims(w)
     count = levels.abs().sum(dim=dims, keepdim=True).clamp(min=1)
     return grad_w.mul_(alpha).add_(levels * ((grad * levels).sum(dim=dims, keepdim=True) / count))
-
-
-class _QuantizeWeight(Function):
-    @staticmethod
-    def forward(ctx, w: Tensor, spec: QuantSpec) -> Tensor:
-        ctx.save_for_backward(w)
-        ctx.spec = spec
-        return quantized_weight_values(w, spec)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        (w,) = ctx.saved_tensors
-        return weight_gradient(w, ctx.spec, grad), None
-
-
-def quantize_weight(w: Tensor, spec: QuantSpec) -> Tensor:
-    """The weights the convolution computes with; differentiable (STE, alpha) for the latent `w`."""
-    return w if spec.weights == "fp" else _QuantizeWeight.apply(w, spec)
 
 
 # ---------------------------------------------------------------------------------------------

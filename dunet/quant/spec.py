@@ -47,14 +47,15 @@ class QuantSpec:
     grad_bits: int | None = None  # k-bit error signals and weight gradients; None = float
 
     def __post_init__(self) -> None:
+        # The one check of a spec, however it was made: the error lists the accepted forms.
         if self.weights not in _WEIGHT_BITS:
-            raise DunetError(f"quant: unknown weight scheme {self.weights!r}")
+            raise DunetError(f"quant: unknown weight scheme {self.weights!r}; use {QUANT_CHOICES}")
         if self.alpha and self.weights == "fp":
-            raise DunetError("quant: alpha scales quantized weights; full-precision weights have none")
-        for name in ("input_bits", "grad_bits"):
-            bits = getattr(self, name)
+            raise DunetError(f"quant: alpha scales quantized weights; full-precision weights have none; use {QUANT_CHOICES}")
+        for bits, what in ((self.input_bits, "input"), (self.grad_bits, "gradient")):
             if bits is not None and not MIN_BITS <= bits <= MAX_BITS:
-                raise DunetError(f"quant: {name} must be {MIN_BITS}-{MAX_BITS} (or {FULL}: full precision), got {bits}")
+                raise DunetError(f"quant: {what} bits must be {MIN_BITS}-{MAX_BITS} or {FULL} (full precision), "
+                                 f"got {bits}; use {QUANT_CHOICES}")
 
     @property
     def enabled(self) -> bool:
@@ -77,19 +78,12 @@ class QuantSpec:
         return f"{scheme}-{bits}" if self.alpha else bits
 
 
-def _bits(value: str, what: str, text: str) -> int | None:
-    bits = int(value)
-    if bits == FULL:
-        return None
-    if not MIN_BITS <= bits <= MAX_BITS:
-        raise DunetError(f"quant {text!r}: {what} bits must be {MIN_BITS}-{MAX_BITS} or {FULL}, got {bits}")
-    return bits
+def _bits(value: str) -> int | None:
+    return None if int(value) == FULL else int(value)
 
 
 def parse_quant(text: str) -> QuantSpec:
     """Parse a quantization spec string (see the module docstring); errors name the allowed forms."""
-    if isinstance(text, QuantSpec):
-        return text
     s = str(text).strip().lower()
     if s in ("none", ""):
         return QuantSpec()
@@ -113,4 +107,4 @@ def parse_quant(text: str) -> QuantSpec:
                 f"quant {text!r}: {match['scheme']} has {_WEIGHT_BITS[scheme_weights]}-bit weights, "
                 f"but the bit-widths say {weight_bits}"
             )
-    return QuantSpec(weights, alpha, _bits(match["i"], "input", text), _bits(match["g"], "gradient", text))
+    return QuantSpec(weights, alpha, _bits(match["i"]), _bits(match["g"]))

@@ -111,12 +111,6 @@ def test_normaliser_is_interocular_distance(faces):
     assert float(item["normaliser"]) == pytest.approx(float(np.linalg.norm(kp[36] - kp[45])), rel=1e-5)
 
 
-def test_disk_targets(faces):
-    item = LandmarkDataset(faces, 64, target="disk")[1]
-    assert set(item["heatmaps"].unique().tolist()) <= {0.0, 1.0}
-    assert item["heatmaps"].sum() > 0
-
-
 def test_no_flip_for_specs_without_known_sides():
     spec = DatasetSpec("custom", ("a", "b", "c"), None)
     sample = Sample("gen", np.array([[10, 10], [20, 12], [15, 25]]), np.ones(3), np.array([15.0, 17.0]), 20.0)
@@ -156,8 +150,6 @@ def test_all_bad_stops_with_a_clear_error():
 def test_dataset_arguments_are_checked(faces):
     with pytest.raises(DunetError, match="multiple of 4"):
         LandmarkDataset(faces, input_size=66)
-    with pytest.raises(DunetError, match="target"):
-        LandmarkDataset(faces, target="blob")
 
 
 def test_loader_batches_and_shuffle_follow_the_epoch(faces):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dunet.data.heatmaps import (
-    decode, default_sigma, encode_disk, encode_gaussian, heatmap_to_input, heatmaps_to_image, input_to_heatmap,
+    decode, default_sigma, encode_gaussian, heatmap_to_input, heatmaps_to_image, input_to_heatmap,
 )
 
 
@@ -42,18 +42,6 @@ def test_unlabelled_and_nan_points_give_empty_maps():
     points = torch.tensor([[5.0, 5.0], [float("nan"), 3.0], [7.0, 7.0]])
     maps = encode_gaussian(points, torch.tensor([1.0, 1.0, 0.0]), 16, 1.0)
     assert maps[0].max() == 1.0 and maps[1].abs().max() == 0 and maps[2].abs().max() == 0
-    disks = encode_disk(points, torch.tensor([1.0, 1.0, 0.0]), 16, 2.0)
-    assert disks[0].sum() > 0 and disks[1].sum() == 0 and disks[2].sum() == 0
-
-
-def test_disk_targets_are_binary_disks():
-    centre = torch.tensor([[20.3, 18.7]])
-    disk = encode_disk(centre, torch.ones(1), 40, 3.0)[0]
-    assert set(disk.unique().tolist()) == {0.0, 1.0}
-    ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
-    inside = ((xs - 20.3) ** 2 + (ys - 18.7) ** 2) <= 9.0
-    assert torch.equal(disk.bool(), inside)
-    assert abs(disk.sum().item() - np.pi * 9) < 4
 
 
 def test_numpy_and_torch_encoders_agree():
@@ -64,8 +52,6 @@ def test_numpy_and_torch_encoders_agree():
     as_torch = encode_gaussian(torch.from_numpy(points), torch.from_numpy(visible), 32, 0.5)
     assert isinstance(as_numpy, np.ndarray) and as_numpy.dtype == np.float32
     np.testing.assert_allclose(as_numpy, as_torch.numpy(), atol=1e-6)
-    np.testing.assert_array_equal(encode_disk(points, visible, 32, 2.0),
-                                  encode_disk(torch.from_numpy(points), torch.from_numpy(visible), 32, 2.0).numpy())
 
 
 def test_blurred_decoding_of_noisy_maps():

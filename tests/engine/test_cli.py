@@ -248,7 +248,7 @@ def test_sigterm_to_the_process_group_saves_and_exits(tmp_path):
 
 def _eval_json(target, capsys, data="synthetic:6:5"):
     capsys.readouterr()
-    assert main(["eval", str(target), "--data", data, "--json", "--precision", "fp32"]) == 0
+    assert main(["eval", str(target), "--data", data, "--json", "--precision", "fp32", "--backend", "torch"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -316,7 +316,7 @@ def test_eval_split_reproduces_a_model_card(shared_data, capsys):
     capsys.readouterr()
     # Model cards are measured in fp32; --precision auto would pick bf16 on a CPU that has it.
     assert main(["eval", "--model", "300w-dunet4", "--data", f"300w:{shared_data / '300w'}", "--split", "val",
-                 "--json", "--precision", "fp32"]) == 0
+                 "--json", "--precision", "fp32", "--backend", "torch"]) == 0
     out = capsys.readouterr()
     metrics = json.loads(out.out)
     assert metrics["n"] == card["n"] == 121 and metrics["nme_io"] == pytest.approx(card["nme_io"], abs=1e-6)

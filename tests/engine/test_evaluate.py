@@ -19,7 +19,7 @@ def tiny_run(tmp_path_factory):
 
 
 def _eval(run, data, capsys, *flags):
-    code = main(["eval", str(run), "--data", data, "--json", "--precision", "fp32", *flags])
+    code = main(["eval", str(run), "--data", data, "--json", "--precision", "fp32", "--backend", "torch", *flags])
     captured = capsys.readouterr()
     return code, (json.loads(captured.out) if code == 0 else None), captured.err
 

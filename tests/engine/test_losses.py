@@ -1,5 +1,6 @@
 import torch
 
+from dunet.data.heatmaps import encode_gaussian
 from dunet.engine.losses import DISK_LEVEL, head_loss, total_loss
 
 
@@ -18,6 +19,13 @@ def test_detection_is_bce_on_disks():
     logits = torch.zeros(1, 1, 3, 3)
     loss = head_loss(logits, target, torch.ones(1, 1), "detection")
     assert torch.isclose(loss, torch.log(torch.tensor(2.0)))  # BCE of p=0.5 against any 0/1 label
+
+
+def test_detection_disk_is_two_sigma_around_the_landmark():
+    """The part-detection disk of Bulat & Tzimiropoulos, radius 2 sigma, cut from the Gaussian target."""
+    target = encode_gaussian(torch.tensor([[20.3, 18.7]]), torch.ones(1), 40, 1.5)[0]
+    ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    assert torch.equal(target >= DISK_LEVEL, (xs - 20.3) ** 2 + (ys - 18.7) ** 2 <= (2 * 1.5) ** 2)
 
 
 def test_heads_are_summed():

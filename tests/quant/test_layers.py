@@ -8,7 +8,7 @@ from torch import nn
 
 from dunet.models import ModelConfig, build_model
 from dunet.quant import QConv2d, bn_relu_conv, conv2d, parse_quant
-from dunet.quant.quantizers import dequantize, max_code, quantize_error, quantize_input, quantize_weight
+from dunet.quant.quantizers import dequantize, max_code, quantize_error, quantize_input
 
 SMALL = dict(channels=16, growth=8, bottleneck=16, landmarks=5, input_size=64)
 
@@ -22,25 +22,25 @@ def on_grid(t: torch.Tensor, k: int) -> bool:
 
 def test_factory_returns_plain_conv_for_none():
     assert type(conv2d(4, 8, 3)) is nn.Conv2d
-    conv = conv2d(4, 8, 3, quant="bw-alpha-8/1/8")
+    conv = conv2d(4, 8, 3, quant=parse_quant("bw-alpha-8/1/8"))
     assert isinstance(conv, QConv2d) and conv.spec == parse_quant("bw-alpha-8/1/8") and conv.padding == (1, 1)
     assert set(conv.state_dict()) == {"weight"}  # same keys as nn.Conv2d
 
 
 @pytest.mark.parametrize("quant", ["bw", "tw-alpha", "8/1/8", "bw-alpha-4/1/4"])
 def test_qconv_forward_is_conv_of_quantized_tensors(quant):
-    conv = conv2d(6, 4, 3, bias=True, quant=quant)
+    conv = conv2d(6, 4, 3, bias=True, quant=parse_quant(quant))
     x = torch.randn(2, 6, 7, 7)
     spec = conv.spec
     x_used = dequantize(*quantize_input(x, spec.input_bits)) if spec.input_bits else x
-    expected = F.conv2d(x_used, quantize_weight(conv.weight, spec), conv.bias, padding=1)
+    expected = F.conv2d(x_used, conv.quantized_weight(), conv.bias, padding=1)
     assert torch.equal(conv(x), expected)
 
 
 @pytest.mark.parametrize("bits", [2, 4, 6, 8])
 def test_qconv_gradients_lie_on_the_k_bit_grid(bits):
     """The error sent back to the input (seen by a hook on the input) and the weight gradient are k-bit."""
-    conv = conv2d(5, 3, 3, quant=f"{bits}/1/{bits}")
+    conv = conv2d(5, 3, 3, quant=parse_quant(f"{bits}/1/{bits}"))
     x = torch.randn(2, 5, 8, 8, requires_grad=True)
     grads = {}
     x.register_hook(lambda g: grads.setdefault("input", g))
@@ -52,7 +52,7 @@ def test_qconv_gradients_lie_on_the_k_bit_grid(bits):
 
 
 def test_qconv_quantizes_the_error_it_receives_and_the_one_it_sends():
-    conv = conv2d(3, 2, 3, quant="32/32/4")  # float weights and inputs, 4-bit gradients
+    conv = conv2d(3, 2, 3, quant=parse_quant("32/32/4"))  # float weights and inputs, 4-bit gradients
     x = torch.randn(1, 3, 5, 5, requires_grad=True)
     g = torch.randn(1, 2, 5, 5)
     conv(x).backward(g)
@@ -63,7 +63,7 @@ def test_qconv_quantizes_the_error_it_receives_and_the_one_it_sends():
 
 
 def test_qconv_computes_the_weight_gradient_from_the_stored_input():
-    conv = conv2d(3, 2, 1, quant="4/32/32")  # k-bit inputs, float weights and gradients
+    conv = conv2d(3, 2, 1, quant=parse_quant("4/32/32"))  # k-bit inputs, float weights and gradients
     x = torch.randn(1, 3, 4, 4, requires_grad=True)
     g = torch.randn(1, 2, 4, 4)
     conv(x).backward(g)
@@ -86,7 +86,7 @@ def saved_tensors(fn):
 
 
 def test_qconv_with_input_bits_saves_int8_codes_not_floats():
-    conv = conv2d(16, 8, 3, quant="8/1/8")
+    conv = conv2d(16, 8, 3, quant=parse_quant("8/1/8"))
     x = torch.randn(4, 16, 12, 12, requires_grad=True)
     saved, _ = saved_tensors(lambda: conv(x))
     big = [(dtype, n) for dtype, n, _ in saved if n >= x.numel()]
@@ -97,7 +97,7 @@ def test_qconv_with_input_bits_saves_int8_codes_not_floats():
 
 def make_unit(cin=12, cout=7, k=3, quant="8/1/8"):
     norm = nn.BatchNorm2d(cin)
-    conv = conv2d(cin, cout, k, quant=quant)
+    conv = conv2d(cin, cout, k, quant=parse_quant(quant))
     with torch.no_grad():
         norm.weight.uniform_(0.5, 1.5)
         norm.bias.uniform_(-0.5, 0.5)

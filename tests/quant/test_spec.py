@@ -59,9 +59,12 @@ def test_error_lists_allowed_forms():
     assert all(form in str(err.value) for form in ("bw-alpha", "tw", "8/1/8", "bw-alpha-8/1/8"))
 
 
-def test_alpha_needs_quantized_weights():
-    with pytest.raises(DunetError, match="alpha"):
-        QuantSpec("fp", alpha=True)
+@pytest.mark.parametrize("fields", [dict(weights="fp", alpha=True), dict(weights="binary", input_bits=9),
+                                    dict(weights="ternary", grad_bits=1), dict(weights="xnor")])
+def test_a_spec_that_cannot_be_built_lists_the_allowed_forms(fields):
+    with pytest.raises(DunetError) as err:
+        QuantSpec(**fields)
+    assert "bw-alpha-8/1/8" in str(err.value)
 
 
 def test_config_key_and_set_override_reach_the_model():
@@ -69,8 +72,9 @@ def test_config_key_and_set_override_reach_the_model():
                             "landmarks": 3, "input_size": 64}, ["quant=bw-alpha-8/1/8"])
     cfg = from_dict(ModelConfig, data)
     model = build_model(cfg)
-    specs = {m.spec for m in model.modules() if hasattr(m, "spec")}
-    assert specs == {parse_quant("bw-alpha-8/1/8")}
+    specs = [m.spec for m in model.modules() if hasattr(m, "spec")]
+    assert set(specs) == {parse_quant("bw-alpha-8/1/8")}
+    assert len({id(spec) for spec in specs}) == 1  # parsed once by build_model, shared by every layer
 
 
 def test_bad_spec_in_a_model_config_is_a_dunet_error():

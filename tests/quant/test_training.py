@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from dunet.models import ModelConfig, build_model
 from dunet.quant import QConv2d
-from dunet.quant.efficiency import saved_tensor_bytes, training_memory_ratio
+from dunet.models.efficiency import saved_tensor_bytes, training_memory_ratio
 
 SMALL = dict(channels=32, growth=8, bottleneck=32, landmarks=5, input_size=64, units=2)
 

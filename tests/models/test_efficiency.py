@@ -3,7 +3,7 @@
 import pytest
 
 from dunet.models import ModelConfig, build_model
-from dunet.quant.efficiency import balance_index, model_size_ratio
+from dunet.models.efficiency import balance_index, model_size_ratio
 
 
 def test_balance_index_reproduces_table5():

@@ -19,6 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dunet.models import build_model
+from dunet.models.config import ModelConfig
+from dunet.models.profile import fp32_bytes
+from dunet.quant.packing import packed_size_bytes
+
 
 def balance_index(nme: float, train_memory_ratio: float, model_size_ratio: float) -> float:
     """Eq. (7). `nme` in percent, as the paper's Table 5 (DU-Net(4): 3.38^2 * 1 * 1 = 11.4)."""
@@ -54,19 +59,17 @@ def saved_tensor_bytes(model: nn.Module, images: Tensor, targets: Tensor) -> dic
     return {"total": sum(by_dtype.values()), "by_dtype": dict(by_dtype)}
 
 
-def _random_batch(cfg, batch: int, seed: int) -> tuple[Tensor, Tensor]:
+def _random_batch(cfg: ModelConfig, batch: int, seed: int) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand(batch, cfg.in_channels, cfg.input_size, cfg.input_size, generator=generator)
     targets = torch.rand(batch, cfg.landmarks, cfg.heatmap_size, cfg.heatmap_size, generator=generator)
     return images, targets
 
 
-def training_memory_ratio(cfg, batch: int = 2, seed: int = 0) -> float:
+def training_memory_ratio(cfg: ModelConfig, batch: int = 2, seed: int = 0) -> float:
     """Saved-for-backward bytes of one training step of `cfg` over those of cfg with quant none, both
-    without memory_efficient. `cfg` is a dunet.models.ModelConfig; both models see the same random
-    batch. Costs two training steps at cfg's input size."""
-    from dunet.models import build_model  # dunet.models imports dunet.quant
-
+    without memory_efficient. Both models see the same random batch. Costs two training steps at cfg's
+    input size."""
     cfg = cfg.replace(memory_efficient=False)
     images, targets = _random_batch(cfg, batch, seed)
     with torch.random.fork_rng():
@@ -79,13 +82,10 @@ def training_memory_ratio(cfg, batch: int = 2, seed: int = 0) -> float:
 
 def model_size_ratio(model: nn.Module) -> float:
     """Packed file bytes over fp32 safetensors bytes of the same weights."""
-    from dunet.models.profile import fp32_bytes
-    from dunet.quant.packing import packed_size_bytes
-
     return packed_size_bytes(model) / fp32_bytes(model)
 
 
-def balance_report(model: nn.Module, cfg, nme: float, batch: int = 2) -> dict:
+def balance_report(model: nn.Module, cfg: ModelConfig, nme: float, batch: int = 2) -> dict:
     """What eval prints for a quantized run: both measured ratios and the balance index."""
     tm = training_memory_ratio(cfg, batch=batch)
     ms = model_size_ratio(model)

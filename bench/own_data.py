@@ -1,0 +1,76 @@
+"""The own-data recipe end to end on a real DeepLabCut project, timed: `dunet train --data` (fine-tuned from the
+closest shipped model, sized to --minutes on this machine), then the held-out frames scored with the crop
+`dunet predict` really uses (the whole frame). Goal: PCK@0.2 of the animal's box >= 90 % and a mean error
+under 5 % of the frame's diagonal, in <= 15 minutes on a 2-core CPU.
+
+    .venv/bin/python bench/own_data.py [--data dlc:../shared/data/dlc_openfield/.../CollectedData_Pranav.csv]
+                                       [--minutes 10] [--out runs/own_data]
+
+Prints a table and writes bench/results/own_data.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _timing import machine  # bench/ is on sys.path when run as a script
+
+REPO = Path(__file__).resolve().parents[1]
+OPENFIELD = REPO.parent / "shared" / "data" / "dlc_openfield" / "labeled-data" / "m4s1" / "CollectedData_Pranav.csv"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=f"dlc:{OPENFIELD}")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--out", default=str(REPO / "runs" / "own_data"))
+    parser.add_argument("--results", default=str(REPO / "bench" / "results" / "own_data.json"))
+    args = parser.parse_args()
+
+    from dunet.data.images import image_size
+    from dunet.data.readers import open_source
+    from dunet.engine.evaluate import predict_source, score
+    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.trainer import split_indices
+
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dunet", "train", "--data", args.data, "--out", args.out,
+                    "--minutes", str(args.minutes)], check=True)
+    minutes = (time.perf_counter() - started) / 60
+    model = LandmarkModel.load(Path(args.out) / "last")
+    cfg = model.config
+    source = open_source(args.data)
+    _, held_out = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
+    pred, idx = predict_source(model.predict_crops, source, model.input_size, indices=held_out)
+    metrics = score(source, pred, idx, model.spec)
+    diagonals = []
+    for i in idx:
+        width, height = image_size(Path(source.samples[i].image_path))
+        diagonals.append(np.hypot(width, height))
+    errors = np.linalg.norm(pred - np.stack([source.samples[i].keypoints for i in idx]), axis=-1)
+    visible = np.stack([source.samples[i].visible for i in idx]) > 0
+    diagonal_share = float(np.mean((errors / np.array(diagonals)[:, None])[visible])) * 100
+    row = {"data": args.data, "frames_held_out": len(idx), "minutes_total": round(minutes, 2),
+           "input_size": cfg.model.input_size, "epochs": cfg.optim.epochs, "init": cfg.init,
+           "pck_0.2_box": metrics["pck_0.2"], "mean_error_px": metrics["mean_error_px"],
+           "mean_error_pct_diagonal": diagonal_share, "per_joint": metrics["per_joint"]}
+    print(f"\n{machine()['cpu']}: own-data recipe on {len(source)} frames, {len(idx)} held out")
+    print(f"{'minutes':>8}{'input px':>9}{'epochs':>7}{'PCK@0.2 box':>13}{'mean err px':>12}{'% diagonal':>11}")
+    print(f"{minutes:>8.1f}{cfg.model.input_size:>9}{cfg.optim.epochs:>7}{row['pck_0.2_box']:>12.1f}%"
+          f"{row['mean_error_px']:>12.1f}{diagonal_share:>10.2f}%")
+    out = Path(args.results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "own-data recipe on a DeepLabCut project", "machine": machine(),
+                               "goal": {"minutes": 15, "pck_0.2_box": 90, "mean_error_pct_diagonal": 5},
+                               "result": row}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

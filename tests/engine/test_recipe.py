@@ -1,0 +1,77 @@
+"""The own-data recipe (`dunet train --data`): data checks, choices sized to a time budget, crops that match
+between training, eval and predict for DeepLabCut frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dunet import DunetError
+from dunet.cli import main
+from dunet.data.readers import open_source
+from dunet.data.sample import normaliser
+from dunet.data.spec import with_normaliser
+from dunet.engine.recipe import check_own_data, own_data_config, starting_model
+
+DLC = "dlc_openfield/labeled-data/m4s1/CollectedData_Pranav.csv"
+
+
+@pytest.fixture(scope="module")
+def openfield(shared_data):
+    return f"dlc:{shared_data / DLC}"
+
+
+def test_dlc_frames_are_cropped_whole_and_scored_by_the_animals_box(openfield):
+    source = open_source(openfield)
+    sample = source.samples[0]
+    width, height = 640, 480  # the project's frames
+    assert source.spec.box_margin == 1.0 and sample.scale == max(width, height)
+    np.testing.assert_allclose(sample.center, [width / 2 - 0.5, height / 2 - 0.5])
+    labelled = sample.keypoints[sample.visible > 0]
+    assert normaliser(source.spec, sample) == pytest.approx(float(np.ptp(labelled, axis=0).max()))
+
+
+def test_a_normaliser_can_be_chosen_by_keypoint_names(openfield):
+    spec = open_source(openfield).spec
+    assert with_normaliser(spec, "torso:snout,tailbase").normaliser == ("torso", (0, 3))
+    assert with_normaliser(spec, "box").normaliser == ("bbox", None)
+    with pytest.raises(DunetError, match="no keypoint named nose"):
+        with_normaliser(spec, "interocular:nose,tailbase")
+    with pytest.raises(DunetError, match="use box, interocular:NAME,NAME or torso:NAME,NAME"):
+        with_normaliser(spec, "torso:snout")
+
+
+def test_too_few_frames_or_a_never_labelled_keypoint_is_one_clear_line(shared_data):
+    with pytest.raises(DunetError, match="4 labelled frame\\(s\\); a usable model needs at least 10"):
+        check_own_data(open_source("synthetic:4:0"))
+    source = open_source("synthetic:12:0")
+    for sample in source.samples:
+        sample.visible[5] = 0
+    with pytest.raises(DunetError, match=f"keypoint\\(s\\) {source.spec.keypoints[5]} are labelled in none"):
+        check_own_data(source)
+
+
+def test_choices_fit_the_budget_and_start_from_the_closest_model(openfield):
+    source = open_source(openfield)
+    assert starting_model(source.spec)[0] == "lsp-dunet4"
+    assert starting_model(open_source("synthetic:12:0").spec)[0] == "300w-dunet4"
+    fast = {256: 0.5, 192: 0.3, 128: 0.1}  # seconds per step of 8 images, by input size
+    cfg, lines = own_data_config(openfield, "", source, minutes=10, timer=lambda cfg, size, batch: fast[size])
+    steps = -(-round(len(source) * 0.9) // 8)
+    assert cfg.model.input_size == 256 and cfg.optim.epochs == int(10 * 60 * 0.85 // (0.5 * steps))
+    assert cfg.init == "lsp-dunet4" and cfg.model.landmarks == 4 and cfg.data.val_fraction == 0.2
+    assert cfg.optim.milestone_epochs() == [round(0.7 * cfg.optim.epochs), round(0.9 * cfg.optim.epochs)]
+    assert any("expected time" in line for line in lines)
+    slow = {256: 30.0, 192: 2.0, 128: 1.0}  # too slow for 15 epochs at 256 px: a smaller input
+    cfg, _ = own_data_config(openfield, "", source, minutes=10, timer=lambda cfg, size, batch: slow[size])
+    assert cfg.model.input_size == 192
+    cfg, _ = own_data_config(openfield, "", source, minutes=10, timer=lambda *a: 0.1,
+                             overrides=["optim.epochs=3"])
+    assert cfg.optim.epochs == 3  # --set wins
+
+
+def test_val_with_other_keypoint_names_is_refused_naming_both(openfield, shared_data, tmp_path, capsys):
+    other = f"dlc:{shared_data / 'fixtures/dlc_mirror_mouse/CollectedData.csv'}"
+    assert main(["train", "--data", openfield, "--val", other, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"--val {other} has keypoints" in err and f"--data {openfield} has ['snout'" in err
