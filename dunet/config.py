@@ -180,3 +180,26 @@ def flag_range(kind: type = int, low: float | None = None, high: float | None = 
         return value
 
     return parse
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The documentation of each field of dataclass `cls`, as written once in its source: the comment at the
+    end of the field's line, else the comment lines just above it, else the `doc` of `choice(...)`."""
+    import inspect
+    import re
+
+    docs: dict[str, str] = {}
+    above: list[str] = []
+    for line in inspect.getsource(cls).splitlines():
+        text = line.strip()
+        if text.startswith("#"):
+            above.append(text.lstrip("# ").strip())
+            continue
+        match = re.match(r"(\w+): [^=]+(?:=.*?)?(?:  # (.*))?$", text)
+        if match and match.group(1) in {f.name for f in dataclasses.fields(cls)}:
+            docs[match.group(1)] = match.group(2) or " ".join(above)
+        above = []
+    for f in dataclasses.fields(cls):
+        if not docs.get(f.name) and f.metadata.get("doc"):
+            docs[f.name] = f.metadata["doc"]
+    return docs

@@ -142,17 +142,19 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: int, *, dynamic_
 def _export_dynamo(model: nn.Module, example: Tensor, path: Path, names: list[str], dynamic_batch: bool,
                    opset: int) -> None:
     dynamic_shapes = {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
-    program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=names,
-                                dynamic_shapes=dynamic_shapes, opset_version=opset, verbose=False,
-                                external_data=False)
+    with quiet_exporter_logs():
+        program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=names,
+                                    dynamic_shapes=dynamic_shapes, opset_version=opset, verbose=False,
+                                    external_data=False)
     program.save(str(path), external_data=False)
 
 
 def _export_torchscript(model: nn.Module, example: Tensor, path: Path, names: list[str], dynamic_batch: bool,
                         opset: int) -> None:
     axes = {name: {0: "batch"} for name in [INPUT_NAME, *names]} if dynamic_batch else None
-    torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=[INPUT_NAME], output_names=names,
-                      dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
+    with quiet_exporter_logs():
+        torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=[INPUT_NAME], output_names=names,
+                          dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
 
 
 def _write_metadata(path: Path, meta: dict[str, str]) -> None:
@@ -183,3 +185,30 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     except Exception as err:
         raise DunetError(f"{path}: not a readable ONNX file ({err})") from None
     return {p.key[len(METADATA_PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(METADATA_PREFIX)}
+
+
+class quiet_exporter_logs:
+    """Silence the ONNX exporter's log lines that say nothing to a user (e.g. four "torchvision is not
+    installed. Skipping torchvision::nms" warnings: dunet never uses those operators) and its warnings."""
+
+    LOGGERS = ("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript")
+
+    def __enter__(self):
+        import logging
+        import warnings
+
+        self._levels = {name: logging.getLogger(name).level for name in self.LOGGERS}
+        for name in self.LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+
+        self._warnings.__exit__(*exc)
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+        return False

@@ -131,30 +131,3 @@ class OnnxPredictor:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]
-
-
-class quiet_exporter_logs:
-    """Silence the ONNX exporter's log lines that say nothing to a user (e.g. four "torchvision is not
-    installed. Skipping torchvision::nms" warnings: dunet never uses those operators) and its warnings."""
-
-    LOGGERS = ("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript")
-
-    def __enter__(self):
-        import logging
-        import warnings
-
-        self._levels = {name: logging.getLogger(name).level for name in self.LOGGERS}
-        for name in self.LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
-        warnings.simplefilter("ignore")
-        return self
-
-    def __exit__(self, *exc):
-        import logging
-
-        self._warnings.__exit__(*exc)
-        for name, level in self._levels.items():
-            logging.getLogger(name).setLevel(level)
-        return False

@@ -70,15 +70,15 @@ class DataConfig:
 class OptimConfig:
     optimizer: str = choice("rmsprop", ("rmsprop", "adam"), "paper: RMSprop")
     lr: float = 2.5e-4  # initial learning rate (paper)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # L2 penalty of the optimizer; 0 = none (paper)
     batch_size: int = 24  # paper: 24
-    epochs: int = 100
+    epochs: int = 100  # passes over the training data
     # Learning-rate decay: at each milestone the rate is multiplied by the matching `gammas` entry. A milestone
     # below 1 is a fraction of the run (0.6 of 100 epochs = epoch 60), so changing `epochs` keeps the schedule;
     # 1 or more is an epoch number. Paper, faces: /5 at 30, /2 at 60, /2 at 90 of 100 epochs ([0.3, 0.6, 0.9]).
     # Pose: x0.2 at 100, x0.5 at 140 and 160 of 200 ([0.5, 0.7, 0.8]).
     milestones: tuple[float, ...] = (0.3, 0.6, 0.9)
-    gammas: tuple[float, ...] = (0.2, 0.5, 0.5)
+    gammas: tuple[float, ...] = (0.2, 0.5, 0.5)  # learning-rate factor at each milestone
     # Exponential moving average of the weights (and BN statistics), updated after every step with this
     # decay; 0 = off. With it on, validation, `best/` and every checkpoint's model weights are the average
     # (so eval, predict, export and init use it); the raw weights training resumes from are kept in the
@@ -211,18 +211,21 @@ def config_from_dict(data: dict) -> TrainConfig:
 
 
 def describe_options() -> str:
-    """Every option with its default, for `dunet train --options`."""
+    """Every option with its default and what it means, one line each, for `dunet train --options`."""
+    from dunet.config import field_docs
+
     lines = []
 
     def walk(cls, prefix):
+        docs = field_docs(cls)
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             if dataclasses.is_dataclass(default):
                 walk(type(default), prefix + f.name + ".")
                 continue
             choices = f.metadata.get("choices")
-            extra = f"  (one of: {', '.join(map(str, choices))})" if choices else ""
-            lines.append(f"{prefix}{f.name} = {default!r}{extra}")
+            extra = f" (one of: {', '.join(map(str, choices))})" if choices else ""
+            lines.append(f"{prefix}{f.name} = {default!r}{extra}: {docs.get(f.name, '')}")
 
     walk(TrainConfig, "")
     return "\n".join(lines)

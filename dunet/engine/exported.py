@@ -50,7 +50,6 @@ def cached_export(runner) -> Path:
     import torch
 
     from dunet.deploy.onnx_export import export_onnx
-    from dunet.deploy.runtime import quiet_exporter_logs
 
     folder = cache_dir()
     path = folder / f"{model_key(runner)}.onnx"
@@ -68,8 +67,7 @@ def cached_export(runner) -> Path:
     try:
         # The TorchScript exporter: the same heatmaps within 1e-4 as the default one, several times faster
         # to export (docs/deployment.md), which is what a user waits for on first use.
-        with quiet_exporter_logs():
-            export_onnx(model, tmp, runner.input_size, metadata=meta, exporter="torchscript")
+        export_onnx(model, tmp, runner.input_size, metadata=meta, exporter="torchscript")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

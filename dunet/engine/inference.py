@@ -162,8 +162,15 @@ class LandmarkModel:
         meta = network.metadata
         if "train_config" not in meta or "spec" not in meta:
             raise DunetError(f"{path}: not exported by `dunet export` (no dunet config in its metadata)")
-        config = config_from_dict(json.loads(meta["train_config"]))
-        return cls(network, config, spec_from_dict(json.loads(meta["spec"])), source=str(path))
+        try:
+            config = config_from_dict(json.loads(meta["train_config"]))
+            spec = spec_from_dict(json.loads(meta["spec"]))
+        except (ValueError, TypeError, KeyError, DunetError) as err:  # JSONDecodeError is a ValueError
+            raise DunetError(f"{path}: its dunet metadata is damaged ({err})") from None
+        if spec.num_keypoints != config.model.landmarks:
+            raise DunetError(f"{path}: its metadata disagrees with itself: {spec.num_keypoints} keypoint names "
+                             f"but model.landmarks {config.model.landmarks}")
+        return cls(network, config, spec, source=str(path))
 
     def set_decode_blur(self, sigma: float | None) -> None:
         """Change the heatmap blur before sub-pixel decoding (None: keep the model's)."""
@@ -176,6 +183,11 @@ class LandmarkModel:
     def _final_heatmaps(self, images: Tensor) -> Tensor:
         """The network's final head, as probabilities if it was trained for detection."""
         out = torch.as_tensor(self.network(images)).float()
+        expected = (len(images), self.spec.num_keypoints, self.input_size // 4, self.input_size // 4)
+        if tuple(out.shape) != expected:  # an exported file whose metadata does not describe its graph
+            raise DunetError(f"{self.source}: the network gives heatmaps of shape {tuple(out.shape)}, but its "
+                             f"metadata describes {expected} ({self.spec.num_keypoints} keypoints, "
+                             f"{self.input_size} px input)")
         return torch.sigmoid(out) if self.kinds[-1] == "detection" else out
 
     @torch.no_grad()

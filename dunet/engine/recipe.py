@@ -78,11 +78,12 @@ def own_data_config(data: str, val: str, source, minutes: float, overrides: list
     lines that say what was chosen and why. `overrides` (--set) apply last and win."""
     check_own_data(source)
     init, why = starting_model(source.spec)
-    frames = len(source) if val else max(1, round(len(source) * 0.9))
+    held_out = 0.0 if val else 0.2
+    frames = len(source) - (0 if val else max(1, round(len(source) * held_out)))
     base = {
         "model": {"arch": "dunet", "units": 4, "order": 1, "landmarks": source.spec.num_keypoints,
                   "memory_efficient": False},
-        "data": {"train": data, "val": val, "val_fraction": 0.0 if val else 0.2, "split_seed": 0,
+        "data": {"train": data, "val": val, "val_fraction": held_out, "split_seed": 0,
                  "rotation": 30.0, "scale_range": [0.75, 1.25]},
         "optim": {"optimizer": "rmsprop", "lr": 5e-4, "batch_size": 8, "milestones": [0.7, 0.9],
                   "gammas": [0.2, 0.5]},

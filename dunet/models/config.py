@@ -23,9 +23,9 @@ class ModelConfig:
     )
     units: int = 4  # U-Nets (DU-Net) or hourglass stacks
     order: int = 1  # order-K connectivity; 0 = plain stacked U-Nets of dense blocks, >= units-1 = fully dense
-    landmarks: int = 16
+    landmarks: int = 16  # keypoints predicted: one heatmap each (must match the data)
     input_size: int = 256  # square input; heatmaps are input_size / 4
-    in_channels: int = 3
+    in_channels: int = 3  # image channels (RGB)
     channels: int = 0  # width between blocks; 0 = the paper's (128 DU-Net, 256 hourglass)
     growth: int = 32  # new features per dense layer
     bottleneck: int = 128  # width of the 1x1 bottleneck in each dense layer

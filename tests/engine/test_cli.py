@@ -349,3 +349,31 @@ def test_shipped_pretrained_models_predict_offline(tmp_path, shared_data, capsys
         assert len(result["images"][0]["instances"][0]["landmarks"]) == len(result["landmarks"])
     assert main(["models"]) == 0
     assert models[0]["name"] in capsys.readouterr().out
+
+
+def test_an_onnx_file_whose_metadata_does_not_match_its_graph_is_one_line(trained_run, tmp_path, capsys):
+    import onnx
+    from PIL import Image
+
+    good = tmp_path / "good.onnx"
+    assert main(["export", str(trained_run), "--format", "onnx", "--out", str(good)]) == 0
+    model = onnx.load(str(good))
+    meta = {p.key.removeprefix("dunet."): p for p in model.metadata_props}
+    spec, config = json.loads(meta["spec"].value), json.loads(meta["train_config"].value)
+    spec.update(name="custom", keypoints=spec["keypoints"][:5], flip_pairs=None, skeleton=[], normaliser=["bbox", None])  # 5 landmarks; the graph gives 68
+    config["model"]["landmarks"] = 5
+    meta["spec"].value, meta["train_config"].value = json.dumps(spec), json.dumps(config)
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    image = tmp_path / "images" / "face.png"
+    image.parent.mkdir()
+    Image.new("RGB", (64, 64), (120, 90, 60)).save(image)
+    capsys.readouterr()
+    assert main(["predict", str(bad), str(image), "--out", str(tmp_path / "p")]) == 2
+    assert "the network gives heatmaps of shape (1, 68, 16, 16), but its metadata describes (1, 5, 16, 16)" \
+        in capsys.readouterr().err
+    config["model"]["landmarks"] = 68
+    meta["train_config"].value = json.dumps(config)
+    onnx.save(model, str(bad))
+    assert main(["eval", str(bad), "--data", "synthetic:4:5"]) == 2
+    assert "metadata disagrees with itself" in capsys.readouterr().err

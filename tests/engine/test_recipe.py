@@ -57,7 +57,7 @@ def test_choices_fit_the_budget_and_start_from_the_closest_model(openfield):
     assert starting_model(open_source("synthetic:12:0").spec)[0] == "300w-dunet4"
     fast = {256: 0.5, 192: 0.3, 128: 0.1}  # seconds per step of 8 images, by input size
     cfg, lines = own_data_config(openfield, "", source, minutes=10, timer=lambda cfg, size, batch: fast[size])
-    steps = -(-round(len(source) * 0.9) // 8)
+    steps = -(-(len(source) - round(len(source) * 0.2)) // 8)
     assert cfg.model.input_size == 256 and cfg.optim.epochs == int(10 * 60 * 0.85 // (0.5 * steps))
     assert cfg.init == "lsp-dunet4" and cfg.model.landmarks == 4 and cfg.data.val_fraction == 0.2
     assert cfg.optim.milestone_epochs() == [round(0.7 * cfg.optim.epochs), round(0.9 * cfg.optim.epochs)]
@@ -75,3 +75,22 @@ def test_val_with_other_keypoint_names_is_refused_naming_both(openfield, shared_
     assert main(["train", "--data", openfield, "--val", other, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert f"--val {other} has keypoints" in err and f"--data {openfield} has ['snout'" in err
+
+
+@pytest.mark.slow
+def test_the_own_data_recipe_learns_a_real_deeplabcut_project(openfield, tmp_path):
+    """A CI-sized run of the recipe on dlc_openfield (116 frames, 4 parts): 128 px, 6 epochs. The full-size
+    benchmark is bench/own_data.py (goal: PCK@0.2 >= 90 % in <= 15 minutes)."""
+    from dunet.engine.evaluate import predict_source, score
+    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.trainer import split_indices, train
+
+    source = open_source(openfield)
+    cfg, _ = own_data_config(openfield, "", source, minutes=1, timer=lambda *a: 0.1,
+                             overrides=["model.input_size=128", "optim.epochs=6", "eval_every=6"])
+    train(cfg, tmp_path / "run", log=lambda *_: None)
+    model = LandmarkModel.load(tmp_path / "run" / "last", precision="fp32")
+    _, held_out = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
+    pred, idx = predict_source(model.predict_crops, source, model.input_size, indices=held_out)
+    metrics = score(source, pred, idx, model.spec)
+    assert metrics["pck_0.2"] >= 60 and metrics["mean_error_px"] < 40, metrics

@@ -26,3 +26,13 @@ def test_a_milestone_past_the_last_epoch_is_reported(tiny_config, tmp_path):
     cfg = load_config(tiny_config, ["optim.epochs=2", "optim.milestones=[5]", "optim.gammas=[0.5]"])
     Trainer(cfg, tmp_path / "run", log=lines.append)
     assert any("milestone(s) [5] are not before the last epoch (2)" in line for line in lines)
+
+
+def test_options_document_every_key_in_one_line():
+    from dunet.engine.config import describe_options
+
+    lines = describe_options().splitlines()
+    assert len(lines) > 40 and all(": " in line and line.split(": ", 1)[1].strip() for line in lines), \
+        [line for line in lines if not line.split(": ", 1)[-1].strip()]
+    assert any(line.startswith("optim.milestones = (0.3, 0.6, 0.9): ") and "fraction of the run" in line
+               for line in lines)
