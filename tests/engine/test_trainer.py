@@ -207,13 +207,18 @@ def _signal_at(monkeypatch, name, call, signum):
 def test_an_interrupted_run_resumes_exactly(straight_run, tmp_path, monkeypatch, signum, where):
     import signal
 
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python installs this handler only when SIGINT was not ignored at start (a job started with `&` in a
+    # script inherits SIG_IGN): set it, as an interactive user's process has it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     run, lines = tmp_path / "run", []
     # Epoch 2's first step, or its validation: `last` must stay epoch 1, never mid-epoch weights.
     _signal_at(monkeypatch, *(("total_loss", 3) if where == "mid-epoch" else ("predict_source", 2)),
                getattr(signal, signum))
-    with pytest.raises(KeyboardInterrupt):
-        train(fast_config(), run, log=lines.append)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(fast_config(), run, log=lines.append)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert load_checkpoint(run / "last").train_state["epoch"] == 1
     assert f"{run / 'last'} holds epoch 1, the last completed one; --resume continues with epoch 2" in lines[-1]
     monkeypatch.undo()
