@@ -5,24 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
+from dunet.commands import add_model_flags
 from dunet.config import flag_range
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a data set and print its metrics")
     p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory, or a .safetensors / packed / .onnx / OpenVINO .xml model")
-    p.add_argument("--model", help="name of a pretrained model (see `dunet models`)")
     p.add_argument("--data", required=True, help="FORMAT:PATH, e.g. 300w:../shared/data/300w")
-    p.add_argument("--flip", action="store_true", help="average with the prediction on the mirrored image")
+    add_model_flags(p, batch_size=16)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--ced", metavar="PNG", help="write the cumulative error distribution plot here")
-    p.add_argument("--batch-size", type=flag_range(int, 1, 1 << 16), default=16)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto: bfloat16 where the CPU or GPU computes it natively, else fp32")
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"],
-                   help="what runs the network: auto (the fastest installed: OpenVINO, onnxruntime, then PyTorch; "
-                        "a PyTorch model is converted once and cached), PyTorch, onnxruntime or OpenVINO")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable samples instead of failing")
     p.add_argument("--split", default="all", choices=["all", "val", "train"],
                    help="val / train: only the held-out / training part of --data, split as the model's training "

@@ -13,6 +13,8 @@ import glob
 import json
 from pathlib import Path
 
+from dunet.commands import add_model_flags
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -20,7 +22,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict landmarks on images, videos, folders or globs")
     p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory, .safetensors, .onnx or OpenVINO .xml model")
     p.add_argument("inputs", nargs="*", help="images, videos (mp4, avi, mov, ...), folders or glob patterns")
-    p.add_argument("--model", help="name of a pretrained model (see `dunet models`)")
     p.add_argument("--box", help="x,y,w,h of the face or person in every image (default: the whole image)")
     p.add_argument("--boxes", metavar="FILE",
                    help="boxes per image: JSON {\"image name\": [x,y,w,h] or [[x,y,w,h], ...]} or CSV rows "
@@ -28,14 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detect-faces", action="store_true",
                    help="find the faces with the shipped BlazeFace detector (offline) and predict each")
     p.add_argument("--out", default="predictions", help="output folder")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--flip", action="store_true", help="average with the prediction on the mirrored image")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto: bfloat16 where the CPU or GPU computes it natively, else fp32")
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"],
-                   help="what runs the network; auto: the fastest installed (OpenVINO, onnxruntime, PyTorch), "
-                        "a PyTorch model converted once and cached (docs/api.md)")
+    add_model_flags(p, batch_size=8)
     p.add_argument("--no-overlays", action="store_true", help="no overlay images or labelled videos")
     p.add_argument("--ignore-exif", action="store_true",
                    help="use the stored pixel grid, not the EXIF-rotated image (coordinates follow)")
@@ -167,8 +161,6 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = None
     if not inputs:
         raise DunetError("give at least one image, video, folder or glob to predict on")
-    if args.batch_size < 1:
-        raise DunetError(f"--batch-size {args.batch_size}: must be at least 1")
     if args.box and args.boxes:
         raise DunetError("give either --box or --boxes, not both")
     out = Path(args.out)

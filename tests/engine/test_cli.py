@@ -124,7 +124,7 @@ def test_predict_bad_arguments_are_one_line_errors(trained_run, tmp_path, shared
     missing_entry.write_text(json.dumps({"other.jpg": [1, 2, 3, 4]}))
     cases = [(["--box", "nan,0,10,10"], "not a finite"), (["--box", "0,0,inf,10"], "not a finite"),
              (["--box", "5000,5000,10,10"], "outside the"), (["--box", "0,0,1e12,1e12"], "10 times"),
-             (["--batch-size", "0"], "--batch-size 0"), (["--out", str(existing)], "existing file"),
+             (["--out", str(existing)], "existing file"),
              (["--boxes", str(missing_entry)], "not in the --boxes file")]
     for extra, words in cases:
         args = ["predict", str(trained_run), image, "--backend", "torch", "--no-overlays"]
@@ -133,6 +133,9 @@ def test_predict_bad_arguments_are_one_line_errors(trained_run, tmp_path, shared
         assert main(args + extra) == 2, extra
         err = capsys.readouterr().err
         assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(SystemExit):  # refused when the flags are parsed, as in eval (dunet/commands/__init__.py)
+        main(["predict", str(trained_run), image, "--batch-size", "0"])
+    assert "argument --batch-size: 0: must be >= 1" in capsys.readouterr().err
 
 
 def test_predict_video(trained_run, tmp_path, capsys):
