@@ -168,25 +168,34 @@ def build(spec: dict) -> tuple["ModelConfig", "nn.Module"]:
     return cfg, build_model(cfg).train()
 
 
-def measure(spec: dict, cfg: "ModelConfig", model: "nn.Module") -> dict:
+def training_step(cfg: "ModelConfig", model: "nn.Module", batch: int, device: str = "cpu"):
+    """(optimizer, images, targets, step): one RMSprop step on random data, MSE over every head."""
     import torch
     import torch.nn.functional as F
+
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
+    images = torch.rand(batch, cfg.in_channels, cfg.input_size, cfg.input_size, device=device)
+    targets = torch.rand(batch, cfg.landmarks, cfg.heatmap_size, cfg.heatmap_size, device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        heatmaps = model(images)
+        loss = sum(F.mse_loss(h, targets) for h in heatmaps)
+        loss.backward()
+        optimizer.step()
+
+    return optimizer, images, targets, step
+
+
+def measure(spec: dict, cfg: "ModelConfig", model: "nn.Module") -> dict:
+    import torch
 
     torch.set_num_threads(int(spec.get("threads", 1)))
     device = torch.device(spec.get("device", "cpu"))
     if device.type == "cuda":
         return measure_cuda(spec, cfg, model.to(device), device)
     batch = int(spec["batch"])
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
-    images = torch.rand(batch, cfg.in_channels, cfg.input_size, cfg.input_size)
-    targets = torch.rand(batch, cfg.landmarks, cfg.heatmap_size, cfg.heatmap_size)
-
-    def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        heatmaps = model(images)
-        loss = sum(F.mse_loss(h, targets) for h in heatmaps)
-        loss.backward()
-        optimizer.step()
+    optimizer, images, targets, train_step = training_step(cfg, model, batch)
 
     params = list(model.parameters())
     counter = SavedTensorCounter(model, exclude=params + [images, targets])
@@ -236,19 +245,9 @@ def measure_cuda(spec: dict, cfg: "ModelConfig", model: "nn.Module", device) -> 
     """GPU memory of a training step, as the paper's Fig. 5 counts it: the allocator's peak
     (torch.cuda.max_memory_allocated) over a step after a warm-up step, weights, optimizer state and batch included."""
     import torch
-    import torch.nn.functional as F
 
     batch = int(spec["batch"])
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
-    images = torch.rand(batch, cfg.in_channels, cfg.input_size, cfg.input_size, device=device)
-    targets = torch.rand(batch, cfg.landmarks, cfg.heatmap_size, cfg.heatmap_size, device=device)
-
-    def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        heatmaps = model(images)
-        loss = sum(F.mse_loss(h, targets) for h in heatmaps)
-        loss.backward()
-        optimizer.step()
+    optimizer, images, targets, train_step = training_step(cfg, model, batch, device)
 
     start = time.perf_counter()
     train_step()

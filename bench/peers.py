@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from _timing import machine  # bench/ is on sys.path when run as a script
+from _timing import machine, median_step_seconds  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,13 +66,7 @@ def best_box(boxes: list, truth) -> tuple | None:
 
 
 def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * sorted(times)[len(times) // 2]
+    return 1000 * median_step_seconds(fn, repeats)
 
 
 def main() -> None:
