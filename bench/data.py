@@ -32,7 +32,7 @@ SOURCES = {"300w": f"300w:{REPO.parent / 'shared' / 'data' / '300w'}", "syntheti
 def pipeline_speed(source_text: str, size: int, samples: int, workers: int, batch: int) -> dict:
     source = open_source(source_text)
     dataset = LandmarkDataset(source, input_size=size, augment=True, seed=0)
-    loader = build_loader(dataset, batch_size=batch, workers=workers, shuffle=True, seed=0, drop_last=True)
+    loader = build_loader(dataset, batch_size=batch, workers=workers, drop_last=True)  # training's epoch sampler
     batches = samples // batch
     iterator = iter(loader)
     next(iterator)  # worker start-up and first batch are not steady state
@@ -49,7 +49,7 @@ def training_speed(size: int, landmarks: int, batch: int, steps: int) -> dict:
     model = build_model(cfg).train().to(memory_format=torch.channels_last)
     optimiser = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
     images = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    targets = torch.rand(batch, landmarks, size // 4, size // 4)
+    targets = torch.rand(batch, landmarks, cfg.heatmap_size, cfg.heatmap_size)
 
     def step() -> None:
         loss = sum(((out - targets) ** 2).mean() for out in model(images))

@@ -31,16 +31,9 @@ import torch  # noqa: E402
 from dunet import DunetError  # noqa: E402
 
 
-def landmarks_in_input_pixels(heatmaps: torch.Tensor) -> np.ndarray:
-    from dunet.data.heatmaps import decode, heatmap_to_input
-
-    coords, _ = decode(heatmaps)
-    return np.asarray(heatmap_to_input(coords))
-
-
 def run(args: argparse.Namespace) -> dict:
     from dunet.data.dataset import LandmarkDataset
-    from dunet.data.heatmaps import heatmaps_to_image
+    from dunet.data.heatmaps import HeatmapCodec
     from dunet.data.readers import open_source
     from dunet.deploy.int8 import quantize_onnx_int8
     from dunet.deploy.onnx_export import export_onnx
@@ -60,6 +53,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.max_samples:
         val_idx = val_idx[: args.max_samples]
     dataset = LandmarkDataset(source, input_size=runner.input_size, augment=False)
+    codec = HeatmapCodec(runner.input_size)  # no blur: the int8 error itself, not the decoding's
     calibration = [dataset[i]["image"][None].numpy() for i in train_idx[: args.calibration]]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,8 +83,8 @@ def run(args: argparse.Namespace) -> dict:
                     maps = torch.cat([model.heatmaps(image[None]) for image in images])
                 else:
                     maps = model.heatmaps(images)
-                xy[name].append(landmarks_in_input_pixels(maps))
-                in_image[name].append(heatmaps_to_image(maps, crop_to_image)[0].numpy())
+                xy[name].append(codec.decode(maps)[0].numpy())
+                in_image[name].append(codec.decode_to_image(maps, crop_to_image)[0].numpy())
     indices = np.asarray(val_idx)
     scores = {name: score(source, np.concatenate(pred), indices) for name, pred in in_image.items()}
     metric, _ = main_metric(scores["training"])

@@ -4,7 +4,9 @@ closest shipped model, sized to --minutes on this machine), then the held-out fr
 under 5 % of the frame's diagonal, in <= 15 minutes on a 2-core CPU.
 
     .venv/bin/python bench/own_data.py [--data dlc:../shared/data/dlc_openfield/.../CollectedData_Pranav.csv]
-                                       [--minutes 10] [--out runs/own_data]
+                                       [--minutes 10] [--out runs/own_data] [--set init=]
+
+`--set KEY=VALUE` goes to `dunet train`; `--set init=` trains from scratch instead of fine-tuning.
 
 Prints a table and writes bench/results/own_data.json.
 """
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--data", default=f"dlc:{OPENFIELD}")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--out", default=str(REPO / "runs" / "own_data"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to dunet train")
     parser.add_argument("--results", default=str(REPO / "bench" / "results" / "own_data.json"))
     args = parser.parse_args()
 
@@ -41,7 +44,7 @@ def main() -> None:
 
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "dunet", "train", "--data", args.data, "--out", args.out,
-                    "--minutes", str(args.minutes)], check=True)
+                    "--minutes", str(args.minutes)] + [f"--set={item}" for item in args.set], check=True)
     minutes = (time.perf_counter() - started) / 60
     model = LandmarkModel.load(Path(args.out) / "last")
     cfg = model.config
@@ -61,14 +64,18 @@ def main() -> None:
            "pck_0.2_box": metrics["pck_0.2"], "mean_error_px": metrics["mean_error_px"],
            "mean_error_pct_diagonal": diagonal_share, "per_joint": metrics["per_joint"]}
     print(f"\n{machine()['cpu']}: own-data recipe on {len(source)} frames, {len(idx)} held out")
-    print(f"{'minutes':>8}{'input px':>9}{'epochs':>7}{'PCK@0.2 box':>13}{'mean err px':>12}{'% diagonal':>11}")
-    print(f"{minutes:>8.1f}{cfg.model.input_size:>9}{cfg.optim.epochs:>7}{row['pck_0.2_box']:>12.1f}%"
-          f"{row['mean_error_px']:>12.1f}{diagonal_share:>10.2f}%")
+    print(f"{'init':>12}{'minutes':>8}{'input px':>9}{'epochs':>7}{'PCK@0.2 box':>13}{'mean err px':>12}"
+          f"{'% diagonal':>11}")
+    print(f"{cfg.init or 'scratch':>12}{minutes:>8.1f}{cfg.model.input_size:>9}{cfg.optim.epochs:>7}"
+          f"{row['pck_0.2_box']:>12.1f}%{row['mean_error_px']:>12.1f}{diagonal_share:>10.2f}%")
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "own-data recipe on a DeepLabCut project", "machine": machine(),
+    # One result per starting point (fine-tuned, from scratch), so both runs of the walk-through stay side by side.
+    results = json.loads(out.read_text()).get("results", {}) if out.is_file() else {}
+    results[cfg.init or "scratch"] = {"machine": machine(), **row}
+    out.write_text(json.dumps({"benchmark": "own-data recipe on a DeepLabCut project",
                                "goal": {"minutes": 15, "pck_0.2_box": 90, "mean_error_pct_diagonal": 5},
-                               "result": row}, indent=2) + "\n")
+                               "results": results}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

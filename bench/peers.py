@@ -86,7 +86,8 @@ def main() -> None:
     from dunet.api import landmark_box
     from dunet.data.readers import open_source
     from dunet.engine.trainer import split_indices
-    from dunet.metrics import failure_rate, inter_ocular, nme
+    from dunet.data.sample import normalisers
+    from dunet.metrics import failure_rate, nme
 
     torch.set_num_threads(1)
     dlib.DLIB_USE_BLAS = False  # dlib's predictor is single-threaded anyway
@@ -95,7 +96,7 @@ def main() -> None:
     samples = [source.samples[i] for i in held_out]
     gt = np.stack([s.keypoints for s in samples]).astype(np.float64)
     visible = np.ones(gt.shape[:2], dtype=bool)
-    norm = inter_ocular(gt, visible)
+    norm = normalisers(source.spec, samples)  # inter-ocular
     images = [source.load_image(i) for i in held_out]
     truth_boxes = [(float(p[:, 0].min()), float(p[:, 1].min()), float(np.ptp(p[:, 0])), float(np.ptp(p[:, 1])))
                    for p in gt]

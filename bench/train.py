@@ -53,7 +53,7 @@ def train_speed(name: str, size: int, precision: str, batch: int, steps: int, me
     model = build_model(cfg).train().to(device, memory_format=torch.channels_last)
     opt = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
     x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
-    target = torch.rand(batch, 16, size // 4, size // 4, device=device)
+    target = torch.rand(batch, 16, cfg.heatmap_size, cfg.heatmap_size, device=device)
     autocast = autocast_for(precision, device)
 
     def step():

@@ -11,6 +11,10 @@
 Every way in (this API, `dunet predict`, video) goes through `Landmarker._run`: the box becomes a square crop
 (the spec's context margin around an object box), the network runs in batches, and landmarks come back in
 image pixels with their scores (`LandmarkModel.predict_crops`: decoding and the score live there).
+
+An image given as a file path is decoded no larger than its crops need: a 12,000 px photo whose crop is
+resized to 128 px is decoded at 1/8 of its size (`dunet.data.images.load_reduced`), and the points come back
+in the pixels of the full image.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ Box = tuple[float, float, float, float]  # x, y, width, height in image pixels
 # the detector box / side of the landmark box, and the landmark box centre's offset from the detector box
 # centre, in landmark-box sides.
 DETECTOR_BOX = {"blazeface": (1.026, (0.001, 0.052)), "haar": (1.148, (0.004, 0.164))}
+# The long side, in pixels, that an image file is decoded at for each face detector: BlazeFace shrinks the image
+# to 128 px anyway (this is 8x that); the Haar cascade finds faces down to 24 px, so it gets the full size.
+DETECTOR_SIDE = {"blazeface": 8 * 128, "haar": math.inf}
+# A crop is cut from an image decoded at least twice its size, so the crop is still averaged down from it.
+CROP_DETAIL = 2
 
 
 @dataclass
@@ -116,27 +125,21 @@ class Landmarker:
         if there is none) or the whole image. boxes=[...]: one result per box, as a list."""
         if box is not None and boxes is not None:
             raise DunetError("give either box or boxes, not both")
-        rgb = as_rgb(image)
         if boxes is not None:
-            return self._run([(rgb, [self._object_box(b, rgb) for b in boxes])])[0]
+            return self._run([self._job(image, list(boxes))])[0]
         if box is not None:
-            return self._run([(rgb, [self._object_box(box, rgb)])])[0][0]
-        found = self._default_boxes(rgb)
-        return self._run([(rgb, found[:1])])[0][0] if found else None
+            return self._run([self._job(image, [box])])[0][0]
+        picture, found = self._job(image, None)
+        return self._run([(picture, found[:1])])[0][0] if found else None
 
-    def predict_batch(self, images: Iterable, boxes: Iterable | None = None) -> list[list[Landmarks]]:
+    def predict_batch(self, images: Iterable, boxes: Iterable | None = None, *,
+                      upright: bool = True) -> list[list[Landmarks]]:
         """One list of results per image. `boxes`: per image None (every detected face, or the whole
         image) or a list of x, y, w, h. Images are read, cropped and dropped one by one and the crops run
-        through the network `batch_size` at a time, so a long list never sits in memory."""
+        through the network `batch_size` at a time, so a long list never sits in memory. `upright=False`:
+        image files are used as stored, not turned by their EXIF orientation."""
         per_image = boxes if boxes is not None else _nones()
-
-        def jobs():
-            for image, image_boxes in zip(images, per_image):
-                rgb = as_rgb(image)
-                yield rgb, (self._default_boxes(rgb) if image_boxes is None
-                            else [self._object_box(b, rgb) for b in image_boxes])
-
-        return self._run(jobs())
+        return self._run(self._job(image, image_boxes, upright) for image, image_boxes in zip(images, per_image))
 
     def detect(self, image) -> list[Box]:
         """Face boxes (x, y, w, h), largest first, from the shipped face detector."""
@@ -146,17 +149,62 @@ class Landmarker:
 
     # --- the one pipeline -----------------------------------------------------------------------------------
 
-    def crop_for(self, rgb: np.ndarray, box: Box, kind: str):
+    def crop_for(self, image: ReducedImage, box: Box, kind: str):
         """(3, S, S) crop and its crop-to-image affine for an object box (the spec's margin around it) or the
-        whole image (kind "image": used as it is)."""
+        whole image (kind "image": used as it is). The box is in the pixels of the full image; the crop is
+        cut from `image.pixels`, and the affine maps it to the full image."""
         from dunet.data.dataset import crop_image
 
         x, y, w, h = box
-        side = max(w, h) * (self.runner.spec.box_margin if kind == "object" else 1.0)
-        return crop_image(rgb, np.array([x + w / 2 - 0.5, y + h / 2 - 0.5]), side, self.runner.input_size)
+        centre = image.from_full([[x + w / 2 - 0.5, y + h / 2 - 0.5]])[0]
+        crop, affine = crop_image(image.pixels, centre, self._crop_side(box, kind) / image.factor,
+                                  self.runner.input_size)
+        affine = affine * image.factor  # crop pixels -> reduced pixels -> full-image pixels
+        affine[:, 2] += affine.new_tensor(image.offset)
+        return crop, affine
 
-    def _run(self, jobs: Iterable[tuple[np.ndarray, list[tuple[Box, str]]]]) -> list[list[Landmarks]]:
+    def _crop_side(self, box: Box, kind: str) -> float:
+        return max(box[2], box[3]) * (self.runner.spec.box_margin if kind == "object" else 1.0)
+
+    def _job(self, image, boxes: list | None, upright: bool = True) -> tuple[ReducedImage, list[tuple[Box, str]]]:
+        """The pixels of one image and its boxes (given, detected, or the whole image) as _run takes them. A
+        file is decoded at the smallest size that its crops (and the face detector) still get every detail
+        from; an image in memory is used as it is."""
+        from dunet.data.images import ReducedImage, image_size, load_reduced, reduction_for
+
+        if not isinstance(image, (str, Path)):
+            picture = ReducedImage.of(as_rgb(image))
+            return picture, self._boxes(boxes, picture.full_size, picture)
+        size = image_size(image, upright=upright)
+        picture = None
+        if boxes is None and self.detect_faces:
+            detail = reduction_for(max(size), DETECTOR_SIDE[self.face_detector])
+            picture = load_reduced(image, detail, upright=upright)
+        found = self._boxes(boxes, size, picture)
+        crop_detail = CROP_DETAIL * self.runner.input_size
+        factor = min((reduction_for(self._crop_side(box, kind), crop_detail) for box, kind in found), default=8)
+        if picture is None or factor < picture.factor:
+            picture = load_reduced(image, factor, upright=upright)
+        return picture, found
+
+    def _boxes(self, boxes: list | None, size: tuple[int, int],
+               picture: ReducedImage | None) -> list[tuple[Box, str]]:
+        """Given boxes, checked against the image size; else the faces detected in `picture`, or the whole image."""
+        width, height = size
+        if boxes is not None:
+            return [(check_box(b, width, height), "object") for b in boxes]
+        if not self.detect_faces:
+            return [((0.0, 0.0, float(width), float(height)), "image")]
+        found = []
+        for x, y, w, h in self.detect(picture.pixels):
+            corner = picture.to_full([[x - 0.5, y - 0.5]])[0] + 0.5  # the box's top-left pixel edge
+            found.append(landmark_box((*corner, w * picture.factor, h * picture.factor), self.face_detector))
+        return [(b, "object") for b in found]
+
+    def _run(self, jobs: Iterable[tuple[ReducedImage | np.ndarray, list[tuple[Box, str]]]]) -> list[list[Landmarks]]:
         import torch
+
+        from dunet.data.images import ReducedImage
 
         results: list[list[Landmarks]] = []
         pending: list[tuple[int, Box, object, object]] = []
@@ -171,25 +219,16 @@ class Landmarker:
                                                  self.names, tuple(float(v) for v in box)))
             pending.clear()
 
-        for rgb, boxes in jobs:
+        for image, boxes in jobs:
+            picture = image if isinstance(image, ReducedImage) else ReducedImage.of(image)  # video frames
             results.append([])
             for box, kind in boxes:
-                crop, affine = self.crop_for(rgb, box, kind)
+                crop, affine = self.crop_for(picture, box, kind)
                 pending.append((len(results) - 1, box, crop, affine))
                 if len(pending) >= self.batch_size:
                     flush()
         flush()
         return results
-
-    def _default_boxes(self, rgb: np.ndarray) -> list[tuple[Box, str]]:
-        height, width = rgb.shape[:2]
-        if not self.detect_faces:
-            return [((0.0, 0.0, float(width), float(height)), "image")]
-        return [(landmark_box(b, self.face_detector), "object") for b in self.detect(rgb)]
-
-    def _object_box(self, box, rgb: np.ndarray) -> tuple[Box, str]:
-        height, width = rgb.shape[:2]
-        return check_box(box, width, height), "object"
 
 
 def landmark_box(detected: Box, detector: str = "blazeface") -> Box:

@@ -2,14 +2,13 @@
 
 A checkpoint is a directory (a run keeps `RUN/last/` and `RUN/best/`):
 
-    model.safetensors        weights; its metadata repeats config and meta, so it is also a model on its own
-    config.json              the resolved config
-    meta.json                format, format version, dunet version, metrics
+    model.safetensors        weights, and the model card (dunet.card) in its metadata: a model on its own
+    card.json                the same card, to read
     train_state.safetensors  tensors of the training state: optimizer state ("optimizer.state.<param>.<key>"),
     train_state.json         torch RNG state, ...; the JSON holds the rest and marks where each tensor goes.
                              Both absent in exported / pretrained models.
 
-A shipped model is one file: any `NAME.safetensors` whose metadata holds `dunet_config` and `dunet_meta`.
+A shipped model is one file: any `NAME.safetensors` whose metadata holds the format marker and a model card.
 Its convolution weights may be stored as int8 with one float32 scale per output channel (`int8_weights`,
 tensor `NAME` int8 plus `NAME.int8_scale`): a quarter of float32, dequantized when loaded.
 
@@ -21,8 +20,7 @@ Nothing here ever unpickles: no torch.load, no pickle.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
+import contextlib
 import json
 import os
 import random
@@ -37,14 +35,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
-from dunet import DunetError, __version__
+from dunet import DunetError
+from dunet.card import ModelCard, card_from_metadata
 from dunet.quant.quantizers import int8_per_channel
 
 FORMAT = "dunet-checkpoint"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-META_FILE = "meta.json"
+CARD_FILE = "card.json"
 TRAIN_TENSORS_FILE = "train_state.safetensors"
 TRAIN_JSON_FILE = "train_state.json"
 RUN_SUBDIRS = ("best", "last")  # what a run directory resolves to, in order of preference
@@ -59,8 +57,7 @@ INT8_SCALE_SUFFIX = ".int8_scale"
 class Checkpoint:
     path: Path  # what was loaded: a checkpoint directory or a single .safetensors file
     state_dict: dict[str, Tensor]
-    config: dict
-    meta: dict
+    card: ModelCard
     train_state: dict | None = None  # epoch, step, best metric, "rng" (see capture_rng), ...
     optimizer_state: dict | None = None  # a torch optimizer state_dict
     optimizer_type: str | None = None  # class name of the optimizer that wrote it
@@ -70,33 +67,27 @@ class Checkpoint:
 # saving
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, config: dict, *, optimizer: torch.optim.Optimizer | None = None,
-                    train_state: dict | None = None, metrics: dict | None = None, int8_weights: bool = False) -> Path:
+def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, *,
+                    optimizer: torch.optim.Optimizer | None = None, train_state: dict | None = None,
+                    metrics: dict | None = None, int8_weights: bool = False) -> Path:
     """Write a checkpoint directory at `path`, or a single-file model if `path` ends in `.safetensors`.
 
-    With `train_state` or `optimizer`, the training state is stored too; the RNG states of python,
-    numpy and torch are captured into `train_state["rng"]` unless it is already there. `int8_weights`
-    (single-file models only) stores every conv weight as int8 with a scale per output channel."""
+    `metrics`: the held-out metrics now, kept in the card's provenance. With `train_state` or `optimizer`, the
+    training state is stored too; the RNG states of python, numpy and torch are captured into
+    `train_state["rng"]` unless it is already there. `int8_weights` (single-file models only) stores every
+    conv weight as int8 with a scale per output channel."""
     path = Path(path)
-    config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "dunet_version": __version__,
-        "torch_version": torch.__version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "metrics": dict(metrics or {}),
-    }
+    card = card.stamped() if metrics is None else card.stamped(metrics=dict(metrics))
     if int8_weights and path.suffix != ".safetensors":
         raise ValueError("int8 weights are for single-file models (a .safetensors path), not training checkpoints")
-    model_file = _model_file_bytes(model, config, meta, int8_weights)
+    model_file = _model_file_bytes(model, card, int8_weights)
     if path.suffix == ".safetensors":
         if optimizer is not None or train_state is not None:
             raise ValueError("a single-file model holds weights only; save training state to a checkpoint directory")
-        _atomic_write_file(path, model_file)
+        atomic_write_file(path, model_file)
         return path
 
-    files = {MODEL_FILE: model_file, CONFIG_FILE: _json_bytes(config), META_FILE: _json_bytes(meta)}
+    files = {MODEL_FILE: model_file, CARD_FILE: _json_bytes(card.to_dict())}
     if optimizer is not None or train_state is not None:
         state = dict(train_state or {})
         state.setdefault("rng", capture_rng())
@@ -111,16 +102,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, *, optimiz
     return path
 
 
-def _model_file_bytes(model: nn.Module, config: dict, meta: dict, int8_weights: bool = False) -> bytes:
+def _model_file_bytes(model: nn.Module, card: ModelCard, int8_weights: bool = False) -> bytes:
     # Cloning gives every tensor its own storage: safetensors refuses tensors that share memory.
     weights = {name: t.detach().cpu().clone(memory_format=torch.contiguous_format)
                for name, t in model.state_dict().items()}
     if int8_weights:
         for name in [n for n, t in weights.items() if t.is_floating_point() and t.dim() == 4]:
             weights[name], weights[name + INT8_SCALE_SUFFIX] = int8_per_channel(weights[name])
-    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
-                "dunet_config": json.dumps(config, default=_json_default),
-                "dunet_meta": json.dumps(meta, default=_json_default)}
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), **card.to_metadata()}
     return safetensors_bytes(weights, metadata=metadata)
 
 
@@ -204,7 +193,9 @@ def _sibling(path: Path, tag: str) -> Path:
     return path.parent / f".{path.name}.{tag}"
 
 
-def _atomic_write_file(target: Path, data: bytes) -> None:
+def atomic_write_file(target: Path, data: bytes, what: str = "the model file") -> None:
+    """Write `data` to `target` through a synced temporary sibling and a rename: a failure (a full disk) leaves
+    any earlier `target` whole and no temporary file, and is one line naming `what` could not be written."""
     tmp = _sibling(target, "tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -212,8 +203,9 @@ def _atomic_write_file(target: Path, data: bytes) -> None:
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise DunetError(f"{target}: cannot write the model file ({err.strerror or err})") from None
+        with contextlib.suppress(OSError):  # e.g. the parent is a file: there is no temporary file to remove
+            tmp.unlink(missing_ok=True)
+        raise DunetError(f"{target}: cannot write {what} ({err.strerror or err})") from None
 
 
 def _atomic_write_dir(target: Path, files: dict[str, bytes]) -> None:
@@ -291,25 +283,15 @@ def _read_json(path: Path) -> Any:
         raise DunetError(f"{path}: corrupt JSON ({err})") from None
 
 
-def _parse_json_field(text: str | None, path: Path, field: str) -> dict:
+def _check_format(metadata: dict[str, str], path: Path) -> None:
+    if metadata.get("format") != FORMAT:
+        raise DunetError(f"{path}: a safetensors file but not a dunet model (no '{FORMAT}' format marker)")
     try:
-        value = json.loads(text) if text is not None else None
-    except json.JSONDecodeError as err:
-        raise DunetError(f"{path}: corrupt {field} metadata ({err})") from None
-    if not isinstance(value, dict):
-        raise DunetError(f"{path}: {field} metadata is missing or not a mapping")
-    return value
-
-
-def _check_format(meta: dict, path: Path) -> None:
-    if meta.get("format") != FORMAT:
-        raise DunetError(f"{path}: not a dunet checkpoint (no '{FORMAT}' format marker)")
-    try:
-        version = int(meta.get("format_version", -1))
+        version = int(metadata.get("format_version", -1))
     except (TypeError, ValueError):
         version = -1
     if version < 1:
-        raise DunetError(f"{path}: unknown checkpoint format version {meta.get('format_version')!r}")
+        raise DunetError(f"{path}: unknown checkpoint format version {metadata.get('format_version')!r}")
     if version > FORMAT_VERSION:
         raise DunetError(f"{path}: written by a newer dunet (format {version}, this one reads {FORMAT_VERSION}); "
                          "upgrade dunet")
@@ -317,25 +299,14 @@ def _check_format(meta: dict, path: Path) -> None:
 
 def _load_file(path: Path) -> Checkpoint:
     state_dict, metadata = _read_safetensors(path)
-    if metadata.get("format") != FORMAT or "dunet_config" not in metadata:
-        raise DunetError(f"{path}: a safetensors file but not a dunet model (no dunet config in its metadata)")
     _check_format(metadata, path)
-    config = _parse_json_field(metadata.get("dunet_config"), path, "dunet_config")
-    meta = _parse_json_field(metadata.get("dunet_meta"), path, "dunet_meta")
-    return Checkpoint(path=path, state_dict=_dequantize_int8(state_dict, path), config=config, meta=meta)
+    card = card_from_metadata(metadata, str(path))
+    return Checkpoint(path=path, state_dict=_dequantize_int8(state_dict, path), card=card)
 
 
 def _load_dir(path: Path) -> Checkpoint:
-    state_dict, _ = _read_safetensors(path / MODEL_FILE)
-    meta = _read_json(path / META_FILE)
-    if not isinstance(meta, dict):
-        raise DunetError(f"{path / META_FILE}: expected a JSON object")
-    _check_format(meta, path)
-    config = _read_json(path / CONFIG_FILE)
-    if not isinstance(config, dict):
-        raise DunetError(f"{path / CONFIG_FILE}: expected a JSON object")
-    ckpt = Checkpoint(path=path, state_dict=state_dict, config=config, meta=meta)
-
+    ckpt = _load_file(path / MODEL_FILE)  # its metadata holds the card (and the config and meta of 0.1.0)
+    ckpt.path = path
     has_json, has_tensors = (path / TRAIN_JSON_FILE).is_file(), (path / TRAIN_TENSORS_FILE).is_file()
     if has_json != has_tensors:
         missing = TRAIN_TENSORS_FILE if has_json else TRAIN_JSON_FILE
@@ -382,7 +353,7 @@ def load_weights(model: nn.Module, ckpt: Checkpoint | str | Path) -> Checkpoint:
     expected = model.state_dict()
     given = ckpt.state_dict
     problem = f"{ckpt.path} does not fit this model"
-    hint = _describe_model(ckpt.config)
+    hint = _describe_model(ckpt.card)
     for name, tensor in expected.items():
         if name not in given:
             raise DunetError(f"{problem}: the checkpoint has no tensor {name!r} (wrong architecture?){hint}")
@@ -408,16 +379,15 @@ def init_weights(model: nn.Module, ckpt: Checkpoint | str | Path) -> tuple[list[
     copied = [name for name, tensor in state.items()
               if tensor.is_floating_point() and name in given and given[name].shape == tensor.shape]
     if not copied:
-        raise DunetError(f"{ckpt.path}: no tensor fits this model (another architecture?){_describe_model(ckpt.config)}")
+        raise DunetError(f"{ckpt.path}: no tensor fits this model (another architecture?){_describe_model(ckpt.card)}")
     model.load_state_dict({**state, **{name: given[name].to(state[name].dtype) for name in copied}})
     return copied, [name for name in state if name not in set(copied)]
 
 
-def _describe_model(config: dict) -> str:
-    model = config.get("model") if isinstance(config.get("model"), dict) else config
+def _describe_model(card: ModelCard) -> str:
+    model = card.config.model
     keys = ("arch", "units", "order", "landmarks", "input_size", "quant")
-    parts = [f"{k}={model[k]}" for k in keys if k in model]
-    return f"; checkpoint model: {', '.join(parts)}" if parts else ""
+    return "; checkpoint model: " + ", ".join(f"{k}={getattr(model, k)}" for k in keys)
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, ckpt: Checkpoint) -> None:

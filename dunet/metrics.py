@@ -4,6 +4,9 @@ Conventions (the same everywhere in this module):
 - `pred`, `gt`: (N, K, 2) pixel coordinates; `visible`: (N, K) bool, True where the ground truth
   has a position ("labelled"). Occluded but annotated points count as labelled, as in the standard
   protocols; ground-truth points with NaN/inf coordinates are treated as unlabelled.
+- What is scored is the DatasetSpec's: its normaliser kind picks the metric (inter-ocular: NME; torso,
+  bbox: PCK@0.2; head: PCKh@0.5), `normaliser` is the spec's length per sample
+  (`dunet.data.sample.normalisers`), and the spec names the scored joints, groups and subsets.
 - A sample whose normaliser is undefined (a needed point unlabelled, zero length) or that has no
   labelled point gets NaN and is left out of every aggregate; `evaluate` reports how many in
   `n_excluded`.
@@ -18,40 +21,20 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dunet import DunetError
 
-# Outer eye corners and pupil (eye-centre) points of the two standard face layouts, 0-based.
-# iBUG 68: the pupil is the mean of the six eye-contour points; WFLW 98 annotates the pupils.
-FACE_LAYOUTS: dict[int, dict[str, tuple]] = {
-    68: {"outer_eye_corners": (36, 45), "eyes": (tuple(range(36, 42)), tuple(range(42, 48)))},
-    98: {"outer_eye_corners": (60, 72), "eyes": ((96,), (97,))},
-}
+if TYPE_CHECKING:  # metrics stay plain numpy: importing dunet.data would load the data pipeline
+    from dunet.data.spec import DatasetSpec
 
-LSP_JOINTS = (
-    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "r_wrist", "r_elbow",
-    "r_shoulder", "l_shoulder", "l_elbow", "l_wrist", "neck", "head_top",
-)
-MPII_JOINTS = (
-    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
-    "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
-)
-LSP_TORSO = (8, 3)  # right shoulder, left hip
-# The 12 LSP joints that body models such as MediaPipe's BlazePose also predict (all but neck and head top):
-# the fair set for comparing with them.
-LSP_BODY12 = tuple(range(12))
-
-# The usual grouped table: each group is the mean of its joints' PCK. MPII leaves pelvis and
-# thorax out of the table and of its Mean, as the official evaluation does.
-LSP_GROUPS = {"Head": (12, 13), "Sho.": (8, 9), "Elb.": (7, 10), "Wri.": (6, 11),
-              "Hip": (2, 3), "Knee": (1, 4), "Ank.": (0, 5)}
-MPII_GROUPS = {"Head": (8, 9), "Sho.": (12, 13), "Elb.": (11, 14), "Wri.": (10, 15),
-               "Hip": (2, 3), "Knee": (1, 4), "Ank.": (0, 5)}
-
-FACE_SPECS = ("300w", "wflw")  # the generated faces (synthetic:N) follow the 300w spec
 CED_THRESHOLDS = (0.08, 0.10)
+# The headline metric of each normaliser kind (DatasetSpec.normaliser): its key, and the error, as a fraction
+# of the normaliser, under which a point counts as right (PCK's alpha; the failure threshold of NME).
+HEADLINES = {"interocular": ("nme_io", 0.08), "torso": ("pck_0.2", 0.2), "bbox": ("pck_0.2", 0.2),
+             "head": ("pckh_0.5", 0.5)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,31 +81,15 @@ def _positive_or_nan(lengths: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# normalisers: (N,) reference lengths from the ground truth, NaN where undefined
+# the two extra face normalisers: (N,) lengths from the ground truth, NaN where undefined
 
 
-def _face_layout(num_points: int, what: str) -> dict[str, tuple]:
-    if num_points not in FACE_LAYOUTS:
-        raise DunetError(f"{what} needs the 68-point iBUG or 98-point WFLW layout, got {num_points} points")
-    return FACE_LAYOUTS[num_points]
-
-
-def inter_ocular(gt: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """Distance between the outer eye corners (iBUG 36/45, WFLW 60/72)."""
-    left, right = _face_layout(gt.shape[1], "inter-ocular NME")["outer_eye_corners"]
-    lengths = np.linalg.norm(gt[:, left] - gt[:, right], axis=-1)
-    return _positive_or_nan(np.where(visible[:, left] & visible[:, right], lengths, np.nan))
-
-
-def inter_pupil(gt: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """Distance between the eye centres (iBUG: mean of each eye's 6 contour points; WFLW: 96/97).
+def inter_pupil(gt: np.ndarray, visible: np.ndarray, eyes: tuple[tuple[int, ...], tuple[int, ...]]) -> np.ndarray:
+    """Distance between the eye centres, each the mean of its points in `eyes` (DatasetSpec.eye_centres).
     Every point of both eyes must be labelled."""
-    left, right = _face_layout(gt.shape[1], "inter-pupil NME")["eyes"]
-    centre_left = gt[:, list(left)].mean(axis=1)
-    centre_right = gt[:, list(right)].mean(axis=1)
-    labelled = visible[:, list(left) + list(right)].all(axis=1)
-    lengths = np.linalg.norm(centre_left - centre_right, axis=-1)
-    return _positive_or_nan(np.where(labelled, lengths, np.nan))
+    left, right = (list(eye) for eye in eyes)
+    lengths = np.linalg.norm(gt[:, left].mean(axis=1) - gt[:, right].mean(axis=1), axis=-1)
+    return _positive_or_nan(np.where(visible[:, left + right].all(axis=1), lengths, np.nan))
 
 
 def box_size(gt: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -131,15 +98,6 @@ def box_size(gt: np.ndarray, visible: np.ndarray) -> np.ndarray:
     with _quiet_all_nan():
         size = np.nanmax(masked, axis=1) - np.nanmin(masked, axis=1)
     return _positive_or_nan(np.sqrt(size[:, 0] * size[:, 1]))
-
-
-def torso_size(gt: np.ndarray, visible: np.ndarray, joints: tuple[int, int] = LSP_TORSO) -> np.ndarray:
-    """Distance between two torso joints; LSP: right shoulder (8) to left hip (3)."""
-    a, b = joints
-    if gt.shape[1] <= max(a, b):
-        raise DunetError(f"torso size needs joints {a} and {b}, but the data has {gt.shape[1]} points")
-    lengths = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
-    return _positive_or_nan(np.where(visible[:, a] & visible[:, b], lengths, np.nan))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,101 +216,73 @@ def group_table(per_joint: np.ndarray, groups: dict[str, tuple[int, ...]], mean:
 # the entry point of `dunet eval`
 
 
-def evaluate(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None, spec_name: str,
-             normaliser: np.ndarray | None = None, names: list[str] | None = None) -> dict:
-    """All metrics of a data set, as a JSON-ready dict (NaN -> None). Keys by `spec_name`:
+def evaluate(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None, spec: DatasetSpec,
+             normaliser: np.ndarray) -> dict:
+    """All metrics of a data set as a JSON-ready dict (NaN -> None), as its `spec` scores it; `normaliser`:
+    (N,) the spec's normaliser of each sample (dunet.data.sample.normalisers). By the normaliser kind:
 
-    - faces ("300w", "wflw"): nme_io, nme_ip, nme_box (percent; io/ip are None
-      unless the layout has 68 or 98 points), fr_0.08, auc_0.08, fr_0.10, auc_0.10 (fractions) on the
-      inter-ocular NME (box NME for other layouts; `ced_normaliser` says which). `normaliser` is unused.
-    - "lsp": pck_0.2 (torso = right shoulder to left hip of the ground truth unless `normaliser` is
-      given), pck_0.2_body12 (the 12 joints body models such as BlazePose share: no neck, head top),
-      per_joint, per_group.
-    - "mpii": pckh_0.5 with `normaliser` = head size (required; usually 0.6 x head-box diagonal),
-      per_joint, per_group; pelvis and thorax are left out of the mean.
-    - anything else (COCO, custom): pck_0.2 with `normaliser` (box size; the labelled ground-truth
-      box sqrt(w*h) if None), per_joint.
-    Always: n (samples given), n_excluded (samples without a defined score), mean_error_px (over
-    all labelled points). `names` label the per_joint entries (default: the LSP/MPII joint names,
-    else "0", "1", ...). For CED plots, per-sample errors are `nme(pred, gt, visible, inter_ocular(gt, visible))`.
-    """
+    - "interocular" (faces): nme_io (on `normaliser`; the headline), nme_ip (by `spec.eye_centres`, None
+      without them), nme_box (percent), and fr_0.08, auc_0.08, fr_0.10, auc_0.10 (fractions) of the headline
+      NME, which the CED plot shows too.
+    - "torso", "bbox": pck_0.2; "head": pckh_0.5. Both over `spec.scored` (all joints by default), with
+      per_joint (named by the spec), per_group (`spec.groups`, if any) and `pck_0.2_NAME` for each of
+      `spec.subsets` (LSP: pck_0.2_body12).
+    Always: n (samples given), n_excluded (samples without a defined score), mean_error_px (over all
+    labelled points)."""
     pred, gt, visible = check_inputs(pred, gt, visible)
     num, points = gt.shape[:2]
-    kind = spec_name.lower()
-    if names is not None and len(names) != points:
-        raise DunetError(f"{len(names)} landmark names given for {points} landmarks")
+    if points != spec.num_keypoints:
+        raise DunetError(f"the data has {points} landmarks but the {spec.name} spec has {spec.num_keypoints}")
+    normaliser = np.asarray(normaliser, dtype=np.float64)
+    if normaliser.shape != (num,):
+        raise DunetError(f"normaliser must have one value per sample, shape ({num},), got {normaliser.shape}")
     labelled_errors = point_errors(pred, gt)[visible]
     result: dict = {"n": int(num), "mean_error_px": float(labelled_errors.mean()) if labelled_errors.size else None}
-
-    if kind in FACE_SPECS:
-        metrics, valid = _face_metrics(pred, gt, visible)
-    elif kind == "lsp":
-        _expect_points(points, LSP_JOINTS, "LSP")
-        if normaliser is None:
-            normaliser = torso_size(gt, visible)
-        metrics, valid = _pose_metrics(pred, gt, visible, normaliser, 0.2, "pck_0.2",
-                                       names or _default_names(points, LSP_JOINTS), LSP_GROUPS, range(points))
-        body = list(LSP_BODY12)
-        metrics["pck_0.2_body12"] = pck(pred[:, body], gt[:, body], visible[:, body], normaliser, 0.2)[0]
-    elif kind == "mpii":
-        if normaliser is None:
-            raise DunetError("MPII PCKh needs the per-sample head size as the normaliser")
-        _expect_points(points, MPII_JOINTS, "MPII")
-        scored = [j for j in range(points) if MPII_JOINTS[j] not in ("pelvis", "thorax")]
-        metrics, valid = _pose_metrics(pred, gt, visible, normaliser, 0.5, "pckh_0.5",
-                                       names or _default_names(points, MPII_JOINTS), MPII_GROUPS, scored)
+    kind = spec.normaliser[0]
+    if kind == "interocular":
+        metrics, valid = _face_metrics(pred, gt, visible, normaliser, spec.eye_centres)
     else:
-        if normaliser is None:
-            normaliser = box_size(gt, visible)
-        metrics, valid = _pose_metrics(pred, gt, visible, normaliser, 0.2, "pck_0.2",
-                                       names or _default_names(points, ()), None, range(points))
+        key, alpha = HEADLINES[kind]
+        metrics, valid = _pose_metrics(pred, gt, visible, normaliser, alpha, key, spec)
     result["n_excluded"] = int(num - valid)
     result.update(metrics)
     return _json_ready(result)
 
 
-def _face_metrics(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray) -> tuple[dict, int]:
-    points = gt.shape[1]
-    per_sample = {"box": nme(pred, gt, visible, box_size(gt, visible))}
-    if points in FACE_LAYOUTS:
-        per_sample["inter_ocular"] = nme(pred, gt, visible, inter_ocular(gt, visible))
-        per_sample["inter_pupil"] = nme(pred, gt, visible, inter_pupil(gt, visible))
-    ced_on = "inter_ocular" if points in FACE_LAYOUTS else "box"
+def _face_metrics(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, normaliser: np.ndarray,
+                  eyes: tuple | None) -> tuple[dict, int]:
+    """NME by the spec's normaliser (the headline; FR, AUC and the CED are on it), by the eye centres, by the box."""
+    headline = nme(pred, gt, visible, normaliser)
+    pupils = nme(pred, gt, visible, inter_pupil(gt, visible, eyes)) if eyes is not None else np.empty(0)
+    boxes = nme(pred, gt, visible, box_size(gt, visible))
 
-    def mean_percent(kind: str) -> float | None:
-        values = _finite(per_sample[kind]) if kind in per_sample else np.empty(0)
+    def mean_percent(errors: np.ndarray) -> float | None:
+        values = _finite(errors)
         return 100.0 * float(values.mean()) if values.size else None
 
-    metrics = {"nme_io": mean_percent("inter_ocular"), "nme_ip": mean_percent("inter_pupil"),
-               "nme_box": mean_percent("box"), "ced_normaliser": ced_on}
+    metrics = {"nme_io": mean_percent(headline), "nme_ip": mean_percent(pupils), "nme_box": mean_percent(boxes),
+               "ced_normaliser": "inter_ocular"}
     for t in CED_THRESHOLDS:
-        metrics[f"fr_{t:.2f}"] = failure_rate(per_sample[ced_on], t)
-        metrics[f"auc_{t:.2f}"] = ced_auc(per_sample[ced_on], t)
-    return metrics, int(np.isfinite(per_sample[ced_on]).sum())
+        metrics[f"fr_{t:.2f}"] = failure_rate(headline, t)
+        metrics[f"auc_{t:.2f}"] = ced_auc(headline, t)
+    return metrics, int(np.isfinite(headline).sum())
 
 
 def _pose_metrics(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, normaliser: np.ndarray,
-                  alpha: float, key: str, names: list[str], groups: dict | None, scored) -> tuple[dict, int]:
-    normaliser = np.asarray(normaliser, dtype=np.float64)
-    if normaliser.shape != gt.shape[:1]:
-        raise DunetError(f"normaliser must have one value per sample, shape ({gt.shape[0]},), got {normaliser.shape}")
-    scored = list(scored)
+                  alpha: float, key: str, spec: DatasetSpec) -> tuple[dict, int]:
+    def pck_of(joints) -> float:
+        joints = list(joints)
+        return pck(pred[:, joints], gt[:, joints], visible[:, joints], normaliser, alpha)[0]
+
     _, per_joint = pck(pred, gt, visible, normaliser, alpha)
-    mean, _ = pck(pred[:, scored], gt[:, scored], visible[:, scored], normaliser, alpha)
-    metrics: dict = {key: mean, "per_joint": {name: float(v) for name, v in zip(names, per_joint)}}
-    if groups is not None:
-        metrics["per_group"] = group_table(per_joint, groups, mean)
+    mean = pck_of(spec.scored if spec.scored is not None else range(spec.num_keypoints))
+    metrics: dict = {key: mean, "per_joint": {name: float(v) for name, v in zip(spec.keypoints, per_joint)}}
+    if spec.groups:
+        metrics["per_group"] = group_table(per_joint, dict(spec.groups), mean)
+    for name, joints in spec.subsets:
+        metrics[f"{key}_{name}"] = pck_of(joints)
     valid = np.isfinite(_positive_or_nan(normaliser)) & visible.any(axis=1)
     return metrics, int(valid.sum())
-
-
-def _expect_points(points: int, layout: tuple[str, ...], spec: str) -> None:
-    if points != len(layout):
-        raise DunetError(f"{spec} evaluation expects {len(layout)} joints ({', '.join(layout)}), got {points}")
-
-
-def _default_names(points: int, layout: tuple[str, ...]) -> list[str]:
-    return list(layout) if len(layout) == points else [str(j) for j in range(points)]
 
 
 def _json_ready(value):

@@ -11,6 +11,7 @@ below `min_score` the object counts as lost and the next frame starts over (dete
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 from collections.abc import Iterator
@@ -232,6 +233,14 @@ def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: st
             summary.frames_predicted += 1
             if bar is not None:
                 bar.update(1)
+        if handle is not None:
+            handle.close()  # flushes: a full disk may show only here
+    except OSError as err:  # a full disk, mostly: the outputs hold the frames before it, as after Ctrl-C
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+        raise DunetError(f"{out_dir / name}.csv: cannot write ({err.strerror or err}) after "
+                         f"{summary.frames_predicted} frame(s); the outputs hold the frames before it") from None
     finally:
         if bar is not None:
             bar.close()

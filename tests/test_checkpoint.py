@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import os
 import pickle
@@ -14,13 +13,16 @@ from safetensors.torch import save_file
 
 import dunet.checkpoint as checkpoint
 from dunet import DunetError
+from dunet.card import ModelCard
 from dunet.checkpoint import (
     capture_rng, init_weights, load_checkpoint, load_weights, restore_optimizer, restore_rng, save_checkpoint,
 )
+from dunet.data.spec import spec_from_names
+from dunet.engine.config import TrainConfig
 from dunet.models import ModelConfig, build_model
 
 SMALL = ModelConfig(units=1, input_size=32, levels=2, landmarks=5, channels=16, bottleneck=16, growth=8)
-CONFIG = {"model": dataclasses.asdict(SMALL), "train": {"optimizer": "rmsprop", "lr": 2.5e-4}}
+CARD = ModelCard(TrainConfig(model=SMALL), spec_from_names("dots", [f"dot{i}" for i in range(5)]))
 OPTIMIZERS = {
     "rmsprop": lambda params: torch.optim.RMSprop(params, lr=2.5e-4),
     "adam": lambda params: torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.99)),
@@ -68,7 +70,7 @@ def test_round_trip_gives_an_identical_next_step(tmp_path: Path, kind: str):
     optimizer = OPTIMIZERS[kind](model.parameters())
     for _ in range(2):
         train_step(model, optimizer)
-    save_checkpoint(tmp_path / "run" / "last", model, CONFIG, optimizer=optimizer,
+    save_checkpoint(tmp_path / "run" / "last", model, CARD, optimizer=optimizer,
                     train_state={"epoch": 3, "step": 2, "best_metric": float("inf")}, metrics={"nme_io": 5.1})
     train_step(model, optimizer)
     expected = weights(model)
@@ -90,7 +92,7 @@ def test_round_trip_gives_an_identical_next_step(tmp_path: Path, kind: str):
     assert_same(weights(resumed), expected)
     assert (random.random(), float(np.random.rand())) == expected_draws
     assert ckpt.train_state["epoch"] == 3 and ckpt.train_state["best_metric"] == float("inf")
-    assert ckpt.config == CONFIG and ckpt.meta["metrics"] == {"nme_io": 5.1}
+    assert ckpt.card.config == CARD.config and ckpt.card.provenance["metrics"] == {"nme_io": 5.1}
     assert ckpt.optimizer_type == type(optimizer).__name__
 
 
@@ -98,7 +100,7 @@ def test_optimizer_state_is_flattened_into_named_tensors(tmp_path: Path):
     model = small_model()
     optimizer = OPTIMIZERS["adam"](model.parameters())
     train_step(model, optimizer)
-    path = save_checkpoint(tmp_path / "last", model, CONFIG, optimizer=optimizer)
+    path = save_checkpoint(tmp_path / "last", model, CARD, optimizer=optimizer)
     with safe_open(str(path / "train_state.safetensors"), framework="pt") as f:
         names = set(f.keys())
     assert {"optimizer.state.0.exp_avg", "optimizer.state.0.exp_avg_sq", "optimizer.state.0.step"} <= names
@@ -121,10 +123,10 @@ def test_rng_state_survives_a_json_round_trip():
 
 def test_single_file_model(tmp_path: Path):
     model = small_model().eval()
-    path = save_checkpoint(tmp_path / "models" / "face.safetensors", model, CONFIG, metrics={"nme_io": 3.3})
+    path = save_checkpoint(tmp_path / "models" / "face.safetensors", model, CARD, metrics={"nme_io": 3.3})
     assert sorted(p.name for p in path.parent.iterdir()) == ["face.safetensors"]
     ckpt = load_checkpoint(path)
-    assert ckpt.config == CONFIG and ckpt.meta["metrics"] == {"nme_io": 3.3}
+    assert ckpt.card.config == CARD.config and ckpt.card.provenance["metrics"] == {"nme_io": 3.3}
     assert ckpt.train_state is None and ckpt.optimizer_state is None
     fresh = small_model().eval()
     load_weights(fresh, path)
@@ -135,7 +137,7 @@ def test_single_file_model(tmp_path: Path):
 def test_init_weights_copies_what_fits_and_keeps_the_rest(tmp_path: Path):
     torch.manual_seed(0)
     source = small_model()
-    path = save_checkpoint(tmp_path / "face.safetensors", source, CONFIG)
+    path = save_checkpoint(tmp_path / "face.safetensors", source, CARD)
     torch.manual_seed(1)
     target = small_model(landmarks=9)  # fine-tuning onto another landmark count: the heads differ
     before = weights(target)
@@ -151,8 +153,8 @@ def test_init_weights_copies_what_fits_and_keeps_the_rest(tmp_path: Path):
 
 def test_int8_weights_file(tmp_path: Path):
     model = small_model().eval()
-    full = save_checkpoint(tmp_path / "full.safetensors", model, CONFIG)
-    small = save_checkpoint(tmp_path / "int8.safetensors", model, CONFIG, int8_weights=True)
+    full = save_checkpoint(tmp_path / "full.safetensors", model, CARD)
+    small = save_checkpoint(tmp_path / "int8.safetensors", model, CARD, int8_weights=True)
     with safe_open(str(small), framework="pt") as f:
         conv_keys = [k for k in f.keys() if f.get_slice(k).get_dtype() == "I8"]
     assert conv_keys and all(model.state_dict()[k].dim() == 4 for k in conv_keys)
@@ -166,12 +168,12 @@ def test_int8_weights_file(tmp_path: Path):
         else:
             assert torch.equal(loaded[name], original)
     with pytest.raises(ValueError, match="single-file"):
-        save_checkpoint(tmp_path / "dir", model, CONFIG, int8_weights=True)
+        save_checkpoint(tmp_path / "dir", model, CARD, int8_weights=True)
 
 
 def test_damaged_int8_weights_are_reported(tmp_path: Path):
     model = small_model()
-    path = save_checkpoint(tmp_path / "int8.safetensors", model, CONFIG, int8_weights=True)
+    path = save_checkpoint(tmp_path / "int8.safetensors", model, CARD, int8_weights=True)
     with safe_open(str(path), framework="pt") as f:
         tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
     name = next(k for k in tensors if k.endswith(".int8_scale"))
@@ -183,22 +185,22 @@ def test_damaged_int8_weights_are_reported(tmp_path: Path):
 
 def test_model_file_of_a_checkpoint_dir_is_a_model_on_its_own(tmp_path: Path):
     model = small_model()
-    save_checkpoint(tmp_path / "best", model, CONFIG, train_state={"epoch": 1})
+    save_checkpoint(tmp_path / "best", model, CARD, train_state={"epoch": 1})
     ckpt = load_checkpoint(tmp_path / "best" / "model.safetensors")
-    assert ckpt.config == CONFIG
+    assert ckpt.card.spec == CARD.spec
     assert_same(ckpt.state_dict, model.state_dict())
 
 
 def test_single_file_cannot_hold_training_state(tmp_path: Path):
     model = small_model()
     with pytest.raises(ValueError, match="single-file"):
-        save_checkpoint(tmp_path / "m.safetensors", model, CONFIG, train_state={"epoch": 1})
+        save_checkpoint(tmp_path / "m.safetensors", model, CARD, train_state={"epoch": 1})
 
 
 def test_run_dir_prefers_best(tmp_path: Path):
-    save_checkpoint(tmp_path / "last", small_model(), CONFIG, metrics={"which": "last"})
-    save_checkpoint(tmp_path / "best", small_model(), CONFIG, metrics={"which": "best"})
-    assert load_checkpoint(tmp_path).meta["metrics"]["which"] == "best"
+    save_checkpoint(tmp_path / "last", small_model(), CARD, metrics={"which": "last"})
+    save_checkpoint(tmp_path / "best", small_model(), CARD, metrics={"which": "best"})
+    assert load_checkpoint(tmp_path).card.provenance["metrics"]["which"] == "best"
 
 
 # --- atomic writes -----------------------------------------------------------------------------
@@ -207,7 +209,7 @@ def saved_twice(tmp_path: Path) -> tuple[Path, dict, torch.nn.Module]:
     """A run with last/ holding model A, and a different model B to save over it."""
     target = tmp_path / "run" / "last"
     first = small_model()
-    save_checkpoint(target, first, CONFIG, train_state={"epoch": 1})
+    save_checkpoint(target, first, CARD, train_state={"epoch": 1})
     return target, weights(first), small_model()
 
 
@@ -224,7 +226,7 @@ def test_failed_write_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr(checkpoint, "_write_synced", disk_full_on_second_file)
     with pytest.raises(DunetError, match="No space left"):
-        save_checkpoint(target, second, CONFIG, train_state={"epoch": 2})
+        save_checkpoint(target, second, CARD, train_state={"epoch": 2})
     ckpt = load_checkpoint(target)
     assert ckpt.train_state["epoch"] == 1
     assert_same(ckpt.state_dict, first)
@@ -241,12 +243,12 @@ def test_crash_while_writing_leaves_last_loadable_and_is_cleaned_up(tmp_path: Pa
 
     monkeypatch.setattr(checkpoint, "_write_synced", killed_mid_file)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(target, second, CONFIG, train_state={"epoch": 2})
+        save_checkpoint(target, second, CARD, train_state={"epoch": 2})
     monkeypatch.undo()
     assert (target.parent / ".last.tmp").is_dir()
     assert_same(load_checkpoint(target).state_dict, first)
 
-    save_checkpoint(target, second, CONFIG, train_state={"epoch": 2})
+    save_checkpoint(target, second, CARD, train_state={"epoch": 2})
     assert sorted(p.name for p in target.parent.iterdir()) == ["last"]
     assert load_checkpoint(target).train_state["epoch"] == 2
 
@@ -262,13 +264,13 @@ def test_crash_between_the_renames_falls_back_to_the_old_copy(tmp_path: Path, mo
 
     monkeypatch.setattr(checkpoint.os, "replace", killed_before_new_is_in_place)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(target, second, CONFIG, train_state={"epoch": 2})
+        save_checkpoint(target, second, CARD, train_state={"epoch": 2})
     monkeypatch.undo()
     assert not target.exists()
     assert_same(load_checkpoint(target).state_dict, first)
     assert_same(load_checkpoint(target.parent).state_dict, first)
 
-    save_checkpoint(target, second, CONFIG, train_state={"epoch": 2})
+    save_checkpoint(target, second, CARD, train_state={"epoch": 2})
     assert sorted(p.name for p in target.parent.iterdir()) == ["last"]
     assert_same(load_checkpoint(target).state_dict, weights(second))
 
@@ -276,7 +278,7 @@ def test_crash_between_the_renames_falls_back_to_the_old_copy(tmp_path: Path, mo
 def test_refuses_to_replace_a_directory_that_is_not_a_checkpoint(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("keep me")
     with pytest.raises(DunetError, match="not a dunet checkpoint"):
-        save_checkpoint(tmp_path, small_model(), CONFIG)
+        save_checkpoint(tmp_path, small_model(), CARD)
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
@@ -301,7 +303,7 @@ def test_garbage_file(tmp_path: Path):
 
 
 def test_truncated_file(tmp_path: Path):
-    path = save_checkpoint(tmp_path / "m.safetensors", small_model(), CONFIG)
+    path = save_checkpoint(tmp_path / "m.safetensors", small_model(), CARD)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 100])
     with pytest.raises(DunetError, match="corrupt or truncated"):
@@ -310,7 +312,7 @@ def test_truncated_file(tmp_path: Path):
 
 def test_truncated_training_state_in_a_directory(tmp_path: Path):
     model = small_model()
-    path = save_checkpoint(tmp_path / "last", model, CONFIG, optimizer=OPTIMIZERS["adam"](model.parameters()))
+    path = save_checkpoint(tmp_path / "last", model, CARD, optimizer=OPTIMIZERS["adam"](model.parameters()))
     state_file = path / "train_state.safetensors"
     state_file.write_bytes(state_file.read_bytes()[:50])
     with pytest.raises(DunetError, match="train_state.safetensors: corrupt or truncated"):
@@ -325,15 +327,17 @@ def test_plain_safetensors_is_not_a_dunet_model(tmp_path: Path):
 
 
 def test_newer_format_is_refused(tmp_path: Path):
-    path = save_checkpoint(tmp_path / "last", small_model(), CONFIG)
-    meta = json.loads((path / "meta.json").read_text())
-    (path / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
+    path = save_checkpoint(tmp_path / "last", small_model(), CARD)
+    model_file = path / "model.safetensors"
+    with safe_open(str(model_file), framework="pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    save_file(tensors, str(model_file), metadata={**metadata, "format_version": "99"})
     with pytest.raises(DunetError, match="newer dunet"):
         load_checkpoint(path)
 
 
 def test_wrong_landmark_count_names_the_tensor_and_shapes(tmp_path: Path):
-    path = save_checkpoint(tmp_path / "m.safetensors", small_model(landmarks=7), CONFIG)
+    path = save_checkpoint(tmp_path / "m.safetensors", small_model(landmarks=7), CARD)
     with pytest.raises(DunetError) as err:
         load_weights(small_model(), path)
     message = str(err.value)
@@ -342,7 +346,7 @@ def test_wrong_landmark_count_names_the_tensor_and_shapes(tmp_path: Path):
 
 
 def test_wrong_architecture(tmp_path: Path):
-    path = save_checkpoint(tmp_path / "m.safetensors", small_model(), CONFIG)
+    path = save_checkpoint(tmp_path / "m.safetensors", small_model(), CARD)
     hourglass = build_model(ModelConfig(arch="hourglass", units=1, input_size=32, levels=2, landmarks=5, channels=16))
     with pytest.raises(DunetError, match="does not fit this model.*arch=dunet"):
         load_weights(hourglass, path)
@@ -350,12 +354,12 @@ def test_wrong_architecture(tmp_path: Path):
 
 def test_optimizer_errors(tmp_path: Path):
     model = small_model()
-    exported = load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", model, CONFIG))
+    exported = load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", model, CARD))
     with pytest.raises(DunetError, match="no optimizer state"):
         restore_optimizer(OPTIMIZERS["adam"](model.parameters()), exported)
     adam = OPTIMIZERS["adam"](model.parameters())
     train_step(model, adam)
-    ckpt = load_checkpoint(save_checkpoint(tmp_path / "last", model, CONFIG, optimizer=adam))
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "last", model, CARD, optimizer=adam))
     with pytest.raises(DunetError, match="from Adam, not RMSprop"):
         restore_optimizer(OPTIMIZERS["rmsprop"](model.parameters()), ckpt)
     with pytest.raises(DunetError, match="does not fit this optimizer"):
@@ -368,8 +372,8 @@ def test_loading_never_unpickles(tmp_path: Path, monkeypatch):
     model = small_model()
     optimizer = OPTIMIZERS["rmsprop"](model.parameters())
     train_step(model, optimizer)
-    save_checkpoint(tmp_path / "run" / "last", model, CONFIG, optimizer=optimizer, train_state={"epoch": 1})
-    save_checkpoint(tmp_path / "m.safetensors", model, CONFIG)
+    save_checkpoint(tmp_path / "run" / "last", model, CARD, optimizer=optimizer, train_state={"epoch": 1})
+    save_checkpoint(tmp_path / "m.safetensors", model, CARD)
 
     def forbidden(*args, **kwargs):
         raise AssertionError("unpickling is not allowed")
@@ -388,18 +392,13 @@ def test_loading_never_unpickles(tmp_path: Path, monkeypatch):
 
 def test_a_model_file_asking_for_a_huge_model_is_refused_before_building_it(tmp_path: Path):
     """A damaged or hostile header's config is range-checked: a line, not an allocator failure."""
-    from dunet.engine.config import config_to_dict, load_config
-    from dunet.data.spec import spec_to_dict
     from dunet.engine.inference import LandmarkModel
-    from dunet.data.spec import SPECS
 
-    config = {**config_to_dict(load_config(None)), "spec": spec_to_dict(SPECS["300w"])}
-    config["model"] = {**config["model"], "units": 1, "channels": 8, "bottleneck": 8, "growth": 4}
-    path = save_checkpoint(tmp_path / "m.safetensors", build_model(ModelConfig(**config["model"])), config)
+    path = save_checkpoint(tmp_path / "m.safetensors", small_model(), CARD)
     with safe_open(str(path), framework="pt") as f:
         tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
-    huge = json.loads(metadata["dunet_config"])
-    huge["model"]["units"] = 100_000
-    save_file(tensors, str(path), metadata={**metadata, "dunet_config": json.dumps(huge)})
+    huge = json.loads(metadata["dunet_card"])
+    huge["config"]["model"]["units"] = 100_000
+    save_file(tensors, str(path), metadata={**metadata, "dunet_card": json.dumps(huge)})
     with pytest.raises(DunetError, match="units 100000: must be <= 64"):
         LandmarkModel.load(path)

@@ -4,6 +4,7 @@ smoothing and one-line errors for bad files."""
 from __future__ import annotations
 
 import csv
+import re
 import tracemalloc
 
 import numpy as np
@@ -115,6 +116,36 @@ def test_bad_videos_are_one_line_errors(tiny, tmp_path):
         process_video(tiny, empty, tmp_path, box=(200, 200, 10, 10), progress=False)
     with pytest.raises(DunetError, match="--every"):
         list(read_frames(empty, every=0))
+
+
+def test_a_full_disk_is_one_line_that_says_how_far_it_got(tiny, video, tmp_path):
+    from tests.full_disk import full_disk
+
+    with full_disk(tmp_path, 5000), pytest.raises(DunetError) as caught:
+        process_video(tiny, video, tmp_path, labelled=False, progress=False)
+    done = int(re.fullmatch(rf"{tmp_path / 'faces'}.csv: cannot write \(No space left on device\) after (\d+) "
+                            r"frame\(s\); the outputs hold the frames before it", str(caught.value))[1])
+    table = rows(tmp_path / "faces.csv")
+    assert 0 < done < 12 and [len(row) for row in table[:done + 1]] == [2 + 3 * 68] * (done + 1)
+
+
+def corrupt_frame(path, frame: int) -> None:
+    """Blank the JPEG data of one frame of an MJPG video in place, as a damaged file has it."""
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # JPEG start markers
+    begin, end = starts[frame], starts[frame + 1]
+    data[begin:end - 16] = bytes(end - 16 - begin)  # keep the container's chunk header of the next frame intact
+    path.write_bytes(bytes(data))
+
+
+def test_a_frame_that_fails_to_decode_mid_video_is_skipped_and_counted(tiny, tmp_path):
+    damaged = tmp_path / "damaged.avi"
+    write_video(damaged)
+    corrupt_frame(damaged, 5)
+    summary = process_video(tiny, damaged, tmp_path, progress=False)
+    assert summary.frames_failed == 1 and summary.frames_predicted == 11
+    assert [int(r[0]) for r in rows(tmp_path / "damaged.csv")[1:]] == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
+    assert "1 frame(s) failed to decode" in summary.line()
 
 
 def test_one_euro_filter_smooths_jitter_and_follows_motion():

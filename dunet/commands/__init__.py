@@ -4,6 +4,7 @@ so they mean the same in every command."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_model_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
@@ -19,3 +20,24 @@ def add_model_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"],
                    help="what runs the network; auto: the fastest installed (OpenVINO, onnxruntime, PyTorch), "
                         "a PyTorch model converted once and cached (docs/api.md)")
+
+
+def add_decode_blur_flag(p: argparse.ArgumentParser) -> None:
+    """--decode-blur, range-checked when it is parsed (the range of the config key decode_blur)."""
+    from dunet.config import flag_range
+
+    p.add_argument("--decode-blur", type=flag_range(float, 0.0, 100.0), metavar="SIGMA",
+                   help="blur heatmaps by SIGMA (heatmap px) before sub-pixel decoding; default: the model's decode_blur")
+
+
+def check_out(path: Path, *, folder: bool) -> None:
+    """--out PATH, checked before any work: a DunetError when a folder above it is a file, or when PATH is a
+    file where a folder is wanted (`folder`) or a folder where a file is."""
+    from dunet import DunetError
+
+    if path.exists() and path.is_dir() != folder:
+        raise DunetError(f"--out {path}: is an existing {'file' if folder else 'folder'}; give a "
+                         f"{'folder' if folder else 'file name'}")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise DunetError(f"--out {path}: {above} is a file, not a folder")

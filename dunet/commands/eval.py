@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from dunet.commands import add_model_flags
+from dunet.commands import add_decode_blur_flag, add_model_flags
 from dunet.config import flag_range
 
 
@@ -21,8 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="val / train: only the held-out / training part of --data, split as the model's training "
                         "config split it (data.val_fraction, data.split_seed); reproduces a model card's numbers")
     p.add_argument("--limit", type=flag_range(int, 0), default=0, help="evaluate only the first N samples (0 = all)")
-    p.add_argument("--decode-blur", type=float, metavar="SIGMA",
-                   help="blur heatmaps by SIGMA (heatmap px) before sub-pixel decoding; default: the model's decode_blur")
+    add_decode_blur_flag(p)
     p.set_defaults(func=run)
 
 
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     extra = runner.quant_report(metrics)
     metrics.update(extra)
     if args.ced:
-        plot_ced({runner.name: errors_per_sample(source, pred, idx)}, args.ced)
+        plot_ced({runner.name: errors_per_sample(source, pred, idx, spec)}, args.ced)
     if args.json:
         print(json.dumps(metrics))
     else:

@@ -9,6 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dunet.commands import add_decode_blur_flag, check_out
+
+# The flags that only some formats take: given with another format they would be ignored without a word.
+FORMAT_FLAGS = {"--int8": ("onnx", "openvino"), "--fixed-batch": ("onnx", "openvino"), "--half": ("safetensors",),
+                "--int8-weights": ("safetensors",)}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a trained model: one-file safetensors, packed (1-2 bit) or ONNX")
@@ -27,12 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
                    help="onnx / openvino: torch.export-based exporter (default) or the TorchScript one (several "
                         "times faster to export)")
-    p.add_argument("--card", help="safetensors: a JSON model card stored in the file's metadata")
+    p.add_argument("--card", help="a JSON object of notes (data, recipe, validation, ...) for the model card's "
+                                  "provenance")
     p.add_argument("--half", action="store_true", help="safetensors: store weights as float16 (half the size)")
     p.add_argument("--int8-weights", action="store_true",
                    help="safetensors: conv weights as int8 with a scale per output channel (a quarter of float32)")
-    p.add_argument("--decode-blur", type=float, metavar="SIGMA",
-                   help="blur heatmaps by SIGMA (heatmap px) before sub-pixel decoding; default: the model's decode_blur")
+    add_decode_blur_flag(p)
     p.set_defaults(func=run)
 
 
@@ -40,11 +46,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dunet import DunetError
-    from dunet.data.spec import spec_to_dict
-    from dunet.engine.config import config_to_dict
     from dunet.engine.inference import LandmarkModel
 
-    card = read_card(args.card) if args.card else None  # before the slow part: a typo fails at once
+    check_out(Path(args.out), folder=False)  # before the slow part: a typo fails at once
+    for flag, formats in FORMAT_FLAGS.items():
+        if getattr(args, flag[2:].replace("-", "_")) and args.format not in formats:
+            raise DunetError(f"{flag} is for --format {' or '.join(formats)}, not {args.format}")
+    notes = read_card(args.card) if args.card else {}
     if (args.checkpoint is None) == (args.model is None):
         raise DunetError("give either a CHECKPOINT path or --model NAME")
     if args.model is not None:
@@ -53,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint = str(resolve_pretrained(args.model))
     runner = LandmarkModel.load(args.checkpoint)
     runner.set_decode_blur(args.decode_blur)
-    config = {**config_to_dict(runner.config), "spec": spec_to_dict(runner.spec)}
+    runner.provenance = {**runner.provenance, **notes}
+    card = runner.card
     model = runner.model.float().to(memory_format=torch.contiguous_format)
     out = Path(args.out)
     if args.format == "safetensors":
@@ -61,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
         if out.suffix != ".safetensors":
             raise DunetError(f"{out}: the file name must end in .safetensors")
-        save_checkpoint(out, model.half() if args.half else model, config, metrics=card,
+        save_checkpoint(out, model.half() if args.half else model, card,
                         int8_weights=args.int8_weights)  # written to a temporary file and renamed
     elif args.format == "packed":
         from dunet.quant.packing import save_packed
@@ -70,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             raise DunetError(f"{args.checkpoint}: a full-precision model has nothing to pack; "
                              "train with model.quant (e.g. bw-alpha) or use --format safetensors")
         with staged([out]) as (tmp,):
-            save_packed(model, config, tmp)
+            save_packed(model, card.stamped().to_metadata(), tmp)
     else:
         export_network(runner, model, out, args)
     size = out.stat().st_size + (out.with_suffix(".bin").stat().st_size if args.format == "openvino" else 0)
@@ -148,7 +157,7 @@ def staged(paths: list[Path]) -> Iterator[list[Path]]:
 
 
 def read_card(path: str) -> dict:
-    """--card: a JSON object, stored in the model file's metadata."""
+    """--card: a JSON object of notes for the model card's provenance."""
     from dunet import DunetError
 
     try:

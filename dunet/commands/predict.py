@@ -2,8 +2,10 @@
 
 A thin layer over the Python API (`dunet.load`, `dunet.video.process_video`). Images: `predictions.json`
 and `predictions.csv` (landmarks in original-image pixels, a score in [0, 1] per landmark) and an overlay
-PNG per image. Videos: a per-frame CSV and a labelled video each. Photos are turned upright by their EXIF
-orientation first (coordinates refer to that upright image)."""
+PNG per image (drawn on a copy reduced to at most OVERLAY_SIDE px for larger images). Videos: a per-frame
+CSV and a labelled video each. Photos are turned upright by their EXIF orientation first (coordinates refer
+to that upright image). Each image output is written to a temporary file and renamed into place, so a full
+disk leaves the earlier file, never a half-written one, and says what was written."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ import glob
 import json
 from pathlib import Path
 
-from dunet.commands import add_model_flags
+from dunet.commands import add_model_flags, check_out
+from dunet.config import flag_range
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+OVERLAY_SIDE = 4096  # an overlay of a larger image is drawn on a copy reduced 2, 4 or 8 times
+OVERLAY_SUFFIX = "_landmarks.png"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,9 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-exif", action="store_true",
                    help="use the stored pixel grid, not the EXIF-rotated image (coordinates follow)")
     video = p.add_argument_group("videos")
-    video.add_argument("--every", type=int, default=1, metavar="N", help="predict every N-th frame")
-    video.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="start this far into the video")
-    video.add_argument("--end", type=float, metavar="SECONDS", help="stop this far into the video")
+    video.add_argument("--every", type=flag_range(int, 1), default=1, metavar="N", help="predict every N-th frame")
+    video.add_argument("--start", type=flag_range(float, 0.0), default=0.0, metavar="SECONDS",
+                       help="start this far into the video")
+    video.add_argument("--end", type=flag_range(float, 0.0), metavar="SECONDS", help="stop this far into the video")
     video.add_argument("--smooth", action="store_true", help="smooth the points over time (One Euro filter)")
     video.add_argument("--no-tracking", action="store_true",
                        help="do not follow the object: use the box, detector or whole frame on every frame")
@@ -103,7 +109,9 @@ def read_boxes(path: str) -> dict[str, list[tuple[float, float, float, float]]]:
         if not isinstance(data, dict):
             raise DunetError(f"--boxes {file}: expected an object {{\"image name\": [x, y, w, h], ...}}")
         for name, value in data.items():
-            items = value if value and isinstance(value[0], (list, tuple)) else [value]
+            if not isinstance(value, list):
+                raise DunetError(f"--boxes {file}: {name}: expected [x, y, w, h] or a list of them, got {value!r}")
+            items = value if value and all(isinstance(item, list) for item in value) else [value]
             boxes[name] = [parse_box(",".join(str(v) for v in item), f"--boxes {file}: {name}") for item in items]
         return boxes
     with open(file, newline="") as handle:
@@ -144,12 +152,9 @@ def output_names(paths: list[Path]) -> dict[Path, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from PIL import Image
-
     from dunet import DunetError
     from dunet.api import Landmarker
-    from dunet.data.draw import draw_overlay
-    from dunet.data.images import load_image
+    from dunet.data.images import image_size
     from dunet.engine.inference import load_runner
     from dunet.video import is_video, process_video
 
@@ -161,17 +166,19 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = None
     if not inputs:
         raise DunetError("give at least one image, video, folder or glob to predict on")
-    if args.box and args.boxes:
+    if args.box is not None and args.boxes is not None:
         raise DunetError("give either --box or --boxes, not both")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise DunetError(f"--out {out}: is an existing file; give a folder")
+    check_out(out, folder=True)
     paths = expand_inputs(inputs)
-    fixed_box = parse_box(args.box) if args.box else None
-    table = read_boxes(args.boxes) if args.boxes else None
+    fixed_box = parse_box(args.box) if args.box is not None else None
+    table = read_boxes(args.boxes) if args.boxes is not None else None
     runner = load_runner(checkpoint, args.model, backend=args.backend, precision=args.precision, device=args.device)
     landmarker = Landmarker(runner, detect_faces=args.detect_faces, flip=args.flip, batch_size=args.batch_size)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DunetError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
     names = output_names(paths)
     images = [p for p in paths if not is_video(p)]
     videos = [p for p in paths if is_video(p)]
@@ -185,53 +192,101 @@ def run(args: argparse.Namespace) -> int:
     if not images:
         return 0
 
-    sizes = []
+    def boxes_for(path):
+        if fixed_box is None and table is None:
+            return None
+        return [fixed_box] if table is None else boxes_of(path, table)
 
-    def read(path):
-        image = load_image(path, upright=not args.ignore_exif)  # a DunetError naming the file if it is unreadable
-        sizes.append(image.shape[1::-1])
-        return image
-
-    def per_image_boxes():
-        for path in images:
-            yield None if fixed_box is None and table is None else ([fixed_box] if table is None else boxes_of(path, table))
-
-    results = landmarker.predict_batch((read(p) for p in images), per_image_boxes())
+    # predict_batch decodes each file no larger than its crops need (a DunetError naming it if unreadable).
+    upright = not args.ignore_exif
+    results = landmarker.predict_batch(images, (boxes_for(p) for p in images), upright=upright)
     entries = []
-    for path, found, (width, height) in zip(images, results, sizes):
+    for path, found in zip(images, results):
+        width, height = image_size(path, upright=upright)
         entries.append({"image": str(path), "width": width, "height": height,
                         "instances": [r.to_dict() for r in found]})
     summary = {"model": runner.name, "landmarks": list(landmarker.names),
                "score": "heatmap peak clipped to [0, 1] (see docs/api.md)", "images": entries}
-    (out / "predictions.json").write_text(json.dumps(summary, indent=1))
-    write_csv(out / "predictions.csv", images, results, landmarker.names)
-    empty = [p for p, found in zip(images, results) if not found]
-    if not args.no_overlays:
-        for path, found in zip(images, results):
-            if not found:
-                continue  # nothing to show: listed below instead
-            canvas = load_image(path, upright=not args.ignore_exif)
-            for i, r in enumerate(found):
-                canvas = draw_overlay(canvas, r.points, [1] * len(r.points), landmarker.spec, scores=r.scores,
-                                      palette="keypoint", legend=i == len(found) - 1)
-            Image.fromarray(canvas).save(out / f"{names[path]}_landmarks.png")
+    shown = [(path, found) for path, found in zip(images, results) if found] if not args.no_overlays else []
+    outputs = Outputs(out, overlays=len(shown))
+    outputs.write("predictions.json", json.dumps(summary, indent=1).encode())
+    outputs.write("predictions.csv", csv_text(images, results, landmarker.names).encode())
+    for path, found in shown:
+        outputs.write(names[path] + OVERLAY_SUFFIX, overlay_png(path, found, landmarker.spec, upright))
     n = sum(len(r) for r in results)
     print(f"predicted {n} instance(s) in {len(images)} image(s) -> {out / 'predictions.json'}, {out / 'predictions.csv'}")
+    empty = [p for p, found in zip(images, results) if not found]
     if empty:
-        shown = ", ".join(p.name for p in empty[:5]) + (", ..." if len(empty) > 5 else "")
-        print(f"no face found in {len(empty)} image(s), no overlay written: {shown}")
+        listed = ", ".join(p.name for p in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        print(f"no face found in {len(empty)} image(s), no overlay written: {listed}")
     return 0
 
 
-def write_csv(path: Path, images: list[Path], results, names) -> None:
-    """One row per object: image, instance, box, then x, y and score per landmark."""
-    with open(path, "w", newline="") as handle:
-        table = csv.writer(handle)
-        table.writerow(["image", "instance", "box_x", "box_y", "box_w", "box_h"]
-                       + [f"{n}_{part}" for n in names for part in ("x", "y", "score")])
-        for image, found in zip(images, results):
-            for i, r in enumerate(found):
-                row = [str(image), i] + [f"{v:.2f}" for v in r.box]
-                for (x, y), s in zip(r.points, r.scores):
-                    row += [f"{x:.2f}", f"{y:.2f}", f"{s:.4f}"]
-                table.writerow(row)
+class Outputs:
+    """The files of one prediction in OUT, each written atomically (dunet.checkpoint's temporary file, fsync
+    and rename): a failed write (a full disk) leaves any earlier file of that name as it was and is one line
+    naming the file and what this prediction had already written."""
+
+    def __init__(self, folder: Path, overlays: int):
+        self.folder = folder
+        self.overlays = overlays
+        self.written: list[str] = []
+
+    def write(self, name: str, data: bytes) -> None:
+        from dunet import DunetError
+        from dunet.checkpoint import atomic_write_file
+
+        try:
+            atomic_write_file(self.folder / name, data, what="this output")
+        except DunetError as err:
+            raise DunetError(f"{err}; {self.done()}") from None
+        self.written.append(name)
+
+    def done(self) -> str:
+        """What is written so far, e.g. "predictions.json, predictions.csv and 3 of 10 overlays written to OUT"."""
+        if not self.written:
+            return f"nothing written to {self.folder}"
+        tables = [name for name in self.written if not name.endswith(OVERLAY_SUFFIX)]
+        overlays = len(self.written) - len(tables)
+        parts = tables + ([f"{overlays} of {self.overlays} overlays"] if self.overlays else [])
+        listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+        return f"{listed} written to {self.folder}"
+
+
+def overlay_png(path: Path, found: list, spec, upright: bool) -> bytes:
+    """The PNG of the image at `path` with the landmarks of every object in `found` drawn on it; an image
+    longer than OVERLAY_SIDE is decoded reduced 2, 4 or 8 times and the points follow."""
+    import io
+
+    from PIL import Image
+
+    from dunet.data.draw import draw_overlay
+    from dunet.data.images import REDUCTIONS, image_size, load_reduced
+
+    longest = max(image_size(path, upright=upright))
+    factor = next((f for f in REDUCTIONS if longest / f <= OVERLAY_SIDE), REDUCTIONS[-1])
+    picture = load_reduced(path, factor, upright=upright)
+    canvas = picture.pixels
+    for i, r in enumerate(found):
+        canvas = draw_overlay(canvas, picture.from_full(r.points), [1] * len(r.points), spec, scores=r.scores,
+                              palette="keypoint", legend=i == len(found) - 1)
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def csv_text(images: list[Path], results, names) -> str:
+    """predictions.csv: one row per object: image, instance, box, then x, y and score per landmark."""
+    import io
+
+    text = io.StringIO(newline="")
+    table = csv.writer(text)
+    table.writerow(["image", "instance", "box_x", "box_y", "box_w", "box_h"]
+                   + [f"{n}_{part}" for n in names for part in ("x", "y", "score")])
+    for image, found in zip(images, results):
+        for i, r in enumerate(found):
+            row = [str(image), i] + [f"{v:.2f}" for v in r.box]
+            for (x, y), s in zip(r.points, r.scores):
+                row += [f"{x:.2f}", f"{y:.2f}", f"{s:.4f}"]
+            table.writerow(row)
+    return text.getvalue()

@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dunet import DunetError
+    from dunet.commands import check_out
     from dunet.engine.config import describe_options, load_config
     from dunet.engine.trainer import resumed_config, train
 
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise DunetError("--data builds its own recipe: leave out the config file (and --resume: a run resumes "
                          "with `dunet train --resume --out RUN_DIR`)")
     out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if args.config else "run")
+    check_out(out, folder=True)
     if not args.resume and (out / "last").exists():
         raise DunetError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
     if args.data:

@@ -1,4 +1,4 @@
-"""The training / evaluation pipeline: a torch Dataset over a `Source`, and its DataLoader.
+"""The training / evaluation pipeline: a torch Dataset over a `Source`, its epoch sampler and its DataLoader.
 
 Per sample: load the image, draw one affine (crop around the box x the spec's margin, scale, rotation,
 flip), warp image and keypoints with it, jitter colours, and encode heatmap targets. Randomness is a
@@ -7,6 +7,7 @@ pure function of (seed, epoch, index), so runs repeat exactly whatever the numbe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 
@@ -15,10 +16,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dunet import DunetError
-from dunet.data.heatmaps import STRIDE, default_sigma, encode_gaussian, input_to_heatmap
+from dunet.data.heatmaps import HeatmapCodec
 from dunet.data.sample import BadItem, Source, normaliser
 from dunet.data.transforms import (
-    AugmentParams, apply_affine, apply_color, apply_occluder, crop_matrix, invert_affine, random_augment, warp_image,
+    AugmentParams, Augmentation, apply_affine, apply_color, apply_occluder, crop_matrix, invert_affine, warp_image,
 )
 
 log = logging.getLogger("dunet.data")
@@ -53,28 +54,26 @@ class LandmarkDataset(Dataset):
     normaliser in original-image pixels (NaN if unknown); index () int64, the sample actually returned
     (its original keypoints are `source.samples[index]`).
 
-    With augment=False the crop is the plain box (evaluation, prediction). A sample whose image turns
-    out bad is logged and replaced by another, deterministically chosen one (bad_sample="replace"), so a
-    training epoch never dies on one file; bad_sample="raise" raises instead, and bad_sample="skip" returns
-    the `BadItem` in place of the sample (evaluation: a stand-in would be scored twice).
+    `augment`: True = the default `Augmentation`, an `Augmentation` = that one, False = the plain box
+    (evaluation, prediction). `codec` encodes the heatmaps (default: `HeatmapCodec(input_size)`).
+    A sample whose image turns out bad is logged and replaced by another, deterministically chosen one
+    (bad_sample="replace"), so a training epoch never dies on one file; bad_sample="raise" raises instead,
+    and bad_sample="skip" returns the `BadItem` in place of the sample (evaluation: a stand-in would be
+    scored twice).
     """
 
     def __init__(
         self,
         source: Source,
         input_size: int = 256,
-        sigma: float | None = None,
-        augment: bool = True,
+        augment: Augmentation | bool = True,
         seed: int = 0,
-        scale_range: tuple[float, float] = (0.75, 1.25),
-        rotation: float = 30.0,
-        flip: bool = True,
-        color_jitter: float = 0.4,
-        occlusion: float = 0.0,
+        codec: HeatmapCodec | None = None,
         bad_sample: str = "replace",
     ):
-        if input_size % STRIDE or input_size < 4 * STRIDE:
-            raise DunetError(f"input size must be a multiple of {STRIDE} and at least {4 * STRIDE}, got {input_size}")
+        codec = codec or HeatmapCodec(input_size)
+        if codec.input_size != input_size:
+            raise DunetError(f"input size {input_size} but the heatmap codec's is {codec.input_size}")
         if bad_sample not in ("replace", "raise", "skip"):
             raise DunetError(f"bad_sample must be 'replace', 'raise' or 'skip', got {bad_sample!r}")
         if seed < 0:
@@ -84,15 +83,13 @@ class LandmarkDataset(Dataset):
         self.source = source
         self.spec = source.spec
         self.input_size = input_size
-        self.heatmap_size = input_size // STRIDE
-        self.sigma = sigma if sigma is not None else default_sigma(self.heatmap_size)
-        self.augment = augment
+        self.codec = codec
+        if augment is True:
+            augment = Augmentation()
+        self.augment = augment or None  # None: the plain crop
+        if self.augment and not self.spec.can_flip:  # never flip a landmark set with unknown sides
+            self.augment = dataclasses.replace(self.augment, flip=False)
         self.seed = seed
-        self.scale_range = scale_range
-        self.rotation = rotation
-        self.flip = flip and self.spec.can_flip  # never flip a landmark set with unknown sides
-        self.color_jitter = color_jitter
-        self.occlusion = occlusion
         self.bad_sample = bad_sample
         self.epoch = 0
         self.flip_index = self.spec.flip_index()
@@ -106,10 +103,9 @@ class LandmarkDataset(Dataset):
         return len(self.source)
 
     def params(self, index: int, attempt: int = 0) -> AugmentParams:
-        if not self.augment:
+        if self.augment is None:
             return AugmentParams()
-        rng = np.random.default_rng([self.seed, self.epoch, index, attempt])
-        return random_augment(rng, self.scale_range, self.rotation, self.flip, self.color_jitter, self.occlusion)
+        return self.augment.draw(np.random.default_rng([self.seed, self.epoch, index, attempt]))
 
     def crop_side(self, index: int) -> float:
         """Side of the un-augmented crop of sample `index` in original-image pixels."""
@@ -153,13 +149,9 @@ class LandmarkDataset(Dataset):
         visible = sample.visible.copy()
         if params.flip:
             keypoints, visible = keypoints[self.flip_index], visible[self.flip_index]
-        # Targets in numpy: single-threaded, no torch thread pool for tiny arrays.
         keypoints = keypoints.astype(np.float32)
-        on_map = input_to_heatmap(keypoints)
-        inside = ((on_map >= -0.5) & (on_map <= self.heatmap_size - 0.5)).all(axis=1)
-        visible = visible * inside
         # Gaussian targets for every head: a detection head's disk is cut from them in the loss.
-        heatmaps = encode_gaussian(on_map, visible, self.heatmap_size, self.sigma)
+        heatmaps, visible = self.codec.encode(keypoints, visible)
         return {
             "image": _to_chw(crop),
             "heatmaps": torch.from_numpy(heatmaps),
@@ -172,19 +164,36 @@ class LandmarkDataset(Dataset):
 
 
 class EpochSampler(Sampler[int]):
-    """Order of one epoch: a permutation drawn from (seed, dataset.epoch), or 0..N-1 unshuffled."""
+    """The order of one epoch of `dataset`: a pure function of (dataset.seed, dataset.epoch), so a resumed
+    run repeats it whatever the number of workers. `groups` are the indices of each source (default: the
+    whole dataset as one); with `weights`, a source gives weight x its size samples: every sample int(weight)
+    times, plus a random share of the rest, drawn again each epoch. Process `rank` of `world` (distributed
+    training) gets an equal share of the shuffled order."""
 
-    def __init__(self, dataset: LandmarkDataset, shuffle: bool, seed: int):
-        self.dataset, self.shuffle, self.seed = dataset, shuffle, seed
+    def __init__(self, dataset: LandmarkDataset, groups: list[list[int]] | None = None,
+                 weights: tuple[float, ...] = (), rank: int = 0, world: int = 1):
+        self.dataset, self.rank, self.world = dataset, rank, world
+        self.groups = groups if groups is not None else [list(range(len(dataset)))]
+        self.weights = weights
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        weights = self.weights or (1.0,) * len(self.groups)
+        drawn = sum(int(w) * len(g) + round((w - int(w)) * len(g)) for g, w in zip(self.groups, weights))
+        return drawn // self.world
 
     def __iter__(self):
-        if not self.shuffle:
-            return iter(range(len(self.dataset)))
-        order = np.random.default_rng([self.seed, self.dataset.epoch]).permutation(len(self.dataset))
-        return iter(order.tolist())
+        gen = torch.Generator().manual_seed(self.dataset.seed * 100_003 + self.dataset.epoch)
+        if self.weights:
+            drawn = []
+            for group, weight in zip(self.groups, self.weights):
+                whole, part = int(weight), round((weight - int(weight)) * len(group))
+                extra = torch.randperm(len(group), generator=gen)[:part].tolist()
+                drawn += group * whole + [group[i] for i in sorted(extra)]
+        else:  # no draws from `gen` here: that would change the order of runs without weights
+            drawn = [i for group in self.groups for i in group]
+        order = [drawn[i] for i in torch.randperm(len(drawn), generator=gen).tolist()]
+        share = len(order) // self.world
+        return iter(order[self.rank * share:(self.rank + 1) * share])
 
 
 def leave_sigterm_to_the_main_process(worker_id: int) -> None:
@@ -196,18 +205,20 @@ def leave_sigterm_to_the_main_process(worker_id: int) -> None:
 
 
 def build_loader(
-    dataset: LandmarkDataset, batch_size: int, workers: int = 2, shuffle: bool = True, seed: int = 0,
-    drop_last: bool = False,
+    dataset: LandmarkDataset, batch_size: int, workers: int = 2, sampler: EpochSampler | None = None,
+    drop_last: bool = False, pin_memory: bool = False,
 ) -> DataLoader:
-    """DataLoader for `dataset`. Call `dataset.set_epoch(e)` before iterating epoch e: workers are
-    started per epoch (not persistent) so they see the new epoch. (Torch already runs each worker
-    single-threaded; OpenCV's thread count is left alone: changing it in a forked worker can hang.)"""
+    """DataLoader for `dataset` in the order of `sampler` (default: `EpochSampler(dataset)`). Call
+    `dataset.set_epoch(e)` before iterating epoch e: workers are started per epoch (not persistent) so
+    they see the new epoch. (Torch already runs each worker single-threaded; OpenCV's thread count is
+    left alone: changing it in a forked worker can hang.)"""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochSampler(dataset, shuffle, seed),
+        sampler=sampler if sampler is not None else EpochSampler(dataset),
         num_workers=workers,
         drop_last=drop_last,
         persistent_workers=False,
+        pin_memory=pin_memory,
         worker_init_fn=leave_sigterm_to_the_main_process,
     )

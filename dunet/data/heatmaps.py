@@ -1,38 +1,85 @@
-"""Heatmap codec: keypoints to Gaussian or disk targets, and heatmaps back to sub-pixel keypoints.
+"""Heatmap codec: keypoints to Gaussian targets, and heatmaps back to sub-pixel keypoints.
 
 Heatmaps are 1/stride of the input (stride 4). Positions map between the two with pixel centres
 aligned: heatmap pixel j covers input pixels [stride*j, stride*(j+1)), so
     heatmap = (input + 0.5) / stride - 0.5,
-which commutes with a horizontal flip (needed for flip-averaged testing). All functions take batched
-torch tensors (any leading dimensions); the encoders also take numpy arrays and then return numpy.
+which commutes with a horizontal flip (needed for flip-averaged testing). `HeatmapCodec` holds every
+setting of both directions; `encode_gaussian` and `decode` below it work in heatmap pixels on batched
+torch tensors (any leading dimensions); the encoder also takes numpy arrays and then returns numpy.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-STRIDE = 4
+from dunet import DunetError
+
+STRIDE = 4  # the network's heatmaps are 1/4 of its input (its stem: a stride-2 conv and a 2x2 pool)
 # Paper: sigma 1 heatmap pixel at 64x64 heatmaps; other sizes scale it with the resolution.
 SIGMA_AT_64 = 1.0
+# A detection target is the disk where the Gaussian target is at least exp(-2): radius 2 sigma,
+# the part-detection disk of Bulat & Tzimiropoulos, cut from the same encoded heatmap by the loss.
+DISK_LEVEL = math.exp(-2.0)
 
 
-def default_sigma(heatmap_size: int) -> float:
-    return SIGMA_AT_64 * heatmap_size / 64.0
+@dataclass(frozen=True)
+class HeatmapCodec:
+    """Keypoints in input (crop) pixels <-> heatmaps of an `input_size` square input, encode and decode
+    in one object (as mmpose's codecs). Built from a training config by `TrainConfig.codec`."""
 
+    input_size: int = 256
+    sigma: float = 0.0  # of the Gaussian targets, heatmap pixels; 0 = SIGMA_AT_64 scaled with the heatmap size
+    refine: str = "taylor"  # sub-pixel step of `decode`: none, quarter or taylor
+    blur: float = 0.0  # Gaussian blur (heatmap pixels) of heatmaps before decoding; 0 = none
+    stride = STRIDE  # not a field: the network fixes it
 
-def input_to_heatmap(points, stride: int = STRIDE):
-    """Input (crop) pixels to heatmap pixels; numpy or torch."""
-    points = points if isinstance(points, (np.ndarray, Tensor)) else np.asarray(points, dtype=np.float64)
-    return (points + 0.5) / stride - 0.5
+    def __post_init__(self) -> None:
+        if self.input_size % self.stride or self.input_size < 4 * self.stride:
+            raise DunetError(f"input size must be a multiple of {self.stride} and at least {4 * self.stride}, "
+                             f"got {self.input_size}")
+        if not self.sigma:  # resolved once, so `codec.sigma` is the one the targets use
+            object.__setattr__(self, "sigma", SIGMA_AT_64 * self.heatmap_size / 64.0)
 
+    @property
+    def heatmap_size(self) -> int:
+        return self.input_size // self.stride
 
-def heatmap_to_input(points, stride: int = STRIDE):
-    """Heatmap pixels to input (crop) pixels; numpy or torch."""
-    points = points if isinstance(points, (np.ndarray, Tensor)) else np.asarray(points, dtype=np.float64)
-    return (points + 0.5) * stride - 0.5
+    def to_heatmap(self, points):
+        """Input (crop) pixels to heatmap pixels; numpy or torch."""
+        points = points if isinstance(points, (np.ndarray, Tensor)) else np.asarray(points, dtype=np.float64)
+        return (points + 0.5) / self.stride - 0.5
+
+    def to_input(self, points):
+        """Heatmap pixels to input (crop) pixels; numpy or torch."""
+        points = points if isinstance(points, (np.ndarray, Tensor)) else np.asarray(points, dtype=np.float64)
+        return (points + 0.5) * self.stride - 0.5
+
+    def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(K, H, W) float32 Gaussian targets of (K, 2) keypoints in input pixels, and the (K,) visibility
+        left once keypoints off the heatmap are dropped. numpy: single-threaded, what data workers want."""
+        on_map = self.to_heatmap(np.asarray(keypoints, dtype=np.float32))
+        inside = ((on_map >= -0.5) & (on_map <= self.heatmap_size - 0.5)).all(axis=1)
+        visible = visible * inside
+        return encode_gaussian(on_map, visible, self.heatmap_size, self.sigma), visible
+
+    def decode(self, heatmaps) -> tuple[Tensor, Tensor]:
+        """Keypoints (..., K, 2) in input pixels and peak values (..., K) from (..., K, H, W) heatmaps."""
+        coords, peak = decode(heatmaps, refine=self.refine, blur_sigma=self.blur)
+        return self.to_input(coords), peak
+
+    def decode_to_image(self, heatmaps, crop_to_image) -> tuple[Tensor, Tensor]:
+        """Decode (B, K, H, W) heatmaps to (B, K, 2) original-image coordinates through each sample's
+        (B, 2, 3) crop-to-image affine; also returns the (B, K) peak values."""
+        crop, peak = self.decode(heatmaps)
+        affine = torch.as_tensor(crop_to_image, dtype=torch.float32)
+        image = crop @ affine[..., :2].transpose(-1, -2) + affine[..., None, :, 2]
+        return image, peak
 
 
 def _prepare(keypoints, visible, size: int | tuple[int, int]):
@@ -143,14 +190,3 @@ def decode(heatmaps, refine: str = "taylor", blur_sigma: float = 0.0) -> tuple[T
         offset = torch.where(good[:, None], newton, quarter)
     coords = coords + offset
     return coords.reshape(*lead, 2), peak.reshape(lead)
-
-
-def heatmaps_to_image(heatmaps, crop_to_image, refine: str = "taylor", blur_sigma: float = 0.0,
-                      stride: int = STRIDE) -> tuple[Tensor, Tensor]:
-    """Decode (B, K, H, W) heatmaps to (B, K, 2) original-image coordinates through each sample's
-    (B, 2, 3) crop-to-image affine; also returns the (B, K) peak values."""
-    coords, peak = decode(heatmaps, refine=refine, blur_sigma=blur_sigma)
-    crop = heatmap_to_input(coords, stride)
-    affine = torch.as_tensor(crop_to_image, dtype=torch.float32)
-    image = crop @ affine[..., :2].transpose(-1, -2) + affine[..., None, :, 2]
-    return image, peak

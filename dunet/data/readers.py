@@ -524,9 +524,10 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     samples, bad = [], []
     width = _cells(header["coords"])
     for number, row in data_rows:
-        if len(row) < width and _cells(row) == len(row):
-            # A cut-off row (a truncated file), not one whose empty trailing cells a spreadsheet dropped.
-            bad.append(BadItem(f"{path} row {number}", f"has {len(row)} cells, the header has {width}"))
+        if (len(row) < width and _cells(row) == len(row)) or _cells(row) > width:
+            # A cut-off row (a truncated file), not one whose empty trailing cells a spreadsheet dropped; or
+            # one with cells to spare (an unquoted comma in its path), whose values sit under the wrong names.
+            bad.append(BadItem(f"{path} row {number}", f"has {_cells(row)} cells, the header has {width}"))
             continue
         row = row + [""] * (width - len(row))
         image = base / relative(row)

@@ -6,8 +6,7 @@ Coordinates are 0-based pixel positions with pixel centres at integers: the top-
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,19 +80,28 @@ def box_from_keypoints(keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.n
     return (low + high) / 2, max(side, 1.0)
 
 
-def normaliser(spec: DatasetSpec, sample: Sample) -> float:
-    """The metric's normaliser of one sample in original-image pixels; NaN if it is not available."""
+def normalisers(spec: DatasetSpec, samples: Sequence[Sample]) -> np.ndarray:
+    """(N,) float64: the spec's normaliser of each sample in original-image pixels (what NME and PCK divide
+    by), NaN where it is undefined: a needed point unlabelled, no head box, zero length. The one definition;
+    the dataset, the metrics and the CED plot all use it."""
+    if not samples:
+        return np.empty(0)
     kind, arg = spec.normaliser
     if kind in ("interocular", "torso"):
         a, b = arg
-        if sample.visible[a] <= 0 or sample.visible[b] <= 0:
-            return math.nan
-        distance = float(np.linalg.norm(sample.keypoints[a] - sample.keypoints[b]))
-        return distance if distance > 0 else math.nan
-    if kind == "head":
-        return float(sample.meta.get("head_size", math.nan))
-    # The object's own size where the crop box is something else (a whole DeepLabCut frame).
-    return float(sample.meta.get("object_size", sample.scale))
+        ends = np.stack([s.keypoints[[a, b]] for s in samples]).astype(np.float64)
+        labelled = np.array([s.visible[a] > 0 and s.visible[b] > 0 for s in samples])
+        lengths = np.where(labelled, np.linalg.norm(ends[:, 0] - ends[:, 1], axis=-1), np.nan)
+    elif kind == "head":
+        lengths = np.array([s.meta.get("head_size", np.nan) for s in samples], dtype=np.float64)
+    else:  # "bbox": the object's own size where the crop box is something else (a whole DeepLabCut frame)
+        lengths = np.array([s.meta.get("object_size", s.scale) for s in samples], dtype=np.float64)
+    return np.where(np.isfinite(lengths) & (lengths > 0), lengths, np.nan)
+
+
+def normaliser(spec: DatasetSpec, sample: Sample) -> float:
+    """The spec's normaliser of one sample; see `normalisers`."""
+    return float(normalisers(spec, [sample])[0])
 
 
 def check_keypoints(

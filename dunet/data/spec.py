@@ -1,5 +1,6 @@
 """Dataset specs: what the landmarks of one landmark set are called, how they swap under a horizontal
-flip, how they are drawn, how a crop is framed around them and what the metric normalises by.
+flip, how they are drawn, how a crop is framed around them and how they are scored (the normaliser, and
+the joints and groups the metrics report).
 
 All indices are 0-based. A spec is a fact sheet, shared by every dataset with that landmark set.
 """
@@ -33,6 +34,13 @@ class DatasetSpec:
     normaliser: tuple[str, tuple[int, int] | None] = ("bbox", None)
     # Crop side = box side x this: the dataset's convention for context around the box.
     box_margin: float = 1.25
+    # How dunet.metrics scores the set beyond its normaliser: the joints of the headline mean (None = all),
+    # the joint groups of the usual table, joint subsets reported as extra figures, and the points whose
+    # means are the two eye centres of the inter-pupil NME.
+    scored: tuple[int, ...] | None = None
+    groups: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    subsets: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    eye_centres: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.keypoints)
@@ -53,6 +61,11 @@ class DatasetSpec:
             raise DunetError(f"dataset spec {self.name!r}: normaliser {kind} needs two landmark indices")
         if self.box_margin <= 0:
             raise DunetError(f"dataset spec {self.name!r}: box_margin must be > 0")
+        scoring = [*(self.scored or ()), *(j for _, joints in self.groups + self.subsets for j in joints),
+                   *(j for eye in self.eye_centres or () for j in eye)]
+        if not all(0 <= j < k for j in scoring):
+            raise DunetError(f"dataset spec {self.name!r}: a scored joint, group, subset or eye point is out of "
+                             f"range for {k} keypoints")
 
     @property
     def num_keypoints(self) -> int:
@@ -105,6 +118,7 @@ IBUG68_FLIP = tuple(
     + [(48, 54), (49, 53), (50, 52), (59, 55), (58, 56)]  # outer lips
     + [(60, 64), (61, 63), (67, 65)]  # inner lips
 )
+IBUG68_EYES = (tuple(range(36, 42)), tuple(range(42, 48)))  # each eye centre is the mean of its contour
 IBUG68_SKELETON = tuple(
     _chain(0, 16) + _chain(17, 21) + _chain(22, 26) + _chain(27, 30) + [(30, 33)] + _chain(31, 35)
     + _chain(36, 41, closed=True) + _chain(42, 47, closed=True) + _chain(48, 59, closed=True)
@@ -134,6 +148,7 @@ WFLW98_FLIP = tuple(
     + [(88, 92), (89, 91), (95, 93)]  # inner lips
     + [(96, 97)]  # pupils
 )
+WFLW98_EYES = ((96,), (97,))  # the annotated pupils
 WFLW98_SKELETON = tuple(
     _chain(0, 32) + _chain(33, 41, closed=True) + _chain(42, 50, closed=True) + _chain(51, 54) + [(54, 57)]
     + _chain(55, 59) + _chain(60, 67, closed=True) + _chain(68, 75, closed=True) + _chain(76, 87, closed=True)
@@ -150,6 +165,12 @@ LSP14_SKELETON = (
     (0, 1), (1, 2), (3, 4), (4, 5), (2, 3), (2, 8), (3, 9), (6, 7), (7, 8), (8, 12), (9, 12),
     (9, 10), (10, 11), (12, 13),
 )
+# The usual grouped table: each group is the mean of its joints' PCK.
+LSP14_GROUPS = (("Head", (12, 13)), ("Sho.", (8, 9)), ("Elb.", (7, 10)), ("Wri.", (6, 11)), ("Hip", (2, 3)),
+                ("Knee", (1, 4)), ("Ank.", (0, 5)))
+# The 12 joints that body models such as MediaPipe's BlazePose also predict (all but neck and head top): the
+# fair set for comparing with them.
+LSP14_SUBSETS = (("body12", tuple(range(12))),)
 
 # --- MPII 16 -----------------------------------------------------------------------------------------
 MPII16_NAMES = (
@@ -162,6 +183,9 @@ MPII16_SKELETON = (
     (0, 1), (1, 2), (2, 6), (3, 6), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9), (10, 11), (11, 12),
     (12, 7), (7, 13), (13, 14), (14, 15),
 )
+MPII16_GROUPS = (("Head", (8, 9)), ("Sho.", (12, 13)), ("Elb.", (11, 14)), ("Wri.", (10, 15)), ("Hip", (2, 3)),
+                 ("Knee", (1, 4)), ("Ank.", (0, 5)))
+MPII16_SCORED = tuple(j for j in range(16) if j not in (6, 7))  # the official mean leaves pelvis and thorax out
 
 # --- COCO 17 -----------------------------------------------------------------------------------------
 COCO17_NAMES = (
@@ -176,12 +200,16 @@ COCO17_SKELETON = (
 )
 
 SPECS: dict[str, DatasetSpec] = {
-    "300w": DatasetSpec("300w", IBUG68_NAMES, IBUG68_FLIP, IBUG68_SKELETON, ("interocular", (36, 45)), 1.25),
-    "wflw": DatasetSpec("wflw", WFLW98_NAMES, WFLW98_FLIP, WFLW98_SKELETON, ("interocular", (60, 72)), 1.25),
+    "300w": DatasetSpec("300w", IBUG68_NAMES, IBUG68_FLIP, IBUG68_SKELETON, ("interocular", (36, 45)), 1.25,
+                        eye_centres=IBUG68_EYES),
+    "wflw": DatasetSpec("wflw", WFLW98_NAMES, WFLW98_FLIP, WFLW98_SKELETON, ("interocular", (60, 72)), 1.25,
+                        eye_centres=WFLW98_EYES),
     # LSP: PCK@0.2 of the torso (right shoulder to left hip); crop = 1.4375 x the joints' box (facts sheet).
-    "lsp": DatasetSpec("lsp", LSP14_NAMES, LSP14_FLIP, LSP14_SKELETON, ("torso", (8, 3)), 1.4375),
+    "lsp": DatasetSpec("lsp", LSP14_NAMES, LSP14_FLIP, LSP14_SKELETON, ("torso", (8, 3)), 1.4375,
+                       groups=LSP14_GROUPS, subsets=LSP14_SUBSETS),
     # MPII: PCKh of the annotated head box; crop = 1.25 x the annotated person scale (facts sheet).
-    "mpii": DatasetSpec("mpii", MPII16_NAMES, MPII16_FLIP, MPII16_SKELETON, ("head", None), 1.25),
+    "mpii": DatasetSpec("mpii", MPII16_NAMES, MPII16_FLIP, MPII16_SKELETON, ("head", None), 1.25,
+                        scored=MPII16_SCORED, groups=MPII16_GROUPS),
     "coco": DatasetSpec("coco", COCO17_NAMES, COCO17_FLIP, COCO17_SKELETON, ("bbox", None), 1.25),
 }
 
@@ -298,20 +326,38 @@ def with_normaliser(spec: DatasetSpec, text: str) -> DatasetSpec:
 
 
 def spec_to_dict(spec: DatasetSpec) -> dict:
-    """A spec as plain JSON types, for a model file's config."""
+    """A spec as plain JSON types, for a model card."""
     return json.loads(json.dumps(dataclasses.asdict(spec)))
 
 
-def spec_from_dict(data: dict) -> DatasetSpec:
-    def pairs(value):
-        return None if value is None else tuple(tuple(int(i) for i in p) for p in value)
+SCORING_FIELDS = ("scored", "groups", "subsets", "eye_centres")  # added after dunet 0.1.0
 
+
+def spec_from_dict(data: dict) -> DatasetSpec:
+    def indices(value):
+        return None if value is None else tuple(int(i) for i in value)
+
+    def pairs(value):
+        return None if value is None else tuple(indices(p) for p in value)
+
+    def named(value):
+        return tuple((str(name), indices(joints)) for name, joints in value)
+
+    keypoints = tuple(data["keypoints"])
+    if not any(key in data for key in SCORING_FIELDS):  # from dunet 0.1.0: a shipped set gets its scoring back
+        shipped = next((spec for spec in SPECS.values() if spec.keypoints == keypoints), None)
+        if shipped is not None:
+            data = {**{key: getattr(shipped, key) for key in SCORING_FIELDS}, **data}
     norm_kind, norm_arg = data.get("normaliser", ("bbox", None))
     return DatasetSpec(
         name=data["name"],
-        keypoints=tuple(data["keypoints"]),
+        keypoints=keypoints,
         flip_pairs=pairs(data.get("flip_pairs")),
         skeleton=pairs(data.get("skeleton")) or (),
-        normaliser=(norm_kind, tuple(norm_arg) if norm_arg is not None else None),
+        normaliser=(norm_kind, indices(norm_arg)),
         box_margin=float(data.get("box_margin", 1.25)),
+        scored=indices(data.get("scored")),
+        groups=named(data.get("groups", ())),
+        subsets=named(data.get("subsets", ())),
+        eye_centres=pairs(data.get("eye_centres")),
     )

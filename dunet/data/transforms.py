@@ -98,30 +98,35 @@ class AugmentParams:
     occluder_color: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
-def random_augment(
-    rng: np.random.Generator,
-    scale_range: tuple[float, float] = (0.75, 1.25),
-    rotation: float = 30.0,
-    flip: bool = True,
-    color_jitter: float = 0.4,
-    occlusion: float = 0.0,
-) -> AugmentParams:
-    """The paper's augmentation: scale in scale_range, rotation in +-rotation, flip half the time,
-    per-channel colour gain in [1 - color_jitter, 1 + color_jitter] (the reference code's x[0.6, 1.4]).
-    Not in the paper: with probability `occlusion`, a rectangle of random colour, 10-40 % of the crop side
-    each way, hides part of the crop (the landmarks under it stay targets, as occluded ones are labelled)."""
-    scale = float(rng.uniform(*scale_range))
-    angle = float(rng.uniform(-rotation, rotation)) if rotation > 0 else 0.0
-    mirror = bool(flip and rng.random() < 0.5)
-    gains = rng.uniform(1 - color_jitter, 1 + color_jitter, size=3) if color_jitter > 0 else np.ones(3)
-    occluder, occluder_color = None, AugmentParams.occluder_color
-    # Drawn last, and only when on, so that runs without occlusion see the same augmentation as before.
-    if occlusion > 0 and rng.random() < occlusion:
-        width, height = rng.uniform(0.1, 0.4, size=2)
-        x, y = rng.uniform(0.0, 1.0 - width), rng.uniform(0.0, 1.0 - height)
-        occluder = (float(x), float(y), float(width), float(height))
-        occluder_color = tuple(float(c) for c in rng.uniform(0.0, 1.0, size=3))
-    return AugmentParams(scale, angle, mirror, tuple(float(g) for g in gains), occluder, occluder_color)
+@dataclass(frozen=True)
+class Augmentation:
+    """The random augmentation of training crops; `draw` picks one sample's `AugmentParams`.
+
+    The paper's: scale in scale_range, rotation in +-rotation, flip half the time, per-channel colour
+    gain in [1 - color_jitter, 1 + color_jitter] (the reference code's x[0.6, 1.4]). Not in the paper:
+    with probability `occlusion`, a rectangle of random colour, 10-40 % of the crop side each way, hides
+    part of the crop (the landmarks under it stay targets, as occluded ones are labelled)."""
+
+    scale_range: tuple[float, float] = (0.75, 1.25)
+    rotation: float = 30.0  # degrees
+    flip: bool = True
+    color_jitter: float = 0.4
+    occlusion: float = 0.0
+
+    def draw(self, rng: np.random.Generator) -> AugmentParams:
+        scale = float(rng.uniform(*self.scale_range))
+        angle = float(rng.uniform(-self.rotation, self.rotation)) if self.rotation > 0 else 0.0
+        mirror = bool(self.flip and rng.random() < 0.5)
+        jitter = self.color_jitter
+        gains = rng.uniform(1 - jitter, 1 + jitter, size=3) if jitter > 0 else np.ones(3)
+        occluder, occluder_color = None, AugmentParams.occluder_color
+        # Drawn last, and only when on, so that runs without occlusion see the same augmentation as before.
+        if self.occlusion > 0 and rng.random() < self.occlusion:
+            width, height = rng.uniform(0.1, 0.4, size=2)
+            x, y = rng.uniform(0.0, 1.0 - width), rng.uniform(0.0, 1.0 - height)
+            occluder = (float(x), float(y), float(width), float(height))
+            occluder_color = tuple(float(c) for c in rng.uniform(0.0, 1.0, size=3))
+        return AugmentParams(scale, angle, mirror, tuple(float(g) for g in gains), occluder, occluder_color)
 
 
 def apply_occluder(image: np.ndarray, box: tuple[float, float, float, float],

@@ -14,7 +14,8 @@ Quantized models (dunet.quant.QConv2d) are exported with their binary / ternary 
 plain float initializers (`bake_quantized_weights`), so the file holds the weights the model computes
 with and an int8 quantizer sees them as constants. k-bit input quantization is kept by default
 (fp32 parity with the training-time model) and can be dropped for the static int8 path, which
-replaces it with its own calibrated activation quantization.
+replaces it with its own calibrated activation quantization. Binary (sign) inputs stay in the graph
+as a sign; they cannot be dropped, so int8 export refuses a model with them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import copy
 import dataclasses
 import io
 import json
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from dunet import DunetError
+from dunet.checkpoint import atomic_write_file
 
 DEFAULT_OPSET = 18
 EXPORTERS = ("dynamo", "torchscript")
@@ -55,6 +56,9 @@ def bake_quantized_weights(model: nn.Module, *, keep_input_quantizers: bool = Tr
         for name, child in list(parent.named_children()):
             if not isinstance(child, QConv2d):
                 continue
+            if child.spec.sign_inputs and not keep_input_quantizers:  # an 8-bit grid cannot stand in for sign(x)
+                raise DunetError(f"export: this model has binary (sign) inputs ({child.spec.name}), which int8 "
+                                 "deployment cannot replace with its 8-bit grid; export it in float (the sign stays)")
             weight = child.quantized_weight().detach()
             spec = dataclasses.replace(child.spec, weights="fp", alpha=False)
             if keep_input_quantizers and spec.input_bits is not None:
@@ -167,10 +171,7 @@ def _write_metadata(path: Path, meta: dict[str, str]) -> None:
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_PREFIX + key, str(value)
-    # Write next to the target and rename, so a failure never leaves a half-written file.
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".onnx.tmp", delete=False) as tmp:
-        tmp.write(proto.SerializeToString())
-    Path(tmp.name).replace(path)
+    atomic_write_file(path, proto.SerializeToString(), what="the ONNX file")  # a failure keeps no half-written file
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -15,6 +15,8 @@ import yaml
 
 from dunet import DunetError
 from dunet.config import apply_overrides, check_range, choice, from_dict
+from dunet.data.heatmaps import HeatmapCodec
+from dunet.data.transforms import Augmentation
 from dunet.models.config import ModelConfig
 
 
@@ -64,6 +66,10 @@ class DataConfig:
             raise ValueError(f"scale_range {list(self.scale_range)}: low must not exceed high")
         check_range("rotation", self.rotation, 0.0, 180.0, note="degrees")
         check_range("color_jitter", self.color_jitter, 0.0, 1.0)
+
+    @property
+    def augmentation(self) -> Augmentation:
+        return Augmentation(tuple(self.scale_range), self.rotation, self.flip, self.color_jitter, self.occlusion)
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,11 @@ class TrainConfig:
         if len(self.supervision) not in (1, passes):
             raise ValueError(f"supervision needs 1 or {passes} entries (one per pass)")
 
+    @property
+    def codec(self) -> HeatmapCodec:
+        """The heatmap codec of this recipe, the one place it is built: training targets and decoding."""
+        return HeatmapCodec(self.model.input_size, sigma=self.data.sigma, blur=self.decode_blur)
+
     def supervision_per_head(self, heads_per_pass: int) -> list[str]:
         passes = 2 if self.model.refine else 1
         per_pass = list(self.supervision) * (passes if len(self.supervision) == 1 else 1)
@@ -176,7 +187,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise DunetError(f"config file {path}: not valid YAML: {err}") from None
+            where = getattr(err, "problem_mark", None)  # one line: the problem and where, not YAML's excerpt
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            raise DunetError(f"config file {path}: not valid YAML ({getattr(err, 'problem', None) or err}{at})") from None
         if not isinstance(data, dict):
             raise DunetError(f"config file {path}: expected a mapping at the top level")
     data = apply_overrides(data, list(overrides))

@@ -9,9 +9,9 @@ import numpy as np
 from torch.utils.data import DataLoader, Subset, default_collate
 
 from dunet import DunetError
-from dunet.data.sample import BadItem, Source, normaliser
+from dunet.data.sample import BadItem, Source, normalisers
 from dunet.data.spec import DatasetSpec
-from dunet.metrics import FACE_SPECS, evaluate
+from dunet.metrics import HEADLINES, evaluate, nme
 
 log = logging.getLogger("dunet.eval")
 
@@ -62,36 +62,32 @@ def predict_source(predict_crops, source: Source, input_size: int, *, indices=No
     return np.concatenate(coords), np.concatenate(order)
 
 
-def score(source: Source, pred: np.ndarray, indices: np.ndarray, spec: DatasetSpec | None = None) -> dict:
-    """The data set's metrics for predictions `pred` of samples `indices` (see dunet.metrics.evaluate).
-    `spec`: the model's spec when it names the normaliser (a custom set trained with data.normaliser)."""
-    spec = spec or source.spec
+def ground_truth(source: Source, indices: np.ndarray, spec: DatasetSpec) -> tuple[np.ndarray, ...]:
+    """(N, K, 2) labelled points, (N, K) labelled mask and (N,) normalisers of samples `indices`, by `spec`."""
     samples = [source.samples[i] for i in indices]
-    gt = np.stack([s.keypoints for s in samples])
+    gt = np.stack([s.keypoints for s in samples]).astype(np.float64)
     visible = np.stack([s.visible for s in samples]) > 0
-    norm = np.array([normaliser(spec, s) for s in samples], dtype=np.float64)
-    kind = source.spec.name
-    # Face metrics use their own normalisers; pose sets use the spec's (torso, head, box).
-    use_norm = None if kind in FACE_SPECS else norm
-    if kind == "lsp" and np.isnan(norm).all():
-        use_norm = None
-    return evaluate(pred, gt, visible, kind, normaliser=use_norm, names=list(source.spec.keypoints))
+    return gt, visible, normalisers(spec, samples)
+
+
+def score(source: Source, pred: np.ndarray, indices: np.ndarray, spec: DatasetSpec | None = None) -> dict:
+    """The data set's metrics for predictions `pred` of samples `indices` (see dunet.metrics.evaluate), scored
+    as `spec` says: by default the data's own, else the model's (a custom set trained with data.normaliser)."""
+    spec = spec or source.spec
+    gt, visible, norm = ground_truth(source, indices, spec)
+    return evaluate(pred, gt, visible, spec, norm)
 
 
 def confidence_report(source: Source, pred: np.ndarray, scores: np.ndarray, indices: np.ndarray,
                       spec: DatasetSpec | None = None) -> dict:
     """How well the landmark scores separate good points from bad ones: the ROC AUC of the score as a detector
-    of "error within the metric's threshold" (0.2 x the normaliser for PCK@0.2, 0.5 for PCKh, 0.08 of the
-    inter-ocular distance for faces), over all labelled points; 1 = perfect, 0.5 = chance."""
+    of "error within the headline metric's threshold" (0.2 x the normaliser for PCK@0.2, 0.5 for PCKh, 0.08 of
+    the inter-ocular distance for faces), over all labelled points; 1 = perfect, 0.5 = chance."""
     from dunet.engine.inference import confidence_auc
 
     spec = spec or source.spec
-    samples = [source.samples[i] for i in indices]
-    gt = np.stack([s.keypoints for s in samples]).astype(np.float64)
-    visible = np.stack([s.visible for s in samples]) > 0
-    norm = np.array([normaliser(spec, s) for s in samples], dtype=np.float64)
-    kind = spec.normaliser[0]
-    threshold = {"interocular": 0.08, "head": 0.5}.get(kind, 0.2)
+    gt, visible, norm = ground_truth(source, indices, spec)
+    threshold = HEADLINES[spec.normaliser[0]][1]
     with np.errstate(invalid="ignore", divide="ignore"):
         errors = np.linalg.norm(pred - gt, axis=-1) / norm[:, None]
     errors[~visible] = np.nan
@@ -106,15 +102,8 @@ def main_metric(metrics: dict) -> tuple[str, bool]:
     return "mean_error_px", False
 
 
-def errors_per_sample(source: Source, pred: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Inter-ocular (faces) or box-normalised per-sample NME, for CED plots."""
-    from dunet.metrics import box_size, inter_ocular, nme
-
-    samples = [source.samples[i] for i in indices]
-    gt = np.stack([s.keypoints for s in samples])
-    visible = np.stack([s.visible for s in samples]) > 0
-    if gt.shape[1] in (68, 98):
-        norm = inter_ocular(gt, visible)
-    else:
-        norm = box_size(gt, visible)
+def errors_per_sample(source: Source, pred: np.ndarray, indices: np.ndarray,
+                      spec: DatasetSpec | None = None) -> np.ndarray:
+    """Per-sample NME by the headline metric's normaliser (the spec's), for CED plots."""
+    gt, visible, norm = ground_truth(source, indices, spec or source.spec)
     return nme(pred, gt, visible, norm)

@@ -17,23 +17,18 @@ def cache_dir() -> Path:
 
 
 def export_metadata(runner) -> dict[str, str]:
-    """The metadata of an exported file, what `LandmarkModel.load_exported` reads back."""
-    from dunet.data.spec import spec_to_dict
-    from dunet.engine.config import config_to_dict
-
-    return {"train_config": json.dumps(config_to_dict(runner.config)), "spec": json.dumps(spec_to_dict(runner.spec))}
+    """The metadata of an exported file: the model card, what `LandmarkModel.load_exported` reads back."""
+    return runner.card.stamped().to_metadata()
 
 
 def model_key(runner) -> str:
-    """A hash of everything the exported file depends on: weights, config, landmark spec, dunet version."""
+    """A hash of everything the exported file depends on: weights, model card (not its provenance), dunet version."""
     import hashlib
 
     from dunet import __version__
-    from dunet.data.spec import spec_to_dict
-    from dunet.engine.config import config_to_dict
 
-    digest = hashlib.sha256(json.dumps([__version__, config_to_dict(runner.config), spec_to_dict(runner.spec)],
-                                       sort_keys=True).encode())
+    card = {**runner.card.to_dict(), "provenance": None}
+    digest = hashlib.sha256(json.dumps([__version__, card], sort_keys=True).encode())
     for name, tensor in runner.model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())

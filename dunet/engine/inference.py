@@ -10,7 +10,6 @@ final head's raw heatmaps: `TorchNetwork` here, or a `dunet.deploy` predictor (o
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from dunet import DunetError
-from dunet.data.spec import DatasetSpec, spec_from_dict
-from dunet.engine.config import TrainConfig, config_from_dict
+from dunet.card import ModelCard, card_from_metadata
+from dunet.data.spec import DatasetSpec
+from dunet.engine.config import TrainConfig
 from dunet.models import build_model
 
 
@@ -55,13 +55,14 @@ class LandmarkModel:
     float (B, 3, S, S) batch to the final head's raw heatmaps, with `backend` and `precision` attributes."""
 
     def __init__(self, network, config: TrainConfig, spec: DatasetSpec, source: str = "",
-                 precision: str = "auto", device: str | torch.device = "cpu"):
+                 precision: str = "auto", device: str | torch.device = "cpu", provenance: dict | None = None):
         if isinstance(network, nn.Module):
             network = TorchNetwork(network, precision, device, channels_last=config.channels_last)
         self.network = network
         self.config = config
         self.spec = spec
         self.source = source
+        self.provenance = provenance or {}  # of its model card: where the weights come from
         self.kinds = config.supervision_per_head(config.model.heads)  # per head, both passes with refine
 
     @property
@@ -78,6 +79,11 @@ class LandmarkModel:
         if not isinstance(self.network, TorchNetwork):
             raise DunetError(f"{self.source}: an exported model has no PyTorch network; use the checkpoint")
         return self.network.model
+
+    @property
+    def card(self) -> ModelCard:
+        """The model card of this model as it is set now (decode settings included), for the files it exports."""
+        return ModelCard(self.config, self.spec, self.provenance)
 
     @property
     def input_size(self) -> int:
@@ -118,24 +124,18 @@ class LandmarkModel:
         if not path.exists() and not any(c in str(path_or_name) for c in "/\\."):  # a bare name
             path = resolve_pretrained(str(path_or_name))
         if path.is_file() and is_packed_file(path):
-            cfg_dict, state = load_packed(path)
+            metadata, state = load_packed(path)
+            card = card_from_metadata(metadata, str(path))
         else:
             ckpt = load_checkpoint(path)
-            path, cfg_dict, state = ckpt.path, ckpt.config, ckpt
-        cfg_dict = dict(cfg_dict)
-        spec_dict = cfg_dict.pop("spec", None)
-        try:
-            config = config_from_dict(cfg_dict)
-        except DunetError as err:
-            raise DunetError(f"{path}: its config is not a dunet training config ({err})") from None
-        if spec_dict is None:
-            raise DunetError(f"{path}: no landmark spec in the model's config")
-        model = build_model(config.model)
+            path, card, state = ckpt.path, ckpt.card, ckpt
+        model = build_model(card.config.model)
         if isinstance(state, dict):  # a packed file's state dict, else a Checkpoint
             model.load_state_dict(state, strict=True)
         else:
             load_weights(model, state)
-        return cls(model, config, spec_from_dict(spec_dict), source=str(path), precision=precision, device=device)
+        return cls(model, card.config, card.spec, source=str(path), precision=precision, device=device,
+                   provenance=card.provenance)
 
     @classmethod
     def load_exported(cls, path: str | Path, backend: str = "onnx", precision: str = "auto",
@@ -159,18 +159,8 @@ class LandmarkModel:
             network = OnnxPredictor(path, threads=threads)
         else:
             raise DunetError(f"backend {backend!r}: an exported model runs with onnx or openvino")
-        meta = network.metadata
-        if "train_config" not in meta or "spec" not in meta:
-            raise DunetError(f"{path}: not exported by `dunet export` (no dunet config in its metadata)")
-        try:
-            config = config_from_dict(json.loads(meta["train_config"]))
-            spec = spec_from_dict(json.loads(meta["spec"]))
-        except (ValueError, TypeError, KeyError, DunetError) as err:  # JSONDecodeError is a ValueError
-            raise DunetError(f"{path}: its dunet metadata is damaged ({err})") from None
-        if spec.num_keypoints != config.model.landmarks:
-            raise DunetError(f"{path}: its metadata disagrees with itself: {spec.num_keypoints} keypoint names "
-                             f"but model.landmarks {config.model.landmarks}")
-        return cls(network, config, spec, source=str(path))
+        card = card_from_metadata(network.metadata, str(path))
+        return cls(network, card.config, card.spec, source=str(path), provenance=card.provenance)
 
     def set_decode_blur(self, sigma: float | None) -> None:
         """Change the heatmap blur before sub-pixel decoding (None: keep the model's)."""
@@ -183,7 +173,8 @@ class LandmarkModel:
     def _final_heatmaps(self, images: Tensor) -> Tensor:
         """The network's final head, as probabilities if it was trained for detection."""
         out = torch.as_tensor(self.network(images)).float()
-        expected = (len(images), self.spec.num_keypoints, self.input_size // 4, self.input_size // 4)
+        size = self.config.codec.heatmap_size
+        expected = (len(images), self.spec.num_keypoints, size, size)
         if tuple(out.shape) != expected:  # an exported file whose metadata does not describe its graph
             raise DunetError(f"{self.source}: the network gives heatmaps of shape {tuple(out.shape)}, but its "
                              f"metadata describes {expected} ({self.spec.num_keypoints} keypoints, "
@@ -210,10 +201,7 @@ class LandmarkModel:
         towards a Gaussian of height 1 at the landmark (so ~1 = a clear, typical peak, ~0 = no evidence),
         a detection head outputs probabilities already. It is not a calibrated probability of being right;
         `confidence_auc` measures how well it ranks good points above bad ones."""
-        from dunet.data.heatmaps import heatmaps_to_image
-
-        coords, peaks = heatmaps_to_image(self.heatmaps(images, flip=flip), crop_to_image,
-                                          blur_sigma=self.config.decode_blur)
+        coords, peaks = self.config.codec.decode_to_image(self.heatmaps(images, flip=flip), crop_to_image)
         return coords.numpy(), peaks.clamp(0.0, 1.0).numpy()
 
 

@@ -6,14 +6,10 @@ mean over labelled heatmap pixels; heads are summed (intermediate supervision, p
 
 from __future__ import annotations
 
-import math
-
 import torch.nn.functional as F
 from torch import Tensor
 
-# A detection target is the disk where the Gaussian target is at least exp(-2): radius 2 sigma,
-# the part-detection disk of Bulat & Tzimiropoulos, derived from the same encoded heatmap.
-DISK_LEVEL = math.exp(-2.0)
+from dunet.data.heatmaps import DISK_LEVEL
 
 
 def head_loss(pred: Tensor, target: Tensor, visible: Tensor, kind: str) -> Tensor:

@@ -54,7 +54,7 @@ def step_seconds(cfg: TrainConfig, input_size: int, batch: int, steps: int = 3) 
     model = build_model(model_cfg).train().to(memory_format=torch.channels_last)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
     images = torch.rand(batch, 3, input_size, input_size).contiguous(memory_format=torch.channels_last)
-    size = input_size // 4
+    size = model_cfg.heatmap_size
     targets = torch.zeros(batch, model_cfg.landmarks, size, size)
     visible = torch.ones(batch, model_cfg.landmarks)
     kinds = cfg.supervision_per_head(model_cfg.heads)
@@ -111,10 +111,11 @@ def own_data_config(data: str, val: str, source, minutes: float, overrides: list
     lines = [
         f"own-data recipe for {data}: {len(source)} frames, {source.spec.num_keypoints} keypoints "
         f"({', '.join(source.spec.keypoints)})",
-        f"  start: {cfg.init} ({why}); heads start fresh",
+        f"  start: {cfg.init} ({why}); heads start fresh" if cfg.init else "  start: from scratch (init is empty)",
         f"  held out: {'all of ' + val if val else '20 % of the frames (split_seed 0)'}",
         f"  model: DU-Net({cfg.model.units}) at {cfg.model.input_size} px; {cfg.optim.epochs} epochs of "
-        f"{frames} frames, lr {cfg.optim.lr:g} x0.2 at 70 % and x0.5 at 90 % of the run",
+        f"{frames} frames, lr {cfg.optim.lr:g}"
+        + "".join(f" x{g:g} from epoch {e + 1}" for e, g in zip(cfg.optim.milestone_epochs(), cfg.optim.gammas)),
         f"  expected time: {cfg.optim.epochs * epoch_seconds / 60:.1f} min of training "
         f"({epoch_seconds:.0f} s per epoch measured here; budget {minutes:g} min, --minutes changes it)",
     ]

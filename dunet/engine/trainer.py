@@ -28,9 +28,9 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch.optim.swa_utils import AveragedModel
-from torch.utils.data import DataLoader, Subset
 
 from dunet import DunetError
+from dunet.card import ModelCard
 from dunet.checkpoint import (
     init_weights,
     load_checkpoint,
@@ -39,7 +39,7 @@ from dunet.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from dunet.data.dataset import leave_sigterm_to_the_main_process
+from dunet.data.dataset import EpochSampler, LandmarkDataset, build_loader
 from dunet.data.spec import spec_to_dict
 from dunet.engine.allocator import keep_freed_memory
 from dunet.engine.config import TrainConfig, config_from_dict, config_to_dict
@@ -94,28 +94,8 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
-def epoch_order(groups: list[list[int]], seed: int, epoch: int, ddp: Distributed,
-                weights: tuple[float, ...] = ()) -> list[int]:
-    """This process's share of the epoch's shuffled indices (equal shares across processes). `groups` are
-    the training indices of each source; with `weights`, a source gives weight x its size samples: every
-    sample int(weight) times, plus a random share of the rest, drawn again each epoch."""
-    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    if weights:
-        drawn = []
-        for group, weight in zip(groups, weights):
-            whole, part = int(weight), round((weight - int(weight)) * len(group))
-            extra = torch.randperm(len(group), generator=gen)[:part].tolist()
-            drawn += group * whole + [group[i] for i in sorted(extra)]
-    else:
-        drawn = [i for group in groups for i in group]
-    order = [drawn[i] for i in torch.randperm(len(drawn), generator=gen).tolist()]
-    share = len(order) // ddp.world
-    return order[ddp.rank * share:(ddp.rank + 1) * share]
-
-
 def build_data(cfg: TrainConfig, ddp: Distributed):
     """(train source, val source, train dataset, training indices per source, validation indices)."""
-    from dunet.data.dataset import LandmarkDataset
     from dunet.data.readers import combine_sources, open_source
 
     sources = [open_source(name, skip_bad=cfg.data.skip_bad) for name in cfg.data.train]
@@ -143,11 +123,8 @@ def build_data(cfg: TrainConfig, ddp: Distributed):
     if cfg.model.landmarks != spec.num_keypoints:
         raise DunetError(f"config key 'model.landmarks' is {cfg.model.landmarks} but {sources[0].name} has "
                          f"{spec.num_keypoints} keypoints per sample; set model.landmarks={spec.num_keypoints}")
-    d = cfg.data
-    train_set = LandmarkDataset(train_source, input_size=cfg.model.input_size, sigma=d.sigma or None,
-                                augment=True, seed=cfg.seed, scale_range=tuple(d.scale_range),
-                                rotation=d.rotation, flip=d.flip, color_jitter=d.color_jitter,
-                                occlusion=d.occlusion)
+    train_set = LandmarkDataset(train_source, cfg.model.input_size, augment=cfg.data.augmentation, seed=cfg.seed,
+                                codec=cfg.codec)
     return train_source, val_source, train_set, groups, val_idx
 
 
@@ -240,7 +217,7 @@ class Trainer:
             weights = self.ema.module
             state.update(raw_weights=self.model.state_dict(), ema_count=int(self.ema.n_averaged),
                          ema_decay=self.cfg.optim.ema)
-        save_checkpoint(self.out / name, weights, self._config_dict(), optimizer=self.optimizer,
+        save_checkpoint(self.out / name, weights, ModelCard(self.cfg, self.spec), optimizer=self.optimizer,
                         train_state=state, metrics=metrics)
 
     # ------------------------------------------------------------------ loop
@@ -291,13 +268,12 @@ class Trainer:
         lr = cfg.optim.lr_at(self.epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.train_set.set_epoch(self.epoch)
-        order = epoch_order(self.train_groups, cfg.seed, self.epoch, self.ddp, cfg.data.train_weights)
+        self.train_set.set_epoch(self.epoch)  # this epoch's augmentation and order
+        sampler = EpochSampler(self.train_set, self.train_groups, cfg.data.train_weights,
+                               rank=self.ddp.rank, world=self.ddp.world)
         batch = max(1, cfg.optim.batch_size // self.ddp.world)
-        loader = DataLoader(Subset(self.train_set, order), batch_size=batch, shuffle=False,
-                            num_workers=self.plan.workers, drop_last=len(order) >= batch,
-                            persistent_workers=False, pin_memory=self.device.type == "cuda",
-                            worker_init_fn=leave_sigterm_to_the_main_process)
+        loader = build_loader(self.train_set, batch, self.plan.workers, sampler, drop_last=len(sampler) >= batch,
+                              pin_memory=self.device.type == "cuda")
         batches = progress(loader, total_images=len(loader) * batch, desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}",
                            log=self.log, enabled=self.ddp.main)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -487,7 +463,7 @@ def resumed_config(out_dir: Path, overrides: list[str]) -> TrainConfig:
     path = Path(out_dir) / "config.yaml"
     if not path.is_file():
         raise DunetError(f"--resume: {path} not found (is {out_dir} a dunet run directory?)")
-    copy = Path(out_dir) / "last" / "config.json"  # the checkpoint's own copy of the config
+    copy = Path(out_dir) / "last" / "card.json"  # the checkpoint's own copy of the config (in its model card)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:

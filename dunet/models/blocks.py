@@ -1,6 +1,7 @@
 """Building blocks shared by DU-Net and the stacked hourglass.
 
-All units are pre-activation (BN -> ReLU -> Conv), as in the paper and in Newell et al.
+All units are pre-activation (BN -> ReLU -> Conv), as in the paper and in Newell et al.; with 1-bit
+(sign) inputs BN -> sign -> Conv, the sign taken by the quantized conv (`dunet.quant.unit_activation`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from torch import Tensor, nn
 from torch.autograd import Function
 from torch.utils.checkpoint import checkpoint
 
-from dunet.quant import QuantSpec, bn_relu_conv, conv2d, saves_codes
+from dunet.quant import QuantSpec, bn_relu_conv, conv2d, saves_codes, unit_activation
 
 
 class BnReluConv(nn.Module):
-    """BN -> ReLU -> Conv on one tensor."""
+    """BN -> ReLU -> Conv on one tensor (BN -> sign -> Conv with 1-bit inputs)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, *, bias: bool = False,
                  quant: QuantSpec = QuantSpec()):
@@ -111,7 +112,8 @@ class ConcatBnReluConv(nn.Module):
 
             def segment(*pieces: Tensor) -> Tensor:
                 update, first_run[0] = first_run[0], False
-                return self.conv(F.relu(batch_norm_train(torch.cat(pieces, 1), self.norm, update)))
+                x = batch_norm_train(torch.cat(pieces, 1), self.norm, update)
+                return self.conv(unit_activation(self.conv)(x))
 
             return checkpoint(segment, *features, use_reentrant=False)
         return bn_relu_conv(torch.cat(features, 1), self.norm, self.conv)
@@ -195,8 +197,9 @@ class DenseLayer(nn.Module):
 
             def segment(*pieces: Tensor) -> Tensor:
                 update, first_run[0] = first_run[0], False
-                x = squeeze.conv(F.relu(batch_norm_train(torch.cat(pieces, 1), squeeze.norm, update)))
-                return F.relu(batch_norm_train(x, expand.norm, update))
+                x = batch_norm_train(torch.cat(pieces, 1), squeeze.norm, update)
+                x = squeeze.conv(unit_activation(squeeze.conv)(x))
+                return unit_activation(expand.conv)(batch_norm_train(x, expand.norm, update))
 
             return expand.conv(checkpoint(segment, *features, use_reentrant=False))
         return self.expand(self.squeeze(features))

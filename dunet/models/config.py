@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from dunet.config import check_range, choice
+from dunet.data.heatmaps import STRIDE
 
 
 LIMITS = (  # (key, lowest, highest)
@@ -33,7 +34,7 @@ class ModelConfig:
     loss_num: int = 0  # supervised heads spread evenly over the units; 0 = every unit
     memory_efficient: bool = False  # recompute concat-BN-ReLU-Conv1x1 in backward (paper 3.3)
     refine: bool = False  # iterative refinement: two passes through the same DU-Net (paper 3.4)
-    quant: str = "none"  # none, bw, bw-alpha, tw, tw-alpha, I/W/G bits such as 8/1/8, or bw-alpha-8/1/8 (docs/quantization.md)
+    quant: str = "none"  # none, bw, bw-alpha, tw, tw-alpha, I/W/G bits such as 8/1/8 or 1/1/32 (sign inputs), or bw-alpha-8/1/8 (docs/quantization.md)
 
     def __post_init__(self) -> None:
         # Upper bounds far past any real model, so that a typo or a damaged file's config is refused in a
@@ -42,10 +43,11 @@ class ModelConfig:
             check_range(name, getattr(self, name), low, high)
         if self.loss_num > self.units:
             raise ValueError(f"loss_num ({self.loss_num}) cannot exceed units ({self.units})")
-        stride = 4 * 2**self.levels
+        stride = STRIDE * 2**self.levels
         if self.input_size % stride:
             raise ValueError(
-                f"input_size {self.input_size} must be a multiple of {stride} (stem stride 4 x 2^levels with levels={self.levels})"
+                f"input_size {self.input_size} must be a multiple of {stride} "
+                f"(stem stride {STRIDE} x 2^levels with levels={self.levels})"
             )
         if self.refine and self.arch != "dunet":
             raise ValueError("refine (iterative refinement) is a DU-Net option")
@@ -65,7 +67,7 @@ class ModelConfig:
 
     @property
     def heatmap_size(self) -> int:
-        return self.input_size // 4
+        return self.input_size // STRIDE
 
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)

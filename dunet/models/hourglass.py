@@ -36,29 +36,30 @@ class StackedHourglass(nn.Module):
         super().__init__()
         self.cfg = cfg
         w, q, b = cfg.width, quant, cfg.block
-        # First layer full precision; then residuals 64 -> 128, pool, 128 -> w, w -> w.
+        # First layer full precision; then residuals 64 -> 128, pool, 128 -> w, w -> w. With 1-bit inputs
+        # no ReLU before them: Newell's plain projection shortcut would take the sign of a ReLU output, +1
+        # everywhere (the residual bodies start with BN -> sign either way).
         self.stem = nn.Sequential(
             nn.Conv2d(cfg.in_channels, 64, 7, stride=2, padding=3, bias=True),
             nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True),
+            nn.Identity() if q.sign_inputs else nn.ReLU(inplace=True),
             Residual(64, 128, block=b, quant=q),
             MaxPool2x2(),
             Residual(128, w, block=b, quant=q),
             Residual(w, w, block=b, quant=q),
         )
         self.hourglasses = nn.ModuleList(Hourglass(cfg.levels, w, b, q) for _ in range(cfg.units))
+        # Residual -> conv -> BN; the ReLU after it is in forward (the merge conv may take the BN output).
         self.features = nn.ModuleList(
-            nn.Sequential(
-                Residual(w, w, block=b, quant=q),
-                conv2d(w, w, 1, bias=True, quant=q),
-                nn.BatchNorm2d(w),
-                nn.ReLU(inplace=True),
-            )
+            nn.Sequential(Residual(w, w, block=b, quant=q), conv2d(w, w, 1, bias=True, quant=q), nn.BatchNorm2d(w))
             for _ in range(cfg.units)
         )
         # Heads are the last layers: full precision.
         self.heads = nn.ModuleList(nn.Conv2d(w, cfg.landmarks, 1, bias=True) for _ in range(cfg.units))
         self.merge_features = nn.ModuleList(conv2d(w, w, 1, bias=True, quant=q) for _ in range(cfg.units - 1))
+        # With 1-bit inputs the merge conv takes the sign of the BN output (BN -> sign -> conv, as every
+        # binary unit); the sign of the ReLU output would be +1 everywhere.
+        self.merge_takes_sign = q.sign_inputs
         self.merge_heatmaps = nn.ModuleList(
             conv2d(cfg.landmarks, w, 1, bias=True, quant=q) for _ in range(cfg.units - 1)
         )
@@ -68,10 +69,12 @@ class StackedHourglass(nn.Module):
         x = self.stem(images)
         outputs = []
         for n in range(self.cfg.units):
-            features = self.features[n](self.hourglasses[n](x))
+            normed = self.features[n](self.hourglasses[n](x))
+            features = F.relu(normed)
             heatmaps = self.heads[n](features)
             if n in self.anchors:
                 outputs.append(heatmaps)
             if n < self.cfg.units - 1:
-                x = x + self.merge_features[n](features) + self.merge_heatmaps[n](heatmaps)
+                merged = self.merge_features[n](normed if self.merge_takes_sign else features)
+                x = x + merged + self.merge_heatmaps[n](heatmaps)
         return tuple(outputs)

@@ -1,20 +1,24 @@
 """Quantized convolutions: the layer every quantizable conv of every model is built with.
 
-`QConv2d` computes with quantized weights and, when the spec has input bits, with k-bit inputs;
-when it has gradient bits, the error it receives, the error it sends back and its weight gradient
-are on the k-bit grid. With k-bit inputs, autograd keeps only the int8 codes of the input and a
-per-sample step, never a float copy: the convolution is one autograd Function that recomputes the
+`QConv2d` computes with quantized weights and, when the spec has input bits, with k-bit inputs, or
+with sign(x) for 1-bit inputs; when it has gradient bits, the error it receives, the error it sends
+back and its weight gradient are on the k-bit grid. With k-bit inputs, autograd keeps only the int8
+codes of the input and a per-sample step, never a float copy (with sign inputs, the signs and the
+straight-through mask at one bit each): the convolution is one autograd Function that recomputes the
 dequantized input, and the quantized weights, in backward.
 
 A pre-activation unit BN -> ReLU -> QConv would still keep floats for BN and ReLU. `bn_relu_conv`
 runs it as one Function that keeps the int8 codes of the normalised input (x - mean) / std, the
 ReLU mask at one bit per element and 1/std per channel, and recomputes BN-ReLU-quantize in backward
-(see docs/quantization.md). It also
+(see docs/quantization.md). Before a conv with 1-bit inputs the unit is BN -> sign -> QConv instead,
+without the ReLU (`unit_activation`), as XNOR-Net and Bulat & Tzimiropoulos binarize. It also
 fixes how BN is computed in eval mode (folded into one scale and shift per channel), which is what
 lets a packed file store two numbers per BN channel and still reproduce the outputs bit for bit.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +27,9 @@ from torch.autograd import Function
 
 from dunet.quant.quantizers import (
     dequantize, max_code, quantization_step, quantize_error, quantize_input, quantized_weight_values, sample_dims,
-    weight_gradient,
+    sign, sign_ste_mask, weight_gradient,
 )
-from dunet.quant.spec import QuantSpec
+from dunet.quant.spec import MAX_BITS, QuantSpec
 
 _BN_DIMS = (0, 2, 3)
 
@@ -40,6 +44,8 @@ class QConv2d(nn.Conv2d):
         self.spec = spec
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.spec.sign_inputs and not torch.is_grad_enabled():  # inference, export: no bits to keep
+            return F.conv2d(sign(x), self.quantized_weight(), self.bias, *self._geometry())
         return _QConv.apply(x, self.weight, self.bias, self.spec, self._geometry())
 
     @torch.no_grad()
@@ -66,9 +72,22 @@ def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int
 
 
 def saves_codes(conv: nn.Module) -> bool:
-    """True for a quantized conv with k-bit inputs: its unit keeps only int8 codes for backward,
-    so checkpointing it (memory_efficient) would only recompute for nothing."""
+    """True for a quantized conv with k-bit or sign inputs: its unit keeps only int8 codes and bits for
+    backward, so checkpointing it (memory_efficient) would only recompute for nothing."""
     return isinstance(conv, QConv2d) and conv.spec.input_bits is not None
+
+
+def unit_activation(conv: nn.Module) -> Callable[[Tensor], Tensor]:
+    """The activation between BN and `conv` in a pre-activation unit: ReLU, or none before a conv with
+    1-bit inputs, which takes sign(x) of the BN output itself (BN -> sign -> conv, as XNOR-Net and
+    Bulat & Tzimiropoulos binarize; the sign of a ReLU output would be +1 everywhere)."""
+    if isinstance(conv, QConv2d) and conv.spec.sign_inputs:
+        return _no_activation
+    return F.relu
+
+
+def _no_activation(x: Tensor) -> Tensor:
+    return x
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +120,11 @@ def _conv_backward(grad: Tensor, conv_input: Tensor, weight: Tensor, spec: Quant
 class _QConv(Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, spec: QuantSpec, geometry: tuple) -> Tensor:
-        if spec.input_bits is not None:
+        if spec.sign_inputs:  # one bit for the sign, one for where the straight-through gradient passes
+            ctx.save_for_backward(pack_bits(x >= 0), pack_bits(sign_ste_mask(x)), weight)
+            ctx.shape = x.shape
+            x = sign(x)
+        elif spec.input_bits is not None:
             codes, step = quantize_input(x, spec.input_bits)
             x = dequantize(codes, step)
             ctx.save_for_backward(codes, step, weight)
@@ -113,7 +136,10 @@ class _QConv(Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         spec = ctx.spec
-        if spec.input_bits is not None:
+        if spec.sign_inputs:
+            sign_bits, mask_bits, weight = ctx.saved_tensors
+            x = unpack_signs(sign_bits, ctx.shape)
+        elif spec.input_bits is not None:
             codes, step, weight = ctx.saved_tensors
             x = dequantize(codes, step)
         else:
@@ -122,6 +148,8 @@ class _QConv(Function):
             grad, x, weight, spec, ctx.geometry, ctx.has_bias, ctx.needs_input_grad[:3]
         )
         if grad_input is not None:
+            if spec.sign_inputs:  # straight through sign(x) where |x| < 1
+                grad_input = grad_input.mul_(unpack_bits(mask_bits, ctx.shape))
             grad_input = quantize_error(grad_input, spec.grad_bits)
         return grad_input, grad_weight, grad_bias, None, None
 
@@ -137,14 +165,16 @@ def folded_batch_norm(norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
 
 
 def bn_relu_conv(x: Tensor, norm: nn.BatchNorm2d, conv: nn.Module) -> Tensor:
-    """conv(relu(norm(x))). For a full-precision conv exactly that; for a QConv2d, eval-mode BN is
-    folded (`folded_batch_norm`), and with k-bit inputs training runs as one fused Function that
-    keeps only int8 codes. Running statistics are updated once per call, as nn.BatchNorm2d does."""
+    """conv(relu(norm(x))), or conv(norm(x)) before a conv with 1-bit inputs, which takes its sign
+    (`unit_activation`). For a full-precision conv exactly that; for a QConv2d, eval-mode BN is folded
+    (`folded_batch_norm`), and with k-bit or sign inputs training runs as one fused Function that keeps
+    only int8 codes and bits. Running statistics are updated once per call, as nn.BatchNorm2d does."""
+    activation = unit_activation(conv)
     if not isinstance(conv, QConv2d) or norm.weight is None or norm.bias is None:
-        return conv(F.relu(norm(x)))
+        return conv(activation(norm(x)))
     if not norm.training and norm.running_mean is not None:
         scale, shift = folded_batch_norm(norm)
-        return conv(F.relu(torch.addcmul(_per_channel(shift), x, _per_channel(scale))))
+        return conv(activation(torch.addcmul(_per_channel(shift), x, _per_channel(scale))))
     if conv.spec.input_bits is None:
         return conv(F.relu(norm(x)))
     running_mean = running_var = None
@@ -153,8 +183,9 @@ def bn_relu_conv(x: Tensor, norm: nn.BatchNorm2d, conv: nn.Module) -> Tensor:
         norm.num_batches_tracked.add_(1)
         momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
         running_mean, running_var = norm.running_mean, norm.running_var
-    return _BnReluQConv.apply(x, norm.weight, norm.bias, conv.weight, conv.bias, running_mean, running_var,
-                              momentum, norm.eps, conv.spec, conv._geometry())
+    fused = _BnSignQConv if conv.spec.sign_inputs else _BnReluQConv
+    return fused.apply(x, norm.weight, norm.bias, conv.weight, conv.bias, running_mean, running_var,
+                       momentum, norm.eps, conv.spec, conv._geometry())
 
 
 def _per_channel(t: Tensor) -> Tensor:
@@ -174,8 +205,33 @@ def pack_bits(mask: Tensor) -> Tensor:
 
 
 def unpack_bits(packed: Tensor, shape: torch.Size) -> Tensor:
-    bits = (packed[:, None] >> torch.arange(8, dtype=torch.uint8)) & 1
+    bits = (packed[:, None] >> torch.arange(8, dtype=torch.uint8, device=packed.device)) & 1
     return bits.view(-1)[: shape.numel()].view(torch.bool).view(shape)
+
+
+def unpack_signs(packed: Tensor, shape: torch.Size) -> Tensor:
+    """The float32 signs {-1, +1} packed by pack_bits(x >= 0)."""
+    return torch.where(unpack_bits(packed, shape), 1.0, -1.0)
+
+
+def _batch_norm_codes(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, momentum: float,
+                      eps: float, bits: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Training-mode BN's normalised input x_hat = (x - mean) / std (batch statistics; updates the running
+    ones), the k-bit codes and per-sample step that backward keeps of it, and 1/std per channel."""
+    x_hat, _, inv_std = torch.native_batch_norm(x, None, None, running_mean, running_var, True, momentum, eps)
+    x_hat_codes, x_hat_step = quantize_input(x_hat, bits)
+    return x_hat, x_hat_codes, x_hat_step, inv_std
+
+
+def _batch_norm_backward(grad_z: Tensor, x_hat: Tensor, gamma: Tensor, inv_std: Tensor) -> tuple[Tensor, ...]:
+    """Gradients of z = gamma (x - mean) / std + beta with batch statistics, per channel:
+    grad_x = gamma / std * (grad_z - mean(grad_z) - x_hat * mean(grad_z * x_hat)). Overwrites x_hat."""
+    count = grad_z.numel() // grad_z.shape[1]
+    grad_beta = grad_z.sum(_BN_DIMS)
+    grad_gamma = (grad_z * x_hat).sum(_BN_DIMS)
+    grad_x = x_hat.mul_(_per_channel(-grad_gamma / count)).add_(grad_z).sub_(_per_channel(grad_beta / count))
+    grad_x.mul_(_per_channel(gamma * inv_std))
+    return grad_x, grad_gamma, grad_beta
 
 
 class _BnReluQConv(Function):
@@ -194,9 +250,7 @@ class _BnReluQConv(Function):
                 running_mean: Tensor | None, running_var: Tensor | None, momentum: float, eps: float,
                 spec: QuantSpec, geometry: tuple) -> Tensor:
         bits = spec.input_bits
-        # Normalised input and batch statistics in one kernel; updates the running statistics.
-        x_hat, _, inv_std = torch.native_batch_norm(x, None, None, running_mean, running_var, True, momentum, eps)
-        x_hat_codes, x_hat_step = quantize_input(x_hat, bits)
+        x_hat, x_hat_codes, x_hat_step, inv_std = _batch_norm_codes(x, running_mean, running_var, momentum, eps, bits)
         z = torch.addcmul(_per_channel(beta), x_hat, _per_channel(gamma))
         del x_hat
         mask = z > 0
@@ -221,12 +275,45 @@ class _BnReluQConv(Function):
         )
         del conv_input
         grad_z = grad_conv_input.to(x_hat.dtype).mul_(mask)  # straight through the input quantizer, then ReLU
-        # BN backward with batch statistics, d/dx of gamma (x - mean) / std + beta:
-        # grad_x = gamma / std * (grad_z - mean(grad_z) - x_hat * mean(grad_z * x_hat)), per channel.
-        count = grad_z.numel() // grad_z.shape[1]
-        grad_beta = grad_z.sum(_BN_DIMS)
-        grad_gamma = (grad_z * x_hat).sum(_BN_DIMS)
-        grad_x = x_hat.mul_(_per_channel(-grad_gamma / count)).add_(grad_z).sub_(_per_channel(grad_beta / count))
-        grad_x.mul_(_per_channel(gamma * inv_std))
+        grad_x, grad_gamma, grad_beta = _batch_norm_backward(grad_z, x_hat, gamma, inv_std)
+        grad_x = quantize_error(grad_x, spec.grad_bits)
+        return (grad_x, grad_gamma, grad_beta, grad_weight, grad_bias) + (None,) * 6
+
+
+class _BnSignQConv(Function):
+    """Training-mode BN (batch statistics) -> sign -> QConv as one autograd node (1-bit inputs).
+
+    Saved for backward: the sign of the conv input and the straight-through mask |z| < 1, one bit per
+    element each, the int8 codes of x_hat = (x - mean) / std at 8 bits with a per-sample step (only
+    the BN backward needs x_hat), 1/std per channel and the parameters: 1.25 bytes per input element.
+    The conv input is rebuilt exactly from its signs, so the weight gradient and the mask are those of
+    an exact float backward; only the BN backward sees the 8-bit x_hat."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, gamma: Tensor, beta: Tensor, weight: Tensor, bias: Tensor | None,
+                running_mean: Tensor | None, running_var: Tensor | None, momentum: float, eps: float,
+                spec: QuantSpec, geometry: tuple) -> Tensor:
+        # x_hat is only for the BN backward: at 8 bits, the most its int8 codes hold.
+        x_hat, x_hat_codes, x_hat_step, inv_std = _batch_norm_codes(x, running_mean, running_var, momentum, eps,
+                                                                    MAX_BITS)
+        z = torch.addcmul(_per_channel(beta), x_hat, _per_channel(gamma))
+        del x_hat
+        ctx.save_for_backward(x_hat_codes, x_hat_step, pack_bits(z >= 0), pack_bits(sign_ste_mask(z)), inv_std,
+                              gamma, weight)
+        ctx.spec, ctx.geometry, ctx.has_bias, ctx.shape = spec, geometry, bias is not None, x.shape
+        return F.conv2d(sign(z), quantized_weight_values(weight, spec), bias, *geometry)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x_hat_codes, x_hat_step, sign_bits, mask_bits, inv_std, gamma, weight = ctx.saved_tensors
+        spec = ctx.spec
+        needs = ctx.needs_input_grad
+        grad_conv_input, grad_weight, grad_bias = _conv_backward(
+            grad, unpack_signs(sign_bits, ctx.shape), weight, spec, ctx.geometry, ctx.has_bias,
+            (True, needs[3], needs[4]),
+        )
+        x_hat = dequantize(x_hat_codes, x_hat_step)
+        grad_z = grad_conv_input.to(x_hat.dtype).mul_(unpack_bits(mask_bits, ctx.shape))  # straight through sign
+        grad_x, grad_gamma, grad_beta = _batch_norm_backward(grad_z, x_hat, gamma, inv_std)
         grad_x = quantize_error(grad_x, spec.grad_bits)
         return (grad_x, grad_gamma, grad_beta, grad_weight, grad_bias) + (None,) * 6

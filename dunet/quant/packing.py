@@ -9,7 +9,7 @@ A packed file is a safetensors file (no pickle) with three tensors and JSON meta
     layout   uint8    zlib-compressed JSON: for each state-dict entry, in order, its key, shape and how
                       it is stored (kind), so that the file decodes without building the model
 
-    metadata: format = "dunet-packed", format_version, dunet_config = the JSON config given to save_packed
+    metadata: format = "dunet-packed", format_version, and the strings given to save_packed (the model card)
 
 A BN that feeds a quantized convolution (a module's `norm` beside its QConv2d `conv`, run through
 `bn_relu_conv`) is stored folded, as its eval-mode scale and shift per channel: 2 floats instead of 4.
@@ -80,14 +80,14 @@ class _Writer:
             self.floats.append(alpha.float().reshape(-1).numpy())
         self.layout.append(entry)
 
-    def to_bytes(self, config: dict) -> bytes:
+    def to_bytes(self, metadata: dict[str, str]) -> bytes:
         layout = zlib.compress(json.dumps(self.layout, separators=(",", ":")).encode(), 9)
         tensors = {
             "bits": torch.from_numpy(np.concatenate(self.bits) if self.bits else np.zeros(0, np.uint8)),
             "floats": torch.from_numpy(np.concatenate(self.floats) if self.floats else np.zeros(0, np.float32)),
             "layout": torch.frombuffer(bytearray(layout), dtype=torch.uint8),
         }
-        metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "dunet_config": json.dumps(config)}
+        metadata = {**metadata, "format": FORMAT, "format_version": str(FORMAT_VERSION)}
         return safetensors_bytes(tensors, metadata=metadata)
 
 
@@ -113,8 +113,8 @@ def unit_variance_fill(eps: float) -> float:
     raise RuntimeError(f"no float32 variance gives rsqrt(v + {eps}) == 1")
 
 
-def pack_state_dict(model: nn.Module, config: dict | None = None) -> bytes:
-    """The packed file of `model` (see the module docstring) as bytes."""
+def pack_state_dict(model: nn.Module, metadata: dict[str, str] | None = None) -> bytes:
+    """The packed file of `model` (see the module docstring) with `metadata`, as bytes."""
     writer = _Writer()
     convs = {f"{name}.weight": m for name, m in model.named_modules() if isinstance(m, QConv2d)}
     norms = folded_norms(model)
@@ -138,18 +138,18 @@ def pack_state_dict(model: nn.Module, config: dict | None = None) -> bytes:
             writer.float_entry(key, value)
         else:
             writer.value_entry(key, value)
-    return writer.to_bytes(config or {})
+    return writer.to_bytes(metadata or {})
 
 
 def packed_size_bytes(model: nn.Module) -> int:
-    """Bytes of the packed file of `model` (with an empty config)."""
+    """Bytes of the packed file of `model` (without metadata)."""
     return len(pack_state_dict(model))
 
 
-def save_packed(model: nn.Module, config: dict, path: str | Path) -> Path:
-    """Write the packed file of `model` with `config` (JSON-able, e.g. the resolved run config) to `path`."""
+def save_packed(model: nn.Module, metadata: dict[str, str], path: str | Path) -> Path:
+    """Write the packed file of `model` with `metadata` (strings: the model card's) to `path`."""
     path = Path(path)
-    data = pack_state_dict(model, config)
+    data = pack_state_dict(model, metadata)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,8 +173,8 @@ def is_packed_file(path: str | Path) -> bool:
         return False
 
 
-def load_packed(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
-    """Read a packed file: (the config given to save_packed, a state dict for the same architecture)."""
+def load_packed(path: str | Path) -> tuple[dict[str, str], dict[str, Tensor]]:
+    """Read a packed file: (its metadata, a state dict for the same architecture)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -192,12 +192,11 @@ def load_packed(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
         raise DunetError(f"{path}: packed format version {metadata.get('format_version')} is not supported "
                          f"(this dunet reads version {FORMAT_VERSION})")
     try:
-        config = json.loads(metadata.get("dunet_config", "{}"))
         layout = json.loads(zlib.decompress(tensors["layout"].numpy().tobytes()))
         state = _decode(layout, tensors["bits"].numpy(), tensors["floats"])
     except (KeyError, ValueError, TypeError, zlib.error, RuntimeError) as err:
         raise DunetError(f"{path}: damaged packed model ({type(err).__name__}: {err})") from None
-    return config, state
+    return metadata, state
 
 
 def _decode(layout: list[dict], bits: np.ndarray, floats: Tensor) -> dict[str, Tensor]:

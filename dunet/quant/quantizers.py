@@ -13,6 +13,9 @@ not, so each tensor brings its own scale, scale = max|x| / (1 - sigma), which pu
 top level 2^(k-1) - 1 of the grid: nothing is clipped, and small values are resolved relative to the
 largest one instead of all rounding to zero (WAGE's per-layer scale for errors). The quantized value is
 an integer code in [-(2^(k-1) - 1), 2^(k-1) - 1] (int8 for k <= 8) times step = scale * sigma.
+
+Binary inputs (I = 1, XNOR-Net, Bulat & Tzimiropoulos): sign(x) in {-1, +1}, sign(0) = +1, with the
+straight-through estimator of hardtanh: the gradient passes where |x| < 1 and is zeroed where |x| >= 1.
 """
 
 from __future__ import annotations
@@ -83,6 +86,16 @@ def quantize_input(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return quantize_codes(x, k, sample_dims(x))
 
 
+def sign(x: Tensor) -> Tensor:
+    """sign(x) in {-1, +1}, with sign(0) = +1 so that every value is one bit (binary weights and inputs)."""
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+def sign_ste_mask(x: Tensor) -> Tensor:
+    """Where the gradient of binary inputs sign(x) passes: |x| < 1 (the derivative of hardtanh)."""
+    return x.abs() < 1
+
+
 def quantize_error(g: Tensor, k: int | None) -> Tensor:
     """A gradient (error signal or weight gradient) on the k-bit grid of its own layer-wide scale,
     computed in at least float32 and returned in g's dtype."""
@@ -99,10 +112,6 @@ def quantize_error(g: Tensor, k: int | None) -> Tensor:
 def ste_mask(w: Tensor) -> Tensor:
     """Where the straight-through estimator lets the gradient pass: |w| <= 1."""
     return w.abs() <= 1
-
-
-def _sign(w: Tensor) -> Tensor:
-    return torch.where(w >= 0, 1.0, -1.0).to(w.dtype)
 
 
 def _ternary(w: Tensor, delta: Tensor) -> Tensor:
@@ -133,7 +142,7 @@ def weight_levels(w: Tensor, spec: QuantSpec) -> tuple[Tensor, Tensor | None]:
     without alpha), as plain tensors. The weights the convolution uses are levels * alpha."""
     w = w.detach()
     if spec.weights == "binary":
-        return _sign(w), binary_alpha(w) if spec.alpha else None
+        return sign(w), binary_alpha(w) if spec.alpha else None
     delta = ternary_threshold(w)
     return _ternary(w, delta), ternary_alpha(w, delta) if spec.alpha else None
 

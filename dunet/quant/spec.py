@@ -7,8 +7,9 @@ Accepted forms (case-insensitive):
     tw | tw-alpha             ternary weights {-1, 0, 1} with threshold 0.7 mean|W|, optionally x alpha
     I/W/G                     bit-widths as in the paper's Table 5, e.g. 8/1/8 (BW-QIG), 6/2/6 (TW-QIG):
                               W = 1 binary, 2 ternary, 32 full precision; I (inputs of each quantized
-                              convolution) and G (gradients) = 2..8 bits, or 32 for full precision
-    SCHEME-I/W/G              the same with a scheme, e.g. bw-alpha-8/1/8; W must match the scheme
+                              convolution) and G (gradients) = 2..8 bits, or 32 for full precision;
+                              I = 1: binary inputs sign(x) (XNOR-Net, Bulat & Tzimiropoulos), e.g. 1/1/32
+    SCHEME-I/W/G              the same with a scheme, e.g. bw-alpha-8/1/8, bw-alpha-1/1/32; W must match the scheme
 
 `bw` equals `32/1/32`, `8/1/8` equals `bw-8/1/8`.
 """
@@ -22,11 +23,12 @@ from dunet import DunetError
 
 FULL = 32  # the bit-width that means "not quantized"
 MIN_BITS, MAX_BITS = 2, 8  # k-bit codes are stored as int8; k = 1 leaves only the zero level (eq. 6)
+SIGN = 1  # input bits that mean sign(x) in {-1, +1} instead of eq. (6)'s grid
 
 QUANT_CHOICES = (
     "none; bw, bw-alpha (binary weights), tw, tw-alpha (ternary weights); "
-    "I/W/G bit-widths such as 8/1/8, 6/1/6, 8/2/8 (W: 1 binary, 2 ternary, 32 full; I, G: 2-8 or 32); "
-    "or SCHEME-I/W/G such as bw-alpha-8/1/8"
+    "I/W/G bit-widths such as 8/1/8, 6/1/6, 8/2/8, 1/1/32 (W: 1 binary, 2 ternary, 32 full; "
+    "I: 1 sign, 2-8 or 32; G: 2-8 or 32); or SCHEME-I/W/G such as bw-alpha-8/1/8, bw-alpha-1/1/32"
 )
 
 _SCHEMES = {  # name -> (weights, alpha)
@@ -43,7 +45,7 @@ _PATTERN = re.compile(r"^(?:(?P<scheme>[a-z-]+?)-)?(?P<i>\d+)/(?P<w>\d+)/(?P<g>\
 class QuantSpec:
     weights: str = "fp"  # "fp" | "binary" | "ternary"
     alpha: bool = False  # scale quantized weights by a float per output filter
-    input_bits: int | None = None  # k-bit inputs of each quantized convolution; None = float
+    input_bits: int | None = None  # k-bit inputs of each quantized convolution, 1 = sign(x); None = float
     grad_bits: int | None = None  # k-bit error signals and weight gradients; None = float
 
     def __post_init__(self) -> None:
@@ -52,14 +54,22 @@ class QuantSpec:
             raise DunetError(f"quant: unknown weight scheme {self.weights!r}; use {QUANT_CHOICES}")
         if self.alpha and self.weights == "fp":
             raise DunetError(f"quant: alpha scales quantized weights; full-precision weights have none; use {QUANT_CHOICES}")
-        for bits, what in ((self.input_bits, "input"), (self.grad_bits, "gradient")):
-            if bits is not None and not MIN_BITS <= bits <= MAX_BITS:
-                raise DunetError(f"quant: {what} bits must be {MIN_BITS}-{MAX_BITS} or {FULL} (full precision), "
-                                 f"got {bits}; use {QUANT_CHOICES}")
+        if self.input_bits is not None and self.input_bits != SIGN and not MIN_BITS <= self.input_bits <= MAX_BITS:
+            raise DunetError(f"quant: input bits must be {SIGN} (sign), {MIN_BITS}-{MAX_BITS} or {FULL} (full precision), "
+                             f"got {self.input_bits}; use {QUANT_CHOICES}")
+        if self.grad_bits is not None and not MIN_BITS <= self.grad_bits <= MAX_BITS:
+            raise DunetError(f"quant: gradient bits must be {MIN_BITS}-{MAX_BITS} or {FULL} (full precision), "
+                             f"got {self.grad_bits}; use {QUANT_CHOICES}")
 
     @property
     def enabled(self) -> bool:
         return self != QuantSpec()
+
+    @property
+    def sign_inputs(self) -> bool:
+        """Binary inputs: each quantized conv sees sign(x), so the pre-activation unit before it is
+        BN -> sign -> conv, without a ReLU (after a ReLU every sign would be +1)."""
+        return self.input_bits == SIGN
 
     @property
     def weight_bits(self) -> int:

@@ -8,6 +8,7 @@ import pytest
 from dunet.cli import main
 from dunet.engine.trainer import train
 from tests.engine.test_trainer import fast_config
+from tests.full_disk import full_disk
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +58,110 @@ def test_demo_checks_its_config_before_replacing_the_last_report(tmp_path, capsy
     (out / "metrics.json").write_text(json.dumps({"trained": 1}))
     assert main(["demo", "--out", str(out), "--set", "optim.epochs=abc"]) == 2
     assert "optim.epochs" in capsys.readouterr().err and (out / "metrics.json").exists()
+
+
+def test_predict_on_a_full_disk_keeps_the_earlier_files_and_says_what_was_written(tiny_run, tmp_path, capsys):
+    from PIL import Image
+
+    images = []
+    for name in "abc":
+        images.append(tmp_path / f"{name}.png")
+        Image.new("RGB", (60, 50), (90, 120, 150)).save(images[-1])
+    out = tmp_path / "out"
+    args = ["predict", str(tiny_run), *map(str, images), "--out", str(out), "--backend", "torch"]
+    assert main(args) == 0
+    sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+    assert sorted(sizes) == ["a_landmarks.png", "b_landmarks.png", "c_landmarks.png", "predictions.csv",
+                             "predictions.json"]
+    earlier = {name: b"from an earlier run" for name in sizes}
+    for name, data in earlier.items():
+        (out / name).write_bytes(data)
+
+    # Room for the tables and the first overlay, and half of the second.
+    room = sizes["predictions.json"] + sizes["predictions.csv"] + sizes["a_landmarks.png"]
+    with full_disk(out, room + sizes["b_landmarks.png"] // 2):
+        code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert (f"{out / 'b_landmarks.png'}: cannot write this output (No space left on device); predictions.json, predictions.csv "
+            f"and 1 of 3 overlays written to {out}") in err
+    now = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(now) == sorted(earlier)  # no temporary file left behind
+    assert [name for name in sorted(now) if now[name] == earlier[name]] == ["b_landmarks.png", "c_landmarks.png"]
+    for name in ("predictions.json", "predictions.csv"):
+        assert len(now[name]) == sizes[name]  # the new tables, whole
+
+    with full_disk(out, 10):
+        code = main(args)
+    assert code == 2 and f"cannot write this output (No space left on device); nothing written to {out}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "x.png", "--every", "0"], "argument --every: 0: must be >= 1"),
+    (["predict", "x.png", "--start", "nan"], "argument --start: nan: must be a finite number"),
+    (["predict", "x.png", "--end", "-5"], "argument --end: -5: must be >= 0.0"),
+    (["eval", "run", "--data", "synthetic:4", "--decode-blur", "inf"], "argument --decode-blur: inf: must be a finite"),
+    (["export", "run", "--format", "onnx", "--out", "m.onnx", "--decode-blur", "-1"],
+     "argument --decode-blur: -1: must be >= 0.0"),
+])
+def test_flag_values_are_range_checked_when_parsed(argv, message, capsys):
+    """Video flags were ignored for images (exit 0 whatever their value); an infinite blur was a traceback."""
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_out_paths_that_cannot_be_written_are_one_line(tiny_run, tmp_path, capsys):
+    from PIL import Image
+
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("keep me")
+    image = tmp_path / "face.png"
+    Image.new("RGB", (60, 50)).save(image)
+    cases = [
+        (["train", "recipe.yaml", "--out", str(a_file)], f"--out {a_file}: is an existing file; give a folder"),
+        (["train", "recipe.yaml", "--out", str(a_file / "run")], f"{a_file} is a file, not a folder"),
+        (["predict", str(tiny_run), str(image), "--out", str(a_file / "p")], f"{a_file} is a file, not a folder"),
+        (["export", str(tiny_run), "--format", "safetensors", "--out", str(a_file / "m.safetensors")],
+         f"{a_file} is a file, not a folder"),
+        (["export", str(tiny_run), "--format", "safetensors", "--out", str(tmp_path)],
+         f"--out {tmp_path}: is an existing folder; give a file name"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert a_file.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--format", "safetensors", "--int8", "dynamic"], "--int8 is for --format onnx or openvino, not safetensors"),
+    (["--format", "safetensors", "--fixed-batch"], "--fixed-batch is for --format onnx or openvino"),
+    (["--format", "onnx", "--half"], "--half is for --format safetensors, not onnx"),
+    (["--format", "onnx", "--int8-weights"], "--int8-weights is for --format safetensors, not onnx"),
+])
+def test_export_refuses_flags_its_format_would_ignore(tiny_run, tmp_path, capsys, flags, message):
+    suffix = ".onnx" if "onnx" in flags else ".safetensors"
+    assert main(["export", str(tiny_run), "--out", str(tmp_path / f"m{suffix}"), *flags]) == 2
+    assert message in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("boxes, message", [
+    ('{"face.png": 7}', "face.png: expected [x, y, w, h] or a list of them, got 7"),
+    ('{"face.png": {"x": 1}}', "face.png: expected [x, y, w, h] or a list of them, got {'x': 1}"),
+    ('{"face.png": [[1, 2, 3, 4], 5]}', "expected x,y,w,h (four numbers)"),
+    (None, "--box '': expected x,y,w,h (four numbers)"),
+])
+def test_predict_box_values_of_the_wrong_type_are_one_line(tiny_run, tmp_path, capsys, boxes, message):
+    from PIL import Image
+
+    Image.new("RGB", (60, 50)).save(tmp_path / "face.png")
+    args = ["predict", str(tiny_run), str(tmp_path / "face.png"), "--out", str(tmp_path / "out")]
+    if boxes is None:
+        args.append("--box=")
+    else:
+        (tmp_path / "boxes.json").write_text(boxes)
+        args += ["--boxes", str(tmp_path / "boxes.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

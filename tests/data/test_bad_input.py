@@ -333,6 +333,13 @@ def test_dlc_row_cut_short_is_a_bad_item(tmp_path):
     _expect_bad(f"dlc:{path}", "CollectedData_me.csv row 5", "has 4 cells, the header has 5", good=1)
 
 
+def test_dlc_row_with_cells_to_spare_is_a_bad_item(tmp_path):
+    """An unquoted comma in a path shifts every value under the wrong name; empty trailing cells are fine."""
+    path = _dlc(tmp_path, "scorer,me,me,me,me\nbodyparts,nose,nose,tail,tail\ncoords,x,y,x,y\n",
+                "labeled-data/v/img0.png,1,2,3,4,,\nlabeled-data/v/img,0.png,1,2,3,4\n")
+    _expect_bad(f"dlc:{path}", "CollectedData_me.csv row 5", "has 6 cells, the header has 5", good=1)
+
+
 @pytest.mark.parametrize("text", ["synthetic:100000000", "synthetic:10:0:100000", "synthetic:10:-1"])
 def test_absurd_synthetic_sizes_are_refused(text):
     with pytest.raises(DunetError, match="need 1 <= N <= 100,000, SEED >= 0 and 16 <= SIZE <= 4096"):
@@ -362,3 +369,13 @@ def test_data_check_does_not_decode_images_at_full_size(tmp_path, monkeypatch):
     monkeypatch.setattr(Image.Image, "load", load)
     images.check_image(big)
     assert max(sizes) == (500, 500)
+
+
+def test_data_check_refuses_a_float_image_as_training_would(tmp_path):
+    from dunet.commands.data import check_source
+
+    write_face(tmp_path, "a")
+    write_pts(tmp_path / "f.pts", face_points())
+    Image.fromarray(np.zeros((120, 120), np.float32)).save(tmp_path / "f.tif")
+    report = check_source(f"300w:{tmp_path}")
+    assert report["samples"] == 1 and "floating-point images are not supported" in report["bad"][0]["problem"]

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from dunet.data.heatmaps import (
-    decode, default_sigma, encode_gaussian, heatmap_to_input, heatmaps_to_image, input_to_heatmap,
-)
+from dunet import DunetError
+
+from dunet.data.heatmaps import STRIDE, HeatmapCodec, decode, encode_gaussian
+from dunet.models import ModelConfig, build_model
 
 
 def _points(generator, shape, size, margin=1.0):
@@ -13,7 +14,8 @@ def _points(generator, shape, size, margin=1.0):
 
 @pytest.mark.parametrize("size", [64, 32])
 def test_encode_decode_sub_pixel(size):
-    sigma = default_sigma(size)  # 1 px at 64, scaled with the resolution
+    sigma = HeatmapCodec(size * STRIDE).sigma  # 1 px at 64, scaled with the resolution
+    assert sigma == size / 64
     g = torch.Generator().manual_seed(0)
     points = _points(g, (4, 17), size)
     maps = encode_gaussian(points, torch.ones(4, 17), size, sigma)
@@ -65,16 +67,51 @@ def test_blurred_decoding_of_noisy_maps():
 
 
 def test_heatmap_and_input_coordinates_are_inverse_and_flip_consistent():
+    codec = HeatmapCodec(256)
     x = torch.tensor([0.0, 13.7, 255.0])
-    assert torch.allclose(heatmap_to_input(input_to_heatmap(x)), x)
+    assert torch.allclose(codec.to_input(codec.to_heatmap(x)), x)
     # Mirroring the input (x -> S-1-x) mirrors the heatmap (h -> H-1-h), as flip testing needs.
-    assert torch.allclose(input_to_heatmap(255 - x), 63 - input_to_heatmap(x))
+    assert torch.allclose(codec.to_heatmap(255 - x), 63 - codec.to_heatmap(x))
 
 
-def test_heatmaps_to_image_applies_the_crop_affine():
+def test_decode_to_image_applies_the_crop_affine():
+    codec = HeatmapCodec(256)
     points = torch.tensor([[[10.25, 20.5], [30.0, 3.75]]])
     maps = encode_gaussian(points, torch.ones(1, 2), 64, 1.0)
     affine = torch.tensor([[[2.0, 0.0, 100.0], [0.0, 2.0, 50.0]]])
-    image, _ = heatmaps_to_image(maps, affine)
-    expected = heatmap_to_input(points) * 2 + torch.tensor([100.0, 50.0])
+    image, _ = codec.decode_to_image(maps, affine)
+    expected = codec.to_input(points) * 2 + torch.tensor([100.0, 50.0])
     assert torch.allclose(image, expected, atol=0.05 * 4 * 2)
+
+
+@pytest.mark.parametrize("input_size, blur", [(64, 0.0), (256, 0.0), (256, 1.5)])
+def test_codec_round_trips_points_in_input_pixels(input_size, blur):
+    codec = HeatmapCodec(input_size, blur=blur)
+    rng = np.random.default_rng(3)
+    # Inside the map, a sigma or more from its border: a peak cut by the border shifts.
+    margin = STRIDE * (1 + codec.sigma)
+    points = rng.uniform(margin, input_size - 1 - margin, size=(12, 2)).astype(np.float32)
+    heatmaps, visible = codec.encode(points, np.ones(12, np.float32))
+    assert heatmaps.shape == (12, codec.heatmap_size, codec.heatmap_size) and visible.all()
+    decoded, _ = codec.decode(torch.from_numpy(heatmaps))
+    # 0.05 heatmap pixels of sub-pixel error, in input pixels.
+    assert (decoded - torch.from_numpy(points)).abs().max() < 0.05 * STRIDE
+
+
+def test_codec_drops_points_off_the_heatmap():
+    codec = HeatmapCodec(64)
+    points = np.array([[10.0, 20.0], [-3.0, 20.0], [30.0, 64.5], [float("nan"), 5.0]], np.float32)
+    heatmaps, visible = codec.encode(points, np.ones(4, np.float32))
+    np.testing.assert_array_equal(visible, [1, 0, 0, 0])
+    assert heatmaps[0].max() > 0 and np.abs(heatmaps[1:]).max() == 0
+
+
+def test_the_stride_is_one_fact_shared_by_codec_model_config_and_network():
+    codec = HeatmapCodec(64)
+    assert codec.heatmap_size == 64 // STRIDE == ModelConfig(input_size=64).heatmap_size
+    network = build_model(ModelConfig(units=1, landmarks=3, input_size=64, channels=16, growth=8, bottleneck=16))
+    with torch.no_grad():
+        out = network.eval()(torch.zeros(1, 3, 64, 64))[-1]
+    assert out.shape[-2:] == (codec.heatmap_size, codec.heatmap_size)
+    with pytest.raises(DunetError, match=f"multiple of {STRIDE}"):
+        HeatmapCodec(66)

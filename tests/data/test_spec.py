@@ -1,9 +1,13 @@
+import json
+
 import numpy as np
 import pytest
 
 from dunet import DunetError
 from dunet.data import open_source
-from dunet.data.spec import SPECS, DatasetSpec, flip_pairs_from_names, spec_from_coco_category
+from dunet.data.spec import (
+    SPECS, DatasetSpec, flip_pairs_from_names, spec_from_coco_category, spec_from_dict, spec_to_dict,
+)
 from dunet.data.transforms import flip_keypoints
 
 
@@ -120,6 +124,14 @@ def test_bad_spec_is_rejected():
         DatasetSpec("x", ("a", "b"), (), ((0, 5),))
     with pytest.raises(DunetError, match="normaliser"):
         DatasetSpec("x", ("a", "b"), (), (), ("interocular", None))
+    with pytest.raises(DunetError, match="group, subset or eye point is out of range"):
+        DatasetSpec("x", ("a", "b"), (), groups=(("Head", (0, 2)),))
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_a_spec_round_trips_through_json(name):
+    data = json.loads(json.dumps(spec_to_dict(SPECS[name])))
+    assert spec_from_dict(data) == SPECS[name]
 
 
 def test_flip_pairs_from_names():

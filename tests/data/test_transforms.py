@@ -3,7 +3,7 @@ import pytest
 
 from dunet.data.spec import SPECS
 from dunet.data.transforms import (
-    apply_affine, apply_color, apply_occluder, crop_matrix, flip_keypoints, invert_affine, random_augment, warp_image,
+    Augmentation, apply_affine, apply_color, apply_occluder, crop_matrix, flip_keypoints, invert_affine, warp_image,
 )
 
 
@@ -89,9 +89,9 @@ def test_flip_in_the_crop_matches_flip_of_the_image():
     np.testing.assert_array_equal(warp_image(image, mirrored, 64), warp_image(image, plain, 64)[:, ::-1])
 
 
-def test_random_augment_ranges():
+def test_augmentation_ranges():
     rng = np.random.default_rng(5)
-    draws = [random_augment(rng) for _ in range(500)]
+    draws = [Augmentation().draw(rng) for _ in range(500)]
     scales = np.array([d.scale for d in draws])
     angles = np.array([d.rotation for d in draws])
     gains = np.array([d.color for d in draws])
@@ -99,7 +99,7 @@ def test_random_augment_ranges():
     assert -30 <= angles.min() and angles.max() <= 30 and angles.std() > 10
     assert 0.6 <= gains.min() and gains.max() <= 1.4
     assert 0.4 < np.mean([d.flip for d in draws]) < 0.6
-    plain = random_augment(rng, (1.0, 1.0), 0.0, False, 0.0)
+    plain = Augmentation((1.0, 1.0), 0.0, False, 0.0).draw(rng)
     assert plain.scale == 1.0 and plain.rotation == 0.0 and not plain.flip and plain.color == (1.0, 1.0, 1.0)
 
 
@@ -110,14 +110,14 @@ def test_colour_gain_is_per_channel_and_clipped():
 
 
 def test_occlusion_draws_a_box_inside_the_crop_and_leaves_other_draws_alone():
-    draws = [random_augment(np.random.default_rng(i), occlusion=0.5) for i in range(400)]
+    draws = [Augmentation(occlusion=0.5).draw(np.random.default_rng(i)) for i in range(400)]
     boxes = np.array([d.occluder for d in draws if d.occluder is not None])
     assert 0.4 < len(boxes) / len(draws) < 0.6
     assert (boxes[:, 2:] >= 0.1).all() and (boxes[:, 2:] <= 0.4).all()
     assert (boxes[:, :2] >= 0).all() and (boxes[:, :2] + boxes[:, 2:] <= 1).all()
     # The draws before it are unchanged, so runs without occlusion keep their augmentation.
     for i, d in enumerate(draws):
-        plain = random_augment(np.random.default_rng(i))
+        plain = Augmentation().draw(np.random.default_rng(i))
         assert plain.occluder is None and (plain.scale, plain.rotation, plain.flip, plain.color) == (
             d.scale, d.rotation, d.flip, d.color)
 

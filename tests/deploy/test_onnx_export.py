@@ -102,6 +102,17 @@ def test_binary_weight_model_exports_with_its_weights(tmp_path):
     _check_parity(model, export_onnx(model, tmp_path / "model.onnx", SIZE, exporter="torchscript"))
 
 
+def test_binary_input_model_exports_its_signs_and_refuses_int8(tmp_path):
+    """1-bit inputs are a sign in the graph; int8 deployment, which replaces the input quantizers with
+    its own 8-bit grid, is refused in one line."""
+    model = small_model(arch="hourglass", block="hierarchical", quant="bw-alpha-1/1/32")
+    path = export_onnx(model, tmp_path / "model.onnx", SIZE, exporter="torchscript")
+    _check_parity(model, path)
+    assert "Where" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    with pytest.raises(DunetError, match="binary \\(sign\\) inputs .* int8"):
+        export_onnx(model, tmp_path / "plain.onnx", SIZE, exporter="torchscript", keep_input_quantizers=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("quant", ["bw-alpha-8/1/8", "tw-alpha-8/2/8"])
 def test_k_bit_input_models_keep_their_input_quantizers(tmp_path, quant):

@@ -3,6 +3,7 @@ import re
 import pytest
 
 from dunet import DunetError
+from dunet.data import Augmentation, HeatmapCodec
 from dunet.engine.config import load_config
 
 
@@ -37,6 +38,14 @@ def test_negative_decode_blur_is_refused(tiny_config):
     assert load_config(tiny_config, ["decode_blur=1.5"]).decode_blur == 1.5
     with pytest.raises(DunetError, match="decode_blur"):
         load_config(tiny_config, ["decode_blur=-1"])
+
+
+def test_the_codec_and_the_augmentation_are_built_from_the_config_keys():
+    cfg = load_config(None, ["model.input_size=128", "data.sigma=0.7", "decode_blur=1.5", "data.rotation=10",
+                             "data.scale_range=[0.9, 1.1]", "data.flip=false", "data.occlusion=0.2"])
+    assert cfg.codec == HeatmapCodec(128, sigma=0.7, blur=1.5)
+    assert cfg.data.augmentation == Augmentation((0.9, 1.1), rotation=10.0, flip=False, occlusion=0.2)
+    assert load_config(None, ["model.input_size=128"]).codec.sigma == 0.5  # 0 = 1 px at 64x64 heatmaps, scaled
 
 
 def test_occlusion_share_is_checked(tiny_config):
@@ -115,3 +124,11 @@ def test_dunet_info_refuses_an_absurd_model_at_once(capsys):
 
     assert main(["info", "--units", "100000"]) == 2
     assert "units 100000: must be <= 64" in capsys.readouterr().err
+
+
+def test_a_malformed_recipe_is_one_line_naming_the_file_and_place(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model:\n  units: [4\n")
+    with pytest.raises(DunetError) as err:
+        load_config(recipe)
+    assert str(recipe) in str(err.value) and "line 3" in str(err.value) and "\n" not in str(err.value)

@@ -1,7 +1,7 @@
 import torch
 
-from dunet.data.heatmaps import encode_gaussian
-from dunet.engine.losses import DISK_LEVEL, head_loss, total_loss
+from dunet.data.heatmaps import DISK_LEVEL, encode_gaussian
+from dunet.engine.losses import head_loss, total_loss
 
 
 def test_regression_is_masked_mse():

@@ -68,6 +68,10 @@ def test_choices_fit_the_budget_and_start_from_the_closest_model(openfield):
     cfg, _ = own_data_config(openfield, "", source, minutes=10, timer=lambda *a: 0.1,
                              overrides=["optim.epochs=3"])
     assert cfg.optim.epochs == 3  # --set wins
+    cfg, lines = own_data_config(openfield, "", source, minutes=10, timer=lambda *a: 0.1,
+                                 overrides=["init=", "optim.epochs=10", "optim.milestones=[0.5]", "optim.gammas=[0.1]"])
+    assert cfg.init == "" and "start: from scratch" in lines[1]  # the log says what really runs
+    assert "lr 0.0005 x0.1 from epoch 6" in lines[3]
 
 
 def test_val_with_other_keypoint_names_is_refused_naming_both(openfield, shared_data, tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 from dunet import DunetError
 from dunet.data.readers import combine_sources, open_source
 from dunet.engine.config import load_config
-from dunet.engine.trainer import Distributed, build_data, epoch_order, split_indices
+from dunet.engine.trainer import Distributed, build_data, split_indices
 
 
 def _config(*overrides):
@@ -32,21 +32,6 @@ def test_sources_with_different_layouts_are_refused_naming_both(shared_data):
     coco = f"coco:{shared_data / 'fixtures/coco/test_coco.json'}"
     with pytest.raises(DunetError, match=rf"synthetic:4:0 and {coco} have different landmark layouts"):
         combine_sources([open_source("synthetic:4:0"), open_source(coco)])
-
-
-def test_weights_draw_weight_times_each_source_per_epoch():
-    groups = [list(range(10)), list(range(10, 110))]
-    ddp = Distributed()
-    first = epoch_order(groups, seed=0, epoch=0, ddp=ddp, weights=(2.0, 0.5))
-    assert len(first) == 20 + 50
-    assert all(first.count(i) == 2 for i in range(10))
-    drawn = {i for i in first if i >= 10}
-    assert len(drawn) == 50 and first.count(10) <= 1
-    again = epoch_order(groups, seed=0, epoch=0, ddp=ddp, weights=(2.0, 0.5))
-    later = epoch_order(groups, seed=0, epoch=1, ddp=ddp, weights=(2.0, 0.5))
-    assert first == again  # a pure function of (seed, epoch): resume repeats it
-    assert {i for i in later if i >= 10} != drawn  # another half of the second source next epoch
-    assert sorted(epoch_order(groups, seed=0, epoch=0, ddp=ddp)) == list(range(110))  # no weights: each once
 
 
 @pytest.mark.parametrize("weights, problem", [("[1.0]", "1 weights for 2 train sources"),

@@ -65,7 +65,7 @@ def test_weight_average_is_checkpointed_and_resumes_exactly(tiny_config, tmp_pat
     conv = next(n for n, t in a.state_dict.items() if t.dim() == 4)
     assert not torch.equal(a.state_dict[conv], a.train_state["raw_weights"][conv])
     trainer = trainer_module.Trainer(resumed_config(straight, []), straight, resume=True, log=lambda *_: None)
-    assert trainer.validate()["nme_io"] == pytest.approx(a.meta["metrics"]["nme_io"])
+    assert trainer.validate()["nme_io"] == pytest.approx(a.card.provenance["metrics"]["nme_io"])
     with pytest.raises(DunetError, match="trained with optim.ema=0.9; resume with it"):
         trainer_module.Trainer(resumed_config(straight, ["optim.ema=0"]), straight, resume=True)
     with pytest.raises(DunetError, match="ema 1.0: the decay must be in"):

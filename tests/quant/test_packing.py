@@ -1,5 +1,7 @@
 """Packed files: 1 bit per binary and 2 bits per ternary weight, bit-identical outputs after loading."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -41,10 +43,10 @@ def test_round_trip_is_bit_identical(tmp_path, arch, block, quant):
     images = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
         expected = model(images)
-    config = {"model": {"arch": arch, "block": block, "quant": quant}, "note": "kept verbatim"}
-    path = save_packed(model, config, tmp_path / "model.packed.safetensors")
-    loaded_config, state = load_packed(path)
-    assert loaded_config == config
+    card = {"dunet_card": json.dumps({"model": {"arch": arch, "block": block, "quant": quant}}), "note": "verbatim"}
+    path = save_packed(model, card, tmp_path / "model.packed.safetensors")
+    metadata, state = load_packed(path)
+    assert {k: metadata[k] for k in card} == card
     fresh = build_model(cfg)
     fresh.load_state_dict(state)  # strict: the same keys and shapes
     with torch.no_grad():

@@ -24,11 +24,16 @@ from dunet.quant import QuantSpec, parse_quant
     ("bw-alpha-8/1/8", QuantSpec("binary", alpha=True, input_bits=8, grad_bits=8)),
     ("tw-alpha-6/2/6", QuantSpec("ternary", alpha=True, input_bits=6, grad_bits=6)),
     ("bw-8/1/8", QuantSpec("binary", input_bits=8, grad_bits=8)),
+    ("1/1/32", QuantSpec("binary", input_bits=1)),  # binary inputs sign(x)
+    ("bw-alpha-1/1/32", QuantSpec("binary", alpha=True, input_bits=1)),
+    ("1/1/8", QuantSpec("binary", input_bits=1, grad_bits=8)),
+    ("1/2/8", QuantSpec("ternary", input_bits=1, grad_bits=8)),
 ])
 def test_accepted_forms(text, expected):
     spec = parse_quant(text)
     assert spec == expected
     assert parse_quant(spec.name) == spec  # the canonical name parses back
+    assert spec.sign_inputs == (spec.input_bits == 1)
 
 
 def test_canonical_names():
@@ -41,11 +46,13 @@ def test_canonical_names():
 @pytest.mark.parametrize("text,message", [
     ("xnor", "not a quantization spec"),
     ("8/3/8", "weight bits must be 1"),
-    ("1/1/1", "input bits must be 2-8"),
-    ("16/1/8", "input bits must be 2-8"),
+    ("0/1/8", "input bits must be 1 \\(sign\\), 2-8"),
+    ("1/1/1", "gradient bits must be 2-8"),
+    ("16/1/8", "input bits must be 1 \\(sign\\), 2-8"),
     ("8/1/9", "gradient bits must be 2-8"),
     ("tw-8/1/8", "tw has 2-bit weights"),
     ("bw-alpha-8/32/8", "bw-alpha has 1-bit weights"),
+    ("bw-alpha-1/32/32", "bw-alpha has 1-bit weights"),
     ("foo-8/1/8", "unknown scheme 'foo'"),
 ])
 def test_errors_name_the_problem(text, message):
@@ -56,7 +63,7 @@ def test_errors_name_the_problem(text, message):
 def test_error_lists_allowed_forms():
     with pytest.raises(DunetError) as err:
         parse_quant("binary")
-    assert all(form in str(err.value) for form in ("bw-alpha", "tw", "8/1/8", "bw-alpha-8/1/8"))
+    assert all(form in str(err.value) for form in ("bw-alpha", "tw", "8/1/8", "bw-alpha-8/1/8", "1/1/32", "1 sign"))
 
 
 @pytest.mark.parametrize("fields", [dict(weights="fp", alpha=True), dict(weights="binary", input_bits=9),

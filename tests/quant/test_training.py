@@ -44,7 +44,7 @@ def test_memory_efficient_qig_updates_running_stats_once():
     assert counts == {1}
 
 
-@pytest.mark.parametrize("quant", ["bw-alpha", "8/1/8"])
+@pytest.mark.parametrize("quant", ["bw-alpha", "8/1/8", "bw-alpha-1/1/32"])
 def test_trains_under_bf16_autocast_and_channels_last(quant):
     """The training recipes' settings: convolutions in bfloat16, NHWC tensors."""
     cfg = ModelConfig(**SMALL, quant=quant)
