@@ -42,10 +42,18 @@ def test_export_on_a_full_disk_keeps_the_earlier_file(tiny_run, tmp_path, capsys
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    real_write_metadata = onnx_export._write_metadata
     monkeypatch.setattr(onnx_export, "_write_metadata", disk_full)  # after the graph was written
     code = main(["export", str(tiny_run), "--format", "onnx", "--exporter", "torchscript", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and f"{out}: not written (No space left on device); a file already there is unchanged" in err
+    assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+    from dunet import checkpoint  # now the disk fills while the metadata's file is written: no temporary file stays
+    monkeypatch.setattr(onnx_export, "_write_metadata", real_write_metadata)
+    monkeypatch.setattr(checkpoint, "_write_synced", disk_full)
+    code = main(["export", str(tiny_run), "--format", "onnx", "--exporter", "torchscript", "--out", str(out)])
+    assert code == 2 and "No space left on device" in capsys.readouterr().err
     assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
