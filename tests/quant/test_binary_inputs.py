@@ -10,7 +10,6 @@ from torch import nn
 from dunet.models import ModelConfig, build_model
 from dunet.models.blocks import BnReluConv
 from dunet.quant import QConv2d, bn_relu_conv, conv2d, parse_quant, unit_activation
-from dunet.quant.packing import load_packed, save_packed
 from dunet.quant.quantizers import quantize_error, weight_gradient
 
 SMALL = dict(channels=16, growth=8, bottleneck=16, landmarks=5, input_size=64, units=2)
@@ -194,37 +193,7 @@ def test_no_quantized_conv_takes_the_sign_of_a_relu_output(arch, block, convs):
 
 
 # ---------------------------------------------------------------------------------------------
-# whole models: packing, training
-
-
-def trained(cfg: ModelConfig, steps: int = 2) -> nn.Module:
-    model = build_model(cfg).train()
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3)
-    images, targets = torch.rand(2, 3, 64, 64), torch.rand(2, cfg.landmarks, 16, 16)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        sum(F.mse_loss(h, targets) for h in model(images)).backward()
-        optimizer.step()
-    return model.eval()
-
-
-@pytest.mark.parametrize("arch,block,quant", [
-    ("dunet", "bottleneck", "bw-alpha-1/1/32"),
-    ("hourglass", "hierarchical", "1/1/32"),
-    ("hourglass", "bottleneck", "1/2/8"),
-])
-def test_fully_binary_model_packs_and_loads_bit_identical(tmp_path, arch, block, quant):
-    cfg = ModelConfig(**SMALL, arch=arch, block=block, quant=quant)
-    model = trained(cfg)
-    images = torch.rand(3, 3, 64, 64)
-    with torch.no_grad():
-        expected = model(images)
-    _, state = load_packed(save_packed(model, {}, tmp_path / "m.safetensors"))
-    fresh = build_model(cfg)
-    fresh.load_state_dict(state)
-    with torch.no_grad():
-        got = fresh.eval()(images)
-    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+# whole models: training (packing round trips: tests/quant/test_packing.py)
 
 
 @pytest.mark.parametrize("memory_efficient", [False, True])

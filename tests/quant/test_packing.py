@@ -36,6 +36,9 @@ def trained(cfg, steps=2):
     ("dunet", "hierarchical", "tw"),
     ("hourglass", "bottleneck", "bw-alpha-8/1/8"),
     ("hourglass", "hierarchical", "8/2/8"),
+    ("dunet", "bottleneck", "bw-alpha-1/1/32"),  # fully binary: sign inputs too
+    ("hourglass", "hierarchical", "1/1/32"),
+    ("hourglass", "bottleneck", "1/2/8"),
 ])
 def test_round_trip_is_bit_identical(tmp_path, arch, block, quant):
     cfg = ModelConfig(**SMALL, arch=arch, block=block, quant=quant)
