@@ -51,5 +51,12 @@ def has_cpu_flag(flag: str) -> bool:
 def machine() -> dict:
     """CPU and its int8 / bf16 matrix features: results differ between machines of this project
     (this project has run on an Intel Xeon with AMX and on an AMD EPYC with AVX-512 BF16 but no AMX)."""
+    import torch
+
+    # An ISA limit (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2) makes a newer CPU compute like an
+    # AVX2-only one: recorded, so such figures are never mistaken for the CPU's own.
+    limits = {v: os.environ[v] for v in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+              if os.environ.get(v)}
     return {"cpu": cpu_name(), "amx": has_cpu_flag("amx_tile"), "avx512_bf16": has_cpu_flag("avx512_bf16"),
-            "avx512_vnni": has_cpu_flag("avx512_vnni"), "load_average": os.getloadavg()}
+            "avx512_vnni": has_cpu_flag("avx512_vnni"), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "isa_limits": limits, "load_average": os.getloadavg()}

@@ -70,9 +70,12 @@ def main() -> None:
           f"{row['pck_0.2_box']:>12.1f}%{row['mean_error_px']:>12.1f}{diagonal_share:>10.2f}%")
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # One result per starting point (fine-tuned, from scratch), so both runs of the walk-through stay side by side.
+    # One result per starting point (fine-tuned, from scratch) and ISA limit (an AVX2-only CPU stood in for by
+    # ONEDNN_MAX_CPU_ISA=AVX2), so the runs of the walk-through stay side by side.
     results = json.loads(out.read_text()).get("results", {}) if out.is_file() else {}
-    results[cfg.init or "scratch"] = {"machine": machine(), **row}
+    host = machine()
+    key = ", ".join([cfg.init or "scratch", *(f"{k}={v}" for k, v in host["isa_limits"].items())])
+    results[key] = {"machine": host, **row}
     out.write_text(json.dumps({"benchmark": "own-data recipe on a DeepLabCut project",
                                "goal": {"minutes": 15, "pck_0.2_box": 90, "mean_error_pct_diagonal": 5},
                                "results": results}, indent=2) + "\n")

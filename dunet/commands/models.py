@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     if not models:
         print("no pretrained models are installed")
         return 0
+    width = max(len(m["name"]) for m in models)
     for m in models:
-        print(f"{m['name']:<24} {m['task']:<6} {m['summary']}")
-        print(f"{'':<24} validation: {m['validation']}; data: {m['data']} (research-only)")
+        print(f"{m['name']:<{width}} {m['task']:<6} {m['summary']}")
+        print(f"{'':<{width}} validation: {m['validation']}; data: {m['data']} (research-only)")
     return 0

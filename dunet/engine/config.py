@@ -144,6 +144,11 @@ class TrainConfig:
     # model name (`dunet models`). Tensors whose name and shape fit are copied; the rest (e.g. the heads when
     # the landmark count differs) keep their fresh initialisation. Ignored by --resume. "" = from scratch.
     init: str = ""
+    # Knowledge distillation: a trained model (same forms as `init`) whose final heatmaps, on the same augmented
+    # crop, join the labels as targets: each head regresses (1 - teacher_weight) x the labelled Gaussians +
+    # teacher_weight x the teacher's heatmaps. Typical: the fp32 parent teaching its quantized copy. "" = none.
+    teacher: str = ""
+    teacher_weight: float = 0.5  # share of the target that comes from the teacher, in [0, 1]
 
     def __post_init__(self) -> None:
         from dunet.engine.hardware import check_device_name
@@ -162,6 +167,10 @@ class TrainConfig:
         check_range("max_val_samples", self.max_val_samples, 0, note="0 = the whole validation set")
         if self.model.in_channels != 3:
             raise ValueError(f"model.in_channels {self.model.in_channels}: training images are RGB, so it must be 3")
+        check_range("teacher_weight", self.teacher_weight, 0.0, 1.0, note="share of the target from the teacher")
+        if self.teacher and "detection" in self.supervision:
+            raise ValueError("teacher: distillation blends regression heatmaps, so every supervision entry must be "
+                             "regression")
         passes = 2 if self.model.refine else 1
         if len(self.supervision) not in (1, passes):
             raise ValueError(f"supervision needs 1 or {passes} entries (one per pass)")

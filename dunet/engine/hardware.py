@@ -41,6 +41,13 @@ def resolve_device(text: str = "auto") -> torch.device:
     return device
 
 
+# oneDNN's ISA limits (ONEDNN_MAX_CPU_ISA) at which its convolutions compute bfloat16 natively. A limit below
+# them (AVX2, say) makes a CPU with AVX-512 BF16 run bf16 emulated, as an AVX2-only CPU does.
+ONEDNN_BF16_ISAS = ("ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX",
+                    "AVX10_1_512_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16", "AVX10_2_512",
+                    "AVX10_2_512_AMX_2")
+
+
 def native_bf16(device: torch.device) -> tuple[bool, str]:
     """Whether `device` computes bfloat16 in hardware, and what was found. On a CPU without AVX-512 BF16
     or AMX, oneDNN emulates bf16 convolutions: measured 5x slower than fp32 on a Zen 3 (AVX2)."""
@@ -51,7 +58,12 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
         return False, f"{name} lacks native bfloat16"
     amx, avx512_bf16 = torch.cpu._is_amx_tile_supported(), torch.cpu._is_avx512_bf16_supported()
     if amx or avx512_bf16:
-        return True, "the CPU has " + " and ".join(n for n, ok in (("AMX", amx), ("AVX-512 BF16", avx512_bf16)) if ok)
+        found = "the CPU has " + " and ".join(n for n, ok in (("AMX", amx), ("AVX-512 BF16", avx512_bf16)) if ok)
+        variable = next((v for v in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA") if os.environ.get(v)), None)
+        limit = os.environ[variable] if variable else "ALL"
+        if limit.upper() not in ONEDNN_BF16_ISAS:
+            return False, f"{found}, but {variable}={limit} keeps oneDNN's convolutions from using it"
+        return True, found
     return False, f"the CPU has no AVX-512 BF16 or AMX (best: {torch.backends.cpu.get_cpu_capability()})"
 
 

@@ -171,6 +171,7 @@ class Trainer:
             self._resume()
         elif cfg.init:
             self._init_from(cfg.init)
+        self.teacher = self._load_teacher(cfg.teacher) if cfg.teacher else None
         self.net = self.model
         if self.ddp.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -207,6 +208,30 @@ class Trainer:
         copied, kept = init_weights(self.model, path)
         fresh = sorted({name.split(".")[0] for name in kept if not name.endswith("num_batches_tracked")})
         self.log(f"init: {len(copied)} tensors from {path}" + (f"; fresh: {', '.join(fresh)}" if fresh else ""))
+
+    def _load_teacher(self, source: str) -> torch.nn.Module:
+        """The distillation teacher, frozen in eval mode. Its heatmaps must be the student's: same landmarks,
+        input size and heatmap sigma."""
+        from dunet.engine.pretrained import resolve_pretrained
+
+        path = Path(source) if Path(source).exists() else resolve_pretrained(source)
+        ckpt = load_checkpoint(path)
+        given, model_cfg = ckpt.card.config, self.cfg.model
+        for what, theirs, ours in (("landmarks", given.model.landmarks, model_cfg.landmarks),
+                                   ("input_size", given.model.input_size, model_cfg.input_size),
+                                   ("heatmap sigma", given.codec.sigma, self.cfg.codec.sigma)):
+            if theirs != ours:
+                raise DunetError(f"teacher {source}: its {what} is {theirs} but this model's is {ours}; a teacher "
+                                 "must produce the same heatmaps as the model it teaches")
+        teacher = build_model(given.model)
+        load_weights(teacher, ckpt)
+        teacher = teacher.eval().requires_grad_(False).to(self.device)
+        if self.cfg.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+        if self.ddp.main:
+            self.log(f"teacher: {ckpt.path} ({given.model.arch}({given.model.units}), quant {given.model.quant}), "
+                     f"{self.cfg.teacher_weight:g} of every target")
+        return teacher
 
     def _save(self, name: str, metrics: dict | None = None) -> None:
         if not self.ddp.main:
@@ -285,6 +310,10 @@ class Trainer:
             visible = item["visible"].to(self.device, non_blocking=True)
             with autocast(self.precision, self.device):
                 outputs = self.net(images)
+                if self.teacher is not None:
+                    with torch.no_grad():
+                        taught = self.teacher(images)[-1].float()
+                    heatmaps = torch.lerp(heatmaps, taught, self.cfg.teacher_weight)
             loss = total_loss(outputs, heatmaps, visible, self.kinds)
             if not torch.isfinite(loss):
                 raise DunetError(f"loss is {loss.item()} at epoch {self.epoch + 1}, step {self.step}: stopping; "

@@ -17,6 +17,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 @pytest.fixture
 def cpu_features(monkeypatch):
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+
     def set_features(avx512_bf16: bool, amx: bool) -> None:
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
@@ -35,6 +38,16 @@ def test_auto_picks_fp32_on_a_cpu_without_native_bf16(cpu_features):
     cpu_features(False, False)
     precision, reason = hardware.choose_precision("auto", CPU)
     assert precision == "fp32" and "no AVX-512 BF16 or AMX" in reason
+
+
+@pytest.mark.parametrize("variable", ["ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"])
+def test_auto_picks_fp32_where_onednn_is_kept_below_bf16(cpu_features, monkeypatch, variable):
+    cpu_features(True, True)
+    monkeypatch.setenv(variable, "AVX2")
+    precision, reason = hardware.choose_precision("auto", CPU)
+    assert precision == "fp32" and f"{variable}=AVX2" in reason
+    monkeypatch.setenv(variable, "avx512_core_bf16")
+    assert hardware.choose_precision("auto", CPU)[0] == "bf16"
 
 
 def test_explicit_bf16_without_native_support_warns_with_the_cost(cpu_features):

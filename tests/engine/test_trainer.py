@@ -136,6 +136,41 @@ def test_init_starts_from_another_runs_weights(tiny_config, tmp_path):
         trainer_module.Trainer(load_config(tiny_config, ["init=no-such-model"]), tmp_path / "third")
 
 
+def test_a_teacher_sets_its_share_of_the_targets(tiny_config, tmp_path, monkeypatch):
+    teacher = tmp_path / "teacher"
+    train(load_config(tiny_config, ["optim.epochs=1"]), teacher, log=lambda *_: None)
+    getitem = trainer_module.LandmarkDataset.__getitem__
+
+    def run(name, weight, blank_labels):
+        def item(dataset, index):
+            sample = getitem(dataset, index)
+            if blank_labels:
+                sample["heatmaps"] = torch.zeros_like(sample["heatmaps"])
+            return sample
+
+        monkeypatch.setattr(trainer_module.LandmarkDataset, "__getitem__", item)
+        lines = []
+        train(load_config(tiny_config, ["optim.epochs=1", f"teacher={teacher}", f"teacher_weight={weight}"]),
+              tmp_path / name, log=lines.append)
+        assert any(line.startswith(f"teacher: {teacher / 'best'}") for line in lines)
+        return weights(tmp_path / name)
+
+    # All of the target from the teacher: the labels no longer matter. Half of it: they do.
+    a, b = run("taught", 1.0, False), run("taught-blank", 1.0, True)
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    a, b = run("half", 0.5, False), run("half-blank", 0.5, True)
+    assert not all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_a_teacher_with_other_heatmaps_is_a_clear_error(tiny_config, tmp_path):
+    teacher = tmp_path / "teacher"
+    train(load_config(tiny_config, ["optim.epochs=1", "data.sigma=2"]), teacher, log=lambda *_: None)
+    with pytest.raises(DunetError, match="teacher .*heatmap sigma is 2.0 but this model's is 0.25"):
+        train(load_config(tiny_config, [f"teacher={teacher}"]), tmp_path / "run", log=lambda *_: None)
+    with pytest.raises(DunetError, match="teacher: distillation blends regression"):
+        load_config(tiny_config, [f"teacher={teacher}", "supervision=[detection]"])
+
+
 def test_landmark_mismatch_is_a_clear_error(tiny_config, tmp_path):
     with pytest.raises(DunetError, match="model.landmarks.*68"):
         train(load_config(tiny_config, ["model.landmarks=16"]), tmp_path / "run", log=lambda *_: None)
