@@ -45,7 +45,7 @@ from dunet.engine.allocator import keep_freed_memory
 from dunet.engine.config import TrainConfig, config_from_dict, config_to_dict
 from dunet.engine.evaluate import main_metric, predict_source, score
 from dunet.engine.hardware import autocast, choose_precision, plan_threads, resolve_device
-from dunet.engine.inference import LandmarkModel
+from dunet.engine.inference import LandmarkModel, TorchNetwork
 from dunet.engine.losses import total_loss
 from dunet.engine.progress import progress
 from dunet.metrics import format_value
@@ -209,29 +209,21 @@ class Trainer:
         fresh = sorted({name.split(".")[0] for name in kept if not name.endswith("num_batches_tracked")})
         self.log(f"init: {len(copied)} tensors from {path}" + (f"; fresh: {', '.join(fresh)}" if fresh else ""))
 
-    def _load_teacher(self, source: str) -> torch.nn.Module:
-        """The distillation teacher, frozen in eval mode. Its heatmaps must be the student's: same landmarks,
-        input size and heatmap sigma."""
-        from dunet.engine.pretrained import resolve_pretrained
-
-        path = Path(source) if Path(source).exists() else resolve_pretrained(source)
-        ckpt = load_checkpoint(path)
-        given, model_cfg = ckpt.card.config, self.cfg.model
+    def _load_teacher(self, source: str) -> TorchNetwork:
+        """The distillation teacher: frozen, in eval mode, giving its final heatmaps in float. They must be the
+        student's heatmaps: same landmarks, input size and heatmap sigma."""
+        teacher = LandmarkModel.load(source, precision=self.precision, device=self.device)
+        given, model_cfg = teacher.config, self.cfg.model
         for what, theirs, ours in (("landmarks", given.model.landmarks, model_cfg.landmarks),
                                    ("input_size", given.model.input_size, model_cfg.input_size),
                                    ("heatmap sigma", given.codec.sigma, self.cfg.codec.sigma)):
             if theirs != ours:
                 raise DunetError(f"teacher {source}: its {what} is {theirs} but this model's is {ours}; a teacher "
                                  "must produce the same heatmaps as the model it teaches")
-        teacher = build_model(given.model)
-        load_weights(teacher, ckpt)
-        teacher = teacher.eval().requires_grad_(False).to(self.device)
-        if self.cfg.channels_last:
-            teacher = teacher.to(memory_format=torch.channels_last)
         if self.ddp.main:
-            self.log(f"teacher: {ckpt.path} ({given.model.arch}({given.model.units}), quant {given.model.quant}), "
+            self.log(f"teacher: {teacher.source} ({given.model.arch}({given.model.units}), quant {given.model.quant}), "
                      f"{self.cfg.teacher_weight:g} of every target")
-        return teacher
+        return teacher.network
 
     def _save(self, name: str, metrics: dict | None = None) -> None:
         if not self.ddp.main:
@@ -310,10 +302,8 @@ class Trainer:
             visible = item["visible"].to(self.device, non_blocking=True)
             with autocast(self.precision, self.device):
                 outputs = self.net(images)
-                if self.teacher is not None:
-                    with torch.no_grad():
-                        taught = self.teacher(images)[-1].float()
-                    heatmaps = torch.lerp(heatmaps, taught, self.cfg.teacher_weight)
+            if self.teacher is not None:
+                heatmaps = torch.lerp(heatmaps, self.teacher(images), self.cfg.teacher_weight)
             loss = total_loss(outputs, heatmaps, visible, self.kinds)
             if not torch.isfinite(loss):
                 raise DunetError(f"loss is {loss.item()} at epoch {self.epoch + 1}, step {self.step}: stopping; "
