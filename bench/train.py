@@ -9,6 +9,12 @@ A training step costs about 3x the forward MACs (forward, input gradients, weigh
 `--conv-ceiling` also times every convolution of the model on its own, at the shape and precision it has in
 the step (forward, input and weight gradients, nothing else): the step's FLOPs over that time is the most
 the step could reach with these conv kernels if everything else (BN, ReLU, concat, optimizer) were free.
+
+`--bn-floor` also times every BN -> ReLU of the model on its own (forward and backward, as PyTorch runs it),
+and sets a floor under it: a fused BN-ReLU kernel must still stream its input about 7 times per step
+(forward: statistics, then normalise-and-clip; backward: two reductions, then the input gradient), timed
+as 3.5 tensor copies at the same shape. convs / (convs + floor) is then the most of the conv-only ceiling
+a step can reach while BN-ReLU stays a separate pass, however well it is fused.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5, blocks: int
 
 
 def train_speed(name: str, size: int, precision: str, batch: int, steps: int, memory_efficient: bool,
-                conv_ceiling: bool = False, device: torch.device = torch.device("cpu")) -> dict:
+                conv_ceiling: bool = False, bn_floor: bool = False, device: torch.device = torch.device("cpu")) -> dict:
     cfg = ModelConfig(landmarks=16, input_size=size, memory_efficient=memory_efficient, **MODELS[name])
     model = build_model(cfg).train().to(device, memory_format=torch.channels_last)
     opt = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
@@ -73,7 +79,47 @@ def train_speed(name: str, size: int, precision: str, batch: int, steps: int, me
     if conv_ceiling:
         conv_seconds = conv_only_seconds(model, x, autocast, steps)
         row.update(conv_seconds_share=conv_seconds / seconds, conv_ceiling_gflops=flops / conv_seconds / 1e9)
+        if bn_floor:
+            eager, floor = bn_relu_seconds(model, x, autocast, steps)
+            row.update(bn_relu_seconds_share=eager / seconds, bn_relu_floor_share=floor / seconds,
+                       best_conv_share=conv_seconds / (conv_seconds + floor))
     return row
+
+
+# A fused BN-ReLU reads or writes its input's size this many times per training step; a copy moves it twice.
+BN_RELU_PASSES = 7
+
+
+def bn_relu_seconds(model: nn.Module, x: torch.Tensor, autocast, steps: int) -> tuple[float, float]:
+    """Seconds per training step of the model's BN -> ReLU units, each timed alone at its input shape:
+    (as PyTorch runs them, a floor for any fused kernel: BN_RELU_PASSES / 2 copies of the input)."""
+    groups: dict[tuple, list] = {}
+
+    def record(norm, inputs, output):
+        inp = inputs[0]
+        groups.setdefault((norm.num_features, tuple(inp.shape), inp.dtype), [norm, inp, 0])[2] += 1
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad(), autocast:
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    eager = floor = 0.0
+    for norm, inp, calls in groups.values():
+        layer = copy.deepcopy(norm)
+        data = torch.randn(inp.shape, dtype=inp.dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
+        grad = torch.randn_like(data)
+        copied = torch.empty_like(data, requires_grad=False)
+
+        def bn_relu_step():
+            layer.zero_grad(set_to_none=True)
+            with autocast:
+                y = torch.relu(layer(data))
+            y.backward(grad)
+
+        eager += calls * median_step_seconds(bn_relu_step, steps)
+        floor += calls * BN_RELU_PASSES / 2 * median_step_seconds(lambda: copied.copy_(data.detach()), steps)
+    return eager, floor
 
 
 def conv_only_seconds(model: nn.Module, x: torch.Tensor, autocast, steps: int) -> float:
@@ -123,6 +169,8 @@ def main() -> None:
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc malloc as it is (training keeps freed memory; see dunet/engine/allocator.py)")
     parser.add_argument("--conv-ceiling", action="store_true", help="also time the convolutions alone")
+    parser.add_argument("--bn-floor", action="store_true",
+                        help="with --conv-ceiling: also time BN-ReLU alone and the floor of a fused BN-ReLU")
     parser.add_argument("--out", default="bench/results/train.json")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -141,7 +189,8 @@ def main() -> None:
         for name in args.models:
             for precision in args.precisions:
                 row = train_speed(name, size, precision, args.batch, 1 if args.quick else args.steps,
-                                  args.memory_efficient, args.conv_ceiling and device.type == "cpu", device)
+                                  args.memory_efficient, args.conv_ceiling and device.type == "cpu", args.bn_floor,
+                                  device)
                 rows.append(row)
                 print(f"{name:<11} {size:>4}px {precision:<5} {row['images_per_s']:7.1f} img/s "
                       f"{row['gflops']:8.1f} GFLOP/s  (peak so far {peaks_before[precision]:.0f})", flush=True)
@@ -156,7 +205,10 @@ def main() -> None:
         print(f"{row['model']:<11} {row['size']:>4}px {row['precision']:<5} {row['images_per_s']:7.1f} img/s "
               f"{row['gflops']:8.1f} GFLOP/s  peak {peak:8.1f}  {row['fraction_of_peak']:6.1%}" + (
                   f"  convs alone {row['conv_ceiling_gflops'] / peak:6.1%} of peak, "
-                  f"{row['conv_seconds_share']:5.1%} of the step" if args.conv_ceiling else ""))
+                  f"{row['conv_seconds_share']:5.1%} of the step" if args.conv_ceiling else "") + (
+                  f"; BN-ReLU {row['bn_relu_seconds_share']:5.1%} of the step, fused floor "
+                  f"{row['bn_relu_floor_share']:5.1%}, so at best {row['best_conv_share']:5.1%} of the ceiling"
+                  if "best_conv_share" in row else ""))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "threads": torch.get_num_threads(), "memory_efficient": args.memory_efficient,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,6 +131,32 @@ def export_network(runner, model, out: Path, args: argparse.Namespace) -> None:
 
                 quantize_onnx_int8(float_path, written[0], calibration, mode=mode)
         print(f"wrote {int8_path}")
+    if calibration is not None:
+        check_int8(runner, model, int8_path, calibration, args.format)
+
+
+# Static int8 has one activation scale per tensor, and onnxruntime's also requantizes every conv output to one
+# (docs/deployment.md). Most models lose a fraction of a pixel; some lose everything: a 1-bit model with float
+# inputs moved its landmarks by 15 px. So every static export is checked before anyone deploys it.
+INT8_SHIFT_WARN_PX = 1.0
+
+
+def check_int8(runner, model, int8_path: Path, calibration: list, backend: str) -> None:
+    """Compare the static int8 file's landmarks with the float model's on the calibration crops; warn if they moved."""
+    import numpy as np
+    import torch
+
+    from dunet.engine.inference import LandmarkModel
+
+    reference = LandmarkModel(model, runner.config, runner.spec, precision="fp32")
+    int8 = LandmarkModel.load_exported(int8_path, backend=backend, precision="fp32")
+    shift = reference.landmark_shift(int8, torch.from_numpy(np.concatenate(calibration)))
+    print(f"int8 check: on the {len(calibration)} calibration crops the landmarks moved {shift.mean():.2f} px on "
+          f"average ({np.median(shift):.2f} median) from the float model's, at {runner.input_size} px input")
+    if shift.mean() > INT8_SHIFT_WARN_PX:
+        other = "--format openvino --int8 DATA" if backend == "onnx" else "--format onnx --int8 dynamic"
+        print(f"warning: {int8_path} is far from the float model (more than {INT8_SHIFT_WARN_PX:g} px on average); "
+              f"check it with dunet eval before deploying it, or try {other}", file=sys.stderr)
 
 
 def _files_of(path: Path) -> list[Path]:

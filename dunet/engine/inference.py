@@ -205,6 +205,20 @@ class LandmarkModel:
         return coords.numpy(), peaks.clamp(0.0, 1.0).numpy()
 
 
+    def landmark_shift(self, other: "LandmarkModel", images: Tensor, batch: int = 8) -> np.ndarray:
+        """(N, K) distances, in model-input pixels, from this model's landmarks to `other`'s on the same crops:
+        how far a converted copy (int8, say) moves them. Plain decoding without blur, so only the networks differ."""
+        from dunet.data.heatmaps import HeatmapCodec
+
+        codec = HeatmapCodec(self.input_size)
+        shifts = []
+        for first in range(0, len(images), batch):
+            chunk = images[first: first + batch]
+            mine, theirs = (codec.decode(model.heatmaps(chunk))[0] for model in (self, other))
+            shifts.append(torch.linalg.vector_norm(mine - theirs, dim=-1))
+        return torch.cat(shifts).numpy()
+
+
 def confidence_auc(scores, errors, threshold: float) -> float | None:
     """How well landmark scores separate good points from bad ones: the ROC AUC of `scores` as a detector
     of "error <= threshold" (1 = every good point scores above every bad one, 0.5 = chance). `scores` and

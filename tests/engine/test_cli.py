@@ -291,6 +291,25 @@ def test_export_onnx_with_dynamic_int8(trained_run, tmp_path, capsys):
     assert int8["n"] == reference["n"] and np.isfinite(int8["mean_error_px"])
 
 
+def test_static_int8_export_reports_how_far_the_landmarks_moved(trained_run, tmp_path, capsys):
+    args = ["export", str(trained_run), "--format", "onnx", "--exporter", "torchscript", "--int8", "synthetic:8:3"]
+    assert main(args + ["--out", str(tmp_path / "model.onnx")]) == 0
+    assert "int8 check: on the 8 calibration crops the landmarks moved" in capsys.readouterr().out
+
+
+def test_static_int8_export_warns_when_it_breaks_the_model(shared_data, tmp_path, capsys):
+    """The shipped 1-bit face model has float inputs of very uneven range: onnxruntime's static int8, one scale
+    per tensor on every conv output, moves its landmarks by pixels (docs/deployment.md)."""
+    faces = shared_data / "300w"
+    args = ["export", "--model", "300w-dunet4-bw-alpha", "--format", "onnx", "--exporter", "torchscript",
+            "--int8", f"300w:{faces}", "--out", str(tmp_path / "bw.onnx")]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    moved = float(out.split("the landmarks moved ")[1].split(" px")[0])
+    assert moved > 1.0
+    assert "bw-int8.onnx is far from the float model" in err and "--format openvino" in err
+
+
 def test_export_openvino_with_int8_and_eval_both(trained_run, tmp_path, capsys):
     pytest.importorskip("openvino")
     reference = _eval_json(trained_run, capsys)
