@@ -17,6 +17,7 @@ from dunet import DunetError
 from dunet.config import apply_overrides, check_range, choice, from_dict
 from dunet.data.heatmaps import HeatmapCodec
 from dunet.data.transforms import Augmentation
+from dunet.engine.losses import REGRESSION_LOSSES
 from dunet.models.config import ModelConfig
 
 
@@ -126,6 +127,8 @@ class TrainConfig:
     # Loss at every supervised head: "regression" = MSE on Gaussian heatmaps, "detection" = sigmoid
     # cross-entropy on binary disks. With model.refine, one entry per pass, e.g. [detection, regression].
     supervision: tuple[str, ...] = ("regression",)
+    # The loss of regression heads: mse, or awing (adaptive wing, Wang et al. 2019: weighs errors at the peaks).
+    regression_loss: str = choice("mse", REGRESSION_LOSSES, "mse, or awing (adaptive wing loss)")
     seed: int = 0  # seeds initialisation, shuffling and augmentation
     # auto = bf16 autocast where the hardware computes bfloat16 natively (a CPU with AVX-512 BF16 or AMX, a GPU
     # that supports it), fp32 elsewhere: emulated bf16 is several times slower than fp32.

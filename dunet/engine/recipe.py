@@ -64,7 +64,7 @@ def step_seconds(cfg: TrainConfig, input_size: int, batch: int, steps: int = 3) 
         start = time.perf_counter()
         with autocast(precision, torch.device("cpu")):
             outputs = model(images)
-        loss = total_loss(outputs, targets, visible, kinds)
+        loss = total_loss(outputs, targets, visible, kinds, cfg.regression_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

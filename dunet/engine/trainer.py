@@ -304,7 +304,7 @@ class Trainer:
                 outputs = self.net(images)
             if self.teacher is not None:
                 heatmaps = torch.lerp(heatmaps, self.teacher(images), self.cfg.teacher_weight)
-            loss = total_loss(outputs, heatmaps, visible, self.kinds)
+            loss = total_loss(outputs, heatmaps, visible, self.kinds, self.cfg.regression_loss)
             if not torch.isfinite(loss):
                 raise DunetError(f"loss is {loss.item()} at epoch {self.epoch + 1}, step {self.step}: stopping; "
                                  f"the last good checkpoint is kept in {self.out / 'last'}")

@@ -163,9 +163,9 @@ class Residual(nn.Module):
             raise ValueError(f"unknown block {block!r}")
         if in_channels == out_channels:
             self.shortcut = nn.Identity()
-        elif block == "bottleneck":  # Newell: a plain 1x1 conv
+        elif block == "bottleneck" and not quant.sign_inputs:  # Newell: a plain 1x1 conv
             self.shortcut = conv2d(in_channels, out_channels, 1, bias=True, quant=quant)
-        else:  # Bulat & Tzimiropoulos: BN-ReLU-Conv1x1
+        else:  # Bulat & Tzimiropoulos: BN-ReLU-Conv1x1 (BN -> sign -> conv with 1-bit inputs: a centred input)
             self.shortcut = BnReluConv(in_channels, out_channels, 1, bias=True, quant=quant)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dunet.models.blocks import MaxPool2x2, Residual, max_pool2x2
+from dunet.models.blocks import BnReluConv, MaxPool2x2, Residual, max_pool2x2
 from dunet.models.config import ModelConfig, loss_anchors
 from dunet.quant import QuantSpec, conv2d
 
@@ -50,9 +50,17 @@ class StackedHourglass(nn.Module):
         )
         self.hourglasses = nn.ModuleList(Hourglass(cfg.levels, w, b, q) for _ in range(cfg.units))
         # Residual -> conv -> BN; the ReLU after it is in forward (the merge conv may take the BN output).
+        # With 1-bit inputs every quantized conv reads a BN output (BN -> sign -> conv): the 1x1 after each
+        # stack reads the residual stream and the heatmap merge reads heatmaps, neither centred, so their sign
+        # would be nearly constant and nothing would pass (measured: a fully binary HG(2) stayed at ~100 % NME).
+        # So those two get their own BN; full-precision and weight-only models keep Newell's layers exactly.
+        def reads_sign(conv_in: int) -> nn.Module:
+            if q.sign_inputs:
+                return BnReluConv(conv_in, w, 1, bias=True, quant=q)
+            return conv2d(conv_in, w, 1, bias=True, quant=q)
+
         self.features = nn.ModuleList(
-            nn.Sequential(Residual(w, w, block=b, quant=q), conv2d(w, w, 1, bias=True, quant=q), nn.BatchNorm2d(w))
-            for _ in range(cfg.units)
+            nn.Sequential(Residual(w, w, block=b, quant=q), reads_sign(w), nn.BatchNorm2d(w)) for _ in range(cfg.units)
         )
         # Heads are the last layers: full precision.
         self.heads = nn.ModuleList(nn.Conv2d(w, cfg.landmarks, 1, bias=True) for _ in range(cfg.units))
@@ -60,9 +68,7 @@ class StackedHourglass(nn.Module):
         # With 1-bit inputs the merge conv takes the sign of the BN output (BN -> sign -> conv, as every
         # binary unit); the sign of the ReLU output would be +1 everywhere.
         self.merge_takes_sign = q.sign_inputs
-        self.merge_heatmaps = nn.ModuleList(
-            conv2d(cfg.landmarks, w, 1, bias=True, quant=q) for _ in range(cfg.units - 1)
-        )
+        self.merge_heatmaps = nn.ModuleList(reads_sign(cfg.landmarks) for _ in range(cfg.units - 1))
         self.anchors = loss_anchors(cfg.units, cfg.heads)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:

@@ -192,6 +192,23 @@ def test_no_quantized_conv_takes_the_sign_of_a_relu_output(arch, block, convs):
         assert all(bool((x < 0).any()) == signed for x in checked.values()), quant
 
 
+@pytest.mark.parametrize("block", ["bottleneck", "hierarchical"])
+def test_every_sign_input_conv_of_the_hourglass_reads_a_bn(block):
+    """BN -> sign -> conv everywhere: a conv reading the residual stream or the heatmaps directly would take
+    the sign of an uncentred tensor, nearly constant once trained (a fully binary HG(2) stayed at ~100 % NME).
+    The merge conv reads a BN output in forward (the test above)."""
+    model = build_model(ModelConfig(**SMALL, arch="hourglass", block=block, quant="bw-alpha-1/1/32"))
+    modules = dict(model.named_modules())
+    convs = [name for name, m in modules.items() if isinstance(m, QConv2d)]
+    assert any(name.startswith("merge_heatmaps.") for name in convs)
+    for name in convs:
+        parent = modules[name.rsplit(".", 1)[0]]
+        in_unit = isinstance(getattr(parent, "norm", None), nn.BatchNorm2d) and parent.conv is modules[name]
+        assert in_unit or name.startswith("merge_features."), name
+    unquantized = build_model(ModelConfig(**SMALL, arch="hourglass", block=block, quant="bw-alpha"))
+    assert not any(name.startswith("merge_heatmaps.") and name.endswith(".norm") for name, _ in unquantized.named_modules())
+
+
 # ---------------------------------------------------------------------------------------------
 # whole models: training (packing round trips: tests/quant/test_packing.py)
 
