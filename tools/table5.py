@@ -1,10 +1,11 @@
 """Paper Table 5 at CPU scale: NME, training-memory ratio, model-size ratio and balance index of the
-fp32 and quantized DU-Net(4) runs trained with configs/300w_quant.yaml. Run by hand after training:
+fp32 and quantized DU-Net(4) runs trained with configs/300w_quant.yaml (from scratch, 64 px) or
+configs/300w_quant_finetune.yaml (fine-tuned from 300w-dunet4, 128 px). Run by hand after training:
 
     .venv/bin/python tools/table5.py runs/t5/fp32 runs/t5/bw ... \
-        --memory bench/results/memory_table5.json --out bench/results/table5.json
+        --memory bench/results/memory_table5.json --out bench/results/table5.json [--checkpoint last]
 
-- NME: inter-ocular NME (%) of each run's best checkpoint, measured here on the run's held-out split.
+- NME: inter-ocular NME (%) of each run's best (or last) checkpoint, measured here on the run's held-out split.
 - Training memory: quantized / fp32 peak training memory from a bench/memory.py JSON (same run for all
   rows, the recipe's input size and batch), looked up by quant spec.
 - Model size: bytes of the packed file (dunet.quant.packing) / bytes of the fp32 safetensors file.
@@ -29,16 +30,17 @@ PAPER = {
     "6/1/6": ("BW-QIG 6/1/6", 5.93, 0.17, 0.03, 0.18),
     "8/2/8": ("TW-QIG 8/2/8", 4.13, 0.25, 0.06, 0.26),
 }
+BITS = {"none": "32/32/32", "bw": "32/1/32", "bw-alpha": "32/1/32", "tw": "32/2/32", "bw-alpha-1/1/32": "1/1/32"}
 
 
-def measure(run: Path, memory: dict[str, float]) -> dict:
+def measure(run: Path, memory: dict[str, float], checkpoint: str = "best") -> dict:
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import predict_source, score
     from dunet.engine.inference import LandmarkModel
     from dunet.engine.trainer import split_indices
     from dunet.quant.packing import packed_size_bytes
 
-    runner = LandmarkModel.load(run / "best")
+    runner = LandmarkModel.load(run / checkpoint, precision="fp32")
     cfg = runner.config
     source = open_source(cfg.data.train[0])  # the held-out split comes off the first source
     _, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
@@ -52,7 +54,7 @@ def measure(run: Path, memory: dict[str, float]) -> dict:
     memory_ratio = memory[quant] / memory["none"]
     nme = metrics["nme_io"]
     epochs = sum(1 for _ in open(run / "log.csv")) - 1
-    return {"run": str(run), "quant": quant, "epochs": epochs, "samples": len(idx), "nme_io": nme,
+    return {"run": str(run), "checkpoint": checkpoint, "quant": quant, "epochs": epochs, "samples": len(idx), "nme_io": nme,
             "nme_ip": metrics.get("nme_ip"), "training_memory": memory_ratio, "model_size": size_ratio,
             "fp32_bytes": fp32_bytes, "balance_index": nme**2 * memory_ratio * size_ratio}
 
@@ -62,17 +64,18 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--memory", type=Path, default=Path("bench/results/memory_table5.json"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/table5.json"))
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="last for fine-tuned rows: not selected on the held-out faces it is scored on")
     args = parser.parse_args()
     rows_by_quant = {r["quant"]: r["train_bytes"] for r in json.loads(args.memory.read_text())["rows"]}
-    rows = [measure(run, rows_by_quant) for run in args.runs]
-    print("| scheme | I/W/G | NME-io % (ours) | train memory | model size | BI | paper NME | paper TM | paper MS | paper BI |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = [measure(run, rows_by_quant, args.checkpoint) for run in args.runs]
+    print("| run | scheme | I/W/G | NME-io % (ours) | train memory | model size | BI | paper NME | paper TM | paper MS | paper BI |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        name, p_nme, p_tm, p_ms, p_bi = PAPER.get(row["quant"], (row["quant"], None, None, None, None))
-        bits = {"none": "32/32/32", "bw": "32/1/32", "bw-alpha": "32/1/32", "tw": "32/2/32"}.get(row["quant"],
-                                                                                                 row["quant"])
-        print(f"| {name} | {bits} | {row['nme_io']:.2f} | {row['training_memory']:.2f} | {row['model_size']:.3f} | "
-              f"{row['balance_index']:.2f} | {p_nme} | {p_tm} | {p_ms} | {p_bi} |")
+        name, p_nme, p_tm, p_ms, p_bi = PAPER.get(row["quant"], (row["quant"], "", "", "", ""))
+        print(f"| {Path(row['run']).name} | {name} | {BITS.get(row['quant'], row['quant'])} | {row['nme_io']:.2f} | "
+              f"{row['training_memory']:.2f} | {row['model_size']:.3f} | {row['balance_index']:.2f} | {p_nme} | {p_tm} | "
+              f"{p_ms} | {p_bi} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "memory": str(args.memory)}, indent=1) + "\n")
     print(f"wrote {args.out}")

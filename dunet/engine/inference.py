@@ -204,7 +204,6 @@ class LandmarkModel:
         coords, peaks = self.config.codec.decode_to_image(self.heatmaps(images, flip=flip), crop_to_image)
         return coords.numpy(), peaks.clamp(0.0, 1.0).numpy()
 
-
     def landmark_shift(self, other: "LandmarkModel", images: Tensor, batch: int = 8) -> np.ndarray:
         """(N, K) distances, in model-input pixels, from this model's landmarks to `other`'s on the same crops:
         how far a converted copy (int8, say) moves them. Plain decoding without blur, so only the networks differ."""

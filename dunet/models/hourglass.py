@@ -36,9 +36,8 @@ class StackedHourglass(nn.Module):
         super().__init__()
         self.cfg = cfg
         w, q, b = cfg.width, quant, cfg.block
-        # First layer full precision; then residuals 64 -> 128, pool, 128 -> w, w -> w. With 1-bit inputs
-        # no ReLU before them: Newell's plain projection shortcut would take the sign of a ReLU output, +1
-        # everywhere (the residual bodies start with BN -> sign either way).
+        # First layer full precision; then residuals 64 -> 128, pool, 128 -> w, w -> w. With 1-bit inputs the
+        # stem ends at its BN, without the ReLU: every unit after it takes the sign of a BN output of its own.
         self.stem = nn.Sequential(
             nn.Conv2d(cfg.in_channels, 64, 7, stride=2, padding=3, bias=True),
             nn.BatchNorm2d(64),
@@ -54,13 +53,13 @@ class StackedHourglass(nn.Module):
         # stack reads the residual stream and the heatmap merge reads heatmaps, neither centred, so their sign
         # would be nearly constant and nothing would pass (measured: a fully binary HG(2) stayed at ~100 % NME).
         # So those two get their own BN; full-precision and weight-only models keep Newell's layers exactly.
-        def reads_sign(conv_in: int) -> nn.Module:
+        def pointwise(conv_in: int) -> nn.Module:
             if q.sign_inputs:
                 return BnReluConv(conv_in, w, 1, bias=True, quant=q)
             return conv2d(conv_in, w, 1, bias=True, quant=q)
 
         self.features = nn.ModuleList(
-            nn.Sequential(Residual(w, w, block=b, quant=q), reads_sign(w), nn.BatchNorm2d(w)) for _ in range(cfg.units)
+            nn.Sequential(Residual(w, w, block=b, quant=q), pointwise(w), nn.BatchNorm2d(w)) for _ in range(cfg.units)
         )
         # Heads are the last layers: full precision.
         self.heads = nn.ModuleList(nn.Conv2d(w, cfg.landmarks, 1, bias=True) for _ in range(cfg.units))
@@ -68,7 +67,7 @@ class StackedHourglass(nn.Module):
         # With 1-bit inputs the merge conv takes the sign of the BN output (BN -> sign -> conv, as every
         # binary unit); the sign of the ReLU output would be +1 everywhere.
         self.merge_takes_sign = q.sign_inputs
-        self.merge_heatmaps = nn.ModuleList(reads_sign(cfg.landmarks) for _ in range(cfg.units - 1))
+        self.merge_heatmaps = nn.ModuleList(pointwise(cfg.landmarks) for _ in range(cfg.units - 1))
         self.anchors = loss_anchors(cfg.units, cfg.heads)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
