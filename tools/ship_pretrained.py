@@ -108,7 +108,7 @@ def main() -> None:
         "metrics": metrics,
         "file": shipped.name,
     }
-    card_path = run / "card.json"
+    card_path = run / "release_card.json"  # not RUN/last/card.json, the checkpoint's own card
     card_path.write_text(json.dumps(card))
     if args.format != "packed":
         export(card_path)  # the same weights again, now with the card in the file's metadata

@@ -283,13 +283,12 @@ def test_an_interrupt_in_the_first_epoch_saves_nothing(tmp_path, monkeypatch):
 
 
 def test_log_rows_past_the_last_checkpoint_are_dropped_on_resume(straight_run, tmp_path):
-    import shutil
-
     run = tmp_path / "run"
     train(fast_config(**{"optim.epochs": 1}), run, log=lambda *_: None)
     with open(run / "log.csv", "a") as f:  # as a process killed between writing the row and last/ leaves it
         f.write((run / "log.csv").read_text().splitlines()[1].replace("1,", "2,", 1) + "\r\n")
-    shutil.rmtree(run / "best")  # and best/ of epoch 1 is redone too: it is rewritten the same
+    # Whether epoch 2 improves on epoch 1 (and rewrites best/) depends on the CPU's rounding; either way
+    # best/ must end as the straight run's.
     train(resumed_config(run, ["optim.epochs=2"]), run, resume=True, log=lambda *_: None)
     assert (run / "log.csv").read_text().count("\n") == 3
     same_run(straight_run, run)
