@@ -207,9 +207,7 @@ class LandmarkModel:
     def landmark_shift(self, other: "LandmarkModel", images: Tensor, batch: int = 8) -> np.ndarray:
         """(N, K) distances, in model-input pixels, from this model's landmarks to `other`'s on the same crops:
         how far a converted copy (int8, say) moves them. Plain decoding without blur, so only the networks differ."""
-        from dunet.data.heatmaps import HeatmapCodec
-
-        codec = HeatmapCodec(self.input_size)
+        codec = dataclasses.replace(self.config.codec, blur=0.0)
         shifts = []
         for first in range(0, len(images), batch):
             chunk = images[first: first + batch]
