@@ -211,7 +211,7 @@ def openvino_profile(predictor: OpenVinoPredictor, batch: int) -> dict[str, floa
     kinds = {"Convolution": "conv", "Concat": "concat", "FakeQuantize": "bn_relu_quantize",
              "MulAdd": "bn_relu_quantize", "Subgraph": "bn_relu_quantize", "Eltwise": "bn_relu_quantize"}
     profile: dict[str, float] = {}
-    for node in predictor.request.profiling_info:
+    for node in predictor.last_request.profiling_info:
         kind = kinds.get(node.node_type, "other")
         profile[kind] = profile.get(kind, 0.0) + node.real_time.total_seconds() * 1e3 / batch
     return profile

@@ -8,9 +8,10 @@ for a float model and in int8 for a model quantized here. Both read an ONNX file
     predictor = OpenVinoPredictor("model-int8.xml")                   # int8 convolutions
 
 int8 is post-training quantization by NNCF (OpenVINO's own quantizer): symmetric int8 weights per
-output channel, activations with ranges from the calibration images. As in the paper, the first
-convolution(s) and the heads stay in float. Binary and ternary weights are exact in int8 (see
-dunet.deploy.int8). openvino and nncf are the optional `openvino` extra; imported only when used.
+output channel, activations with ranges from the calibration images. The heads stay in float; the stem's
+7x7 convolution, which a binary model keeps in full precision as in the paper, is int8 here: it reads 8-bit
+pixels anyway, and in float it took a fifth of a small model's time. Binary and ternary weights are exact in
+int8 (see dunet.deploy.int8). openvino and nncf are the optional `openvino` extra; imported only when used.
 """
 
 from __future__ import annotations
@@ -93,20 +94,24 @@ class OpenVinoPredictor:
         self._model = model
         self._config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads,
                         **(properties or {})}
-        compiled = self._compile({"PERFORMANCE_HINT": "LATENCY"})  # now: a file OpenVINO cannot run fails here
+        # One image at a time (the Python API's predict, video) runs a copy whose batch is fixed to 1: OpenVINO's
+        # kernels for a static shape are about 10 % faster on a small model than those for a dynamic batch.
+        self.fixed_batch = shape[0].is_static
+        single = model if self.fixed_batch else _with_batch(model, 1)
+        compiled = self._compile(single, {"PERFORMANCE_HINT": "LATENCY"})  # now: a file OpenVINO cannot run fails here
         self.request = compiled.create_infer_request()
-        self.output = compiled.outputs[-1]  # the final head is the last output (the dunet export convention)
+        self._batched = None  # the dynamic-batch model, compiled on the first batch of several images
         self._throughput = None  # compiled on the first batch that is split over streams
 
-    def _compile(self, config: dict):
+    def _compile(self, model, config: dict):
         try:
-            return _openvino().Core().compile_model(self._model, "CPU", {**self._config, **config})
+            return _openvino().Core().compile_model(model, "CPU", {**self._config, **config})
         except Exception as err:
             raise DunetError(f"{self.path}: OpenVINO cannot compile it ({type(err).__name__}: {err})") from None
 
     def _throughput_queue(self):
         if self._throughput is None:
-            compiled = self._compile({"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams})
+            compiled = self._compile(self._model, {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams})
             self._stream_output = compiled.outputs[-1]
             self._throughput = _openvino().AsyncInferQueue(compiled, self.streams)
         return self._throughput
@@ -115,8 +120,16 @@ class OpenVinoPredictor:
         batch = as_batch(images, self.input_size, f"{self.path}")
         if self.streams > 1 and len(batch) >= self.streams:
             return self._run_streams(batch)
-        result = self.request.infer({0: batch})
-        return np.array(result[self.output], dtype=np.float32)  # a copy: the request reuses its buffers
+        request = self.request if len(batch) == 1 or self.fixed_batch else self._batch_request()
+        result = request.infer({0: batch})
+        self.last_request = request  # for per-layer profiling (bench/infer.py --profile)
+        # The final head is the last output (the dunet export convention); a copy: the request reuses its buffers.
+        return np.array(result[request.model_outputs[-1]], dtype=np.float32)
+
+    def _batch_request(self):
+        if self._batched is None:
+            self._batched = self._compile(self._model, {"PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
+        return self._batched
 
     def _run_streams(self, batch: np.ndarray) -> np.ndarray:
         queue = self._throughput_queue()
@@ -131,6 +144,14 @@ class OpenVinoPredictor:
             queue.start_async({0: np.ascontiguousarray(part)}, index)
         queue.wait_all()
         return np.concatenate(results)
+
+
+def _with_batch(model, batch: int):
+    """A copy of `model` whose input has `batch` as its first dimension, the others as they were."""
+    copy = model.clone()
+    shape = copy.inputs[0].get_partial_shape()
+    copy.reshape({copy.inputs[0]: _openvino().PartialShape([batch, *list(shape)[1:]])})
+    return copy
 
 
 def _save_ir(model, metadata: dict[str, str], xml_path: Path) -> Path:
@@ -151,16 +172,13 @@ def save_openvino(onnx_path: str | Path, xml_path: str | Path) -> Path:
     return _save_ir(model, _metadata(onnx_path, model), Path(xml_path))
 
 
-def float_convolutions(model) -> list[str]:
-    """Friendly names of the convolutions that stay in float: those reading the image input and the
-    heads (convolutions whose output reaches a graph output, through a bias Add if any)."""
+def head_convolutions(model) -> list[str]:
+    """Friendly names of the heads: the convolutions whose output reaches a graph output (through a bias Add
+    if any). They stay in float in an int8 file: the heatmaps' sub-pixel peaks need their full precision."""
     def producer(op):
         return op.input_value(0).get_node()
 
     names = []
-    for op in model.get_ordered_ops():
-        if op.get_type_name() == "Convolution" and producer(op).get_type_name() == "Parameter":
-            names.append(op.get_friendly_name())
     for result in model.get_results():
         op = producer(result)
         while op.get_type_name() in ("Add", "Convert"):
@@ -174,7 +192,7 @@ def quantize_openvino_int8(fp32_path: str | Path, int8_path: str | Path, calibra
                            keep_float: list[str] | None = None) -> Path:
     """Write an int8 OpenVINO IR (`int8_path`, .xml with its .bin) of the float ONNX file `fp32_path`,
     calibrated on `calibration`: image batches (B, 3, S, S) float32 in [0, 1] like the ones the model
-    will see. `keep_float`: convolution names to leave in float, default `float_convolutions`."""
+    will see. `keep_float`: convolution names to leave in float, default the heads (`head_convolutions`)."""
     _openvino()
     try:
         import nncf
@@ -186,16 +204,18 @@ def quantize_openvino_int8(fp32_path: str | Path, int8_path: str | Path, calibra
     nncf.set_log_level(logging.WARNING)  # its INFO lines list every layer left in float
     model = _read_model(fp32_path)
     samples = [sample[None] for batch in calibration_set(calibration) for sample in batch]
-    keep = float_convolutions(model) if keep_float is None else list(keep_float)
+    keep = head_convolutions(model) if keep_float is None else list(keep_float)
     try:
         quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
                                   preset=nncf.QuantizationPreset.PERFORMANCE,
                                   ignored_scope=nncf.IgnoredScope(names=keep),
                                   fast_bias_correction=True,
-                                  # Full 8-bit weights: NNCF's default halves their range against an overflow
-                                  # of pre-VNNI x86 kernels; VNNI / AMX CPUs (like this one) have none.
+                                  # Pre-VNNI int8 kernels (AVX2) add u8 x s8 products in pairs into int16, which
+                                  # saturates on raw pixels times full 8-bit weights (0.2 points of face NME lost
+                                  # on an AVX2 CPU): the stem, the first layer, gets 7-bit weights (NNCF's overflow
+                                  # fix; no loss measured). Deeper layers, fed by BN-ReLU, keep all 8 bits.
                                   advanced_parameters=nncf.AdvancedQuantizationParameters(
-                                      overflow_fix=nncf.OverflowFix.DISABLE))
+                                      overflow_fix=nncf.OverflowFix.FIRST_LAYER))
     except Exception as err:
         raise DunetError(f"int8 quantization of {fp32_path} failed: {type(err).__name__}: {err}") from err
     return _save_ir(quantized, {**_metadata(fp32_path, model), "precision": "int8-openvino"}, int8_path)

@@ -66,6 +66,22 @@ def test_blurred_decoding_of_noisy_maps():
     assert (smooth - points).abs().mean() <= (plain - points).abs().mean() + 1e-6
 
 
+@pytest.mark.parametrize("sigma, shape", [(1.5, (2, 3, 32, 32)), (1.0, (4, 24, 40)), (0.4, (1, 9, 7))])
+def test_blur_is_a_zero_padded_gaussian_convolution_that_keeps_each_peak(sigma, shape):
+    from dunet.data.heatmaps import _blur
+
+    maps = torch.rand(*shape, generator=torch.Generator().manual_seed(3))
+    radius = max(1, round(3 * sigma))
+    taps = torch.exp(-torch.arange(-radius, radius + 1.0) ** 2 / (2 * sigma**2))
+    kernel = (taps[:, None] * taps[None, :]) / taps.sum() ** 2
+    flat = maps.reshape(-1, 1, *shape[-2:])
+    reference = torch.nn.functional.conv2d(flat, kernel[None, None], padding=radius).reshape(shape)
+    reference = reference * maps.amax((-2, -1), keepdim=True) / reference.amax((-2, -1), keepdim=True)
+    blurred = _blur(maps, sigma)
+    assert torch.allclose(blurred, reference, atol=1e-6)
+    assert torch.allclose(blurred.amax((-2, -1)), maps.amax((-2, -1)), atol=1e-6)
+
+
 def test_heatmap_and_input_coordinates_are_inverse_and_flip_consistent():
     codec = HeatmapCodec(256)
     x = torch.tensor([0.0, 13.7, 255.0])
