@@ -26,4 +26,6 @@ def run(args: argparse.Namespace) -> int:
     for m in models:
         print(f"{m['name']:<{width}} {m['task']:<6} {m['summary']}")
         print(f"{'':<{width}} validation: {m['validation']}; data: {m['data']} (research-only)")
+        if "openvino_int8" in m:
+            print(f"{'':<{width}} OpenVINO runs its int8 file: {m['openvino_int8']['validation']}")
     return 0

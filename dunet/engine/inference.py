@@ -262,7 +262,8 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
     """The model a command was pointed at: a CHECKPOINT path or a pretrained --model NAME.
 
     backend "auto": an exported .onnx / .xml file runs on its runtime; a PyTorch model on the fastest
-    runtime installed (`fastest_backend`), converted once and cached (`dunet.engine.exported.cached_export`)."""
+    runtime installed (`fastest_backend`), converted once and cached (`dunet.engine.exported.cached_export`);
+    a pretrained model that ships an OpenVINO int8 IR runs it whenever OpenVINO is the backend."""
     if (checkpoint is None) == (model_name is None):
         raise DunetError("give either a CHECKPOINT path or --model NAME")
     if backend not in BACKENDS:
@@ -276,9 +277,14 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
             raise DunetError(f"--device {device}: the {backend} backend runs on the CPU; use --backend torch")
         backend = "torch"
     if model_name is not None:
-        from dunet.engine.pretrained import resolve_pretrained
+        from dunet.engine.pretrained import resolve_pretrained, shipped_openvino_int8
 
         target = resolve_pretrained(model_name)
+        int8 = shipped_openvino_int8(model_name)
+        if int8 is not None and (backend == "openvino" or (backend == "auto" and fastest_backend(device) == "openvino")):
+            exported = LandmarkModel.load_exported(int8, "openvino", precision, threads)
+            exported.source = model_name
+            return exported
     if suffix in (".onnx", ".xml"):
         return LandmarkModel.load_exported(target, backend, precision, threads)
     auto = backend == "auto"

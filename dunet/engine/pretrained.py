@@ -1,5 +1,5 @@
 """Pretrained models shipped inside the package (dunet/pretrained/): one `.safetensors` file each
-(config and model card in its metadata) and an index, `models.json`."""
+(config and model card in its metadata), for some an OpenVINO int8 IR too, and an index, `models.json`."""
 
 from __future__ import annotations
 
@@ -18,12 +18,31 @@ def list_pretrained() -> list[dict]:
     return json.loads(index.read_text())["models"]
 
 
-def resolve_pretrained(name: str) -> Path:
+def pretrained_entry(name: str) -> dict:
     for entry in list_pretrained():
         if entry["name"] == name:
-            path = PRETRAINED_DIR / entry["file"]
-            if not path.is_file():
-                raise DunetError(f"pretrained model {name!r}: its file {path} is missing from the installation")
-            return path
+            return entry
     names = ", ".join(e["name"] for e in list_pretrained()) or "none are installed"
     raise DunetError(f"{name!r} is neither an existing file nor a pretrained model (pretrained: {names})")
+
+
+def _shipped_file(name: str, file: str) -> Path:
+    path = PRETRAINED_DIR / file
+    if not path.is_file():
+        raise DunetError(f"pretrained model {name!r}: its file {path} is missing from the installation")
+    return path
+
+
+def resolve_pretrained(name: str) -> Path:
+    return _shipped_file(name, pretrained_entry(name)["file"])
+
+
+def shipped_openvino_int8(name: str) -> Path | None:
+    """The OpenVINO int8 IR (.xml, its .bin beside it) shipped with a pretrained model, or None. A fast model
+    ships one because int8 needs calibration images, which a user's machine may not have; OpenVINO runs it
+    when it is the backend (`dunet.engine.inference.load_runner`)."""
+    int8 = pretrained_entry(name).get("openvino_int8")
+    if int8 is None:
+        return None
+    _shipped_file(name, str(Path(int8["file"]).with_suffix(".bin")))
+    return _shipped_file(name, int8["file"])

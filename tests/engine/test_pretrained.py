@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dunet import DunetError
 from dunet.cli import main
 from dunet.engine.pretrained import list_pretrained
 
@@ -18,6 +19,16 @@ def recorded_figures(validation: str) -> tuple[dict[str, str], int]:
     return {key: value for key, value in pairs if " " not in key}, int(rest.split()[0])
 
 
+def held_out_data(name: str, shared_data: Path) -> str:
+    """FORMAT:PATH of the shared copy of the data a pretrained model held its validation split out of."""
+    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.pretrained import resolve_pretrained
+
+    train = LandmarkModel.load(resolve_pretrained(name)).config.data.train[0]
+    kind, path = train.split(":", 1)  # the held-out split came off the first training source
+    return f"{kind}:{shared_data / Path(path).name}"
+
+
 def test_recorded_figures_are_read():
     figures, count = recorded_figures("pck_0.2 76.64, pck_0.2 with flip 78.93 on 100 held-out samples (split_seed 0)")
     assert figures == {"pck_0.2": "76.64"} and count == 100
@@ -25,12 +36,7 @@ def test_recorded_figures_are_read():
 
 @pytest.mark.parametrize("entry", list_pretrained(), ids=lambda entry: entry["name"])
 def test_a_shipped_model_reproduces_its_held_out_figures(entry, shared_data, capsys):
-    from dunet.engine.inference import LandmarkModel
-    from dunet.engine.pretrained import resolve_pretrained
-
-    train = LandmarkModel.load(resolve_pretrained(entry["name"])).config.data.train[0]
-    kind, path = train.split(":", 1)  # the held-out split came off the first training source
-    data = f"{kind}:{shared_data / Path(path).name}"
+    data = held_out_data(entry["name"], shared_data)
     capsys.readouterr()
     # Model cards are fp32 figures; --precision auto would pick bf16 on a CPU that has it.
     assert main(["eval", "--model", entry["name"], "--data", data, "--split", "val", "--json",
@@ -43,3 +49,43 @@ def test_a_shipped_model_reproduces_its_held_out_figures(entry, shared_data, cap
     for key, text in figures.items():  # within one unit of the last recorded digit: 0.01 points for percentages
         unit = 10.0 ** -len(text.partition(".")[2])
         assert metrics[key] == pytest.approx(float(text), abs=unit), (entry["name"], key)
+
+
+@pytest.mark.parametrize("entry", [e for e in list_pretrained() if "openvino_int8" in e], ids=lambda entry: entry["name"])
+def test_a_shipped_int8_file_reproduces_its_held_out_figures(entry, shared_data, capsys):
+    pytest.importorskip("openvino")
+    capsys.readouterr()
+    assert main(["eval", "--model", entry["name"], "--data", held_out_data(entry["name"], shared_data), "--split", "val",
+                 "--json", "--precision", "fp32", "--backend", "openvino"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    figures, count = recorded_figures(entry["openvino_int8"]["validation"])
+    assert metrics["n"] == count
+    for key, text in figures.items():
+        assert metrics[key] == pytest.approx(float(text), abs=10.0 ** -len(text.partition(".")[2])), key
+
+
+def test_a_pretrained_model_with_an_int8_file_runs_it_when_openvino_is_the_backend(tmp_path, tiny_config, monkeypatch):
+    pytest.importorskip("openvino")
+    from dunet.engine import inference, pretrained
+
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_config), "--out", str(run), "--set", "optim.epochs=1"]) == 0
+    assert main(["export", str(run), "--format", "safetensors", "--out", str(tmp_path / "tiny.safetensors")]) == 0
+    assert main(["export", str(run), "--format", "openvino", "--exporter", "torchscript", "--int8", "synthetic:8:3",
+                 "--out", str(tmp_path / "tiny.xml")]) == 0
+    index = {"models": [{"name": "tiny", "file": "tiny.safetensors",
+                         "openvino_int8": {"file": "tiny-int8.xml", "validation": "nme_io 1.00 on 8 samples"}}]}
+    (tmp_path / "models.json").write_text(json.dumps(index))
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+
+    monkeypatch.setattr(inference, "fastest_backend", lambda device="auto": "openvino")
+    runner = inference.load_runner(None, "tiny", backend="auto", threads=1)
+    assert runner.backend == "openvino" and runner.source == "tiny"
+    assert inference.load_runner(None, "tiny", backend="openvino", threads=1).backend == "openvino"
+    assert inference.load_runner(None, "tiny", backend="torch").backend == "torch"
+    monkeypatch.setattr(inference, "fastest_backend", lambda device="auto": "onnx")  # openvino not installed
+    assert inference.load_runner(None, "tiny", backend="auto", threads=1).backend == "onnx"
+
+    (tmp_path / "tiny-int8.bin").unlink()
+    with pytest.raises(DunetError, match="tiny-int8.bin is missing"):
+        inference.load_runner(None, "tiny", backend="auto", threads=1)
