@@ -8,7 +8,10 @@ Each method finds the face itself: dlib with its own HOG detector, dunet with it
 (BlazeFace). A face its detector misses is counted as a miss and still scored, with the whole image as its
 box (these 300-W images are crops of about twice the face), so misses are never dropped from the average.
 dunet is also scored with the landmark box (the box its models were trained on). Latency per face: the
-landmark step alone (no detection), 1 thread, by each method's fastest backend; median of --repeats calls.
+landmark step alone (no detection), 1 thread, by each method's fastest backend, over the first --faces held-out
+faces. The methods are timed in turns, --rounds times: on a shared machine the speed drifts between seconds
+(dlib's predictor, bound by memory latency, ran 1.0-2.9 ms per face in four runs minutes apart on one AMD
+EPYC), so each method's figure is its median over rounds, and "x dlib" is the median of the per-round ratios.
 Prints a table and writes bench/results/peers.json. dlib's predictor was trained on the iBUG 300-W training
 faces, which include these AFW and HELEN faces: its figures here are on its own training data.
 """
@@ -18,10 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
-from _timing import machine, median_step_seconds  # bench/ is on sys.path when run as a script
+from _timing import machine  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,16 +69,34 @@ def best_box(boxes: list, truth) -> tuple | None:
     return best[1] if best[0] >= 0.3 else None
 
 
-def median_ms(fn, repeats: int) -> float:
-    return 1000 * median_step_seconds(fn, repeats)
+def pass_ms(landmarks, jobs: list) -> float:
+    """ms per face of one call per (image, box) job, after one warm-up call."""
+    landmarks(*jobs[0])
+    start = time.perf_counter()
+    for job in jobs:
+        landmarks(*job)
+    return 1000 * (time.perf_counter() - start) / len(jobs)
+
+
+def time_in_rounds(methods: dict, jobs: list, rounds: int) -> tuple[dict, dict]:
+    """Each method's ms per face (median over rounds) and its per-round ratio to the first method (median)."""
+    times = {name: [] for name in methods}
+    for _ in range(rounds):
+        for name, landmarks in methods.items():
+            times[name].append(pass_ms(landmarks, jobs))
+    first = next(iter(times.values()))
+    ms = {name: float(np.median(t)) for name, t in times.items()}
+    ratio = {name: float(np.median(np.array(t) / np.array(first))) for name, t in times.items()}
+    return ms, ratio
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=f"300w:{REPO.parent / 'shared' / 'data' / '300w'}")
-    parser.add_argument("--models", nargs="+", default=["300w-dunet4"])
+    parser.add_argument("--models", nargs="+", default=["300w-dunet4", "300w-dunet2"])
     parser.add_argument("--backend", default="auto", help="dunet's backend (auto: the fastest installed)")
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=7, help="timing rounds; every method is timed once per round")
+    parser.add_argument("--faces", type=int, default=10, help="faces per method per round (each timed once)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "peers.json"))
     args = parser.parse_args()
 
@@ -103,13 +125,13 @@ def main() -> None:
     whole = [(0.0, 0.0, float(im.shape[1]), float(im.shape[0])) for im in images]
 
     rows = []
+    timed = {}  # method -> landmarks(image, box): what is timed
 
-    def add(name: str, pred: np.ndarray, misses: int, ms: float, backend: str) -> None:
+    def add(name: str, pred: np.ndarray, misses: int, timing: str, backend: str) -> None:
         errors = nme(pred, gt, visible, norm)
         rows.append({"method": name, "backend": backend, "faces": len(samples), "missed": misses,
-                     "nme_io": 100 * float(np.mean(errors)), "fr_0.08": failure_rate(errors, 0.08),
-                     "ms_per_face": ms})
-        print(f"{name:<40} NME-io {rows[-1]['nme_io']:5.2f} %  missed {misses:3d}  {ms:6.2f} ms/face", flush=True)
+                     "nme_io": 100 * float(np.mean(errors)), "fr_0.08": failure_rate(errors, 0.08), "timing": timing})
+        print(f"{name:<40} NME-io {rows[-1]['nme_io']:5.2f} %  missed {misses:3d}", flush=True)
 
     # dlib: its own HOG detector (one upsampling, as dlib's examples use), then the 68-point predictor.
     boxes, misses = [], 0
@@ -119,8 +141,8 @@ def main() -> None:
         misses += box is None
         boxes.append(box or fallback)
     pred = np.stack([dlib_points(predictor, im, b) for im, b in zip(images, boxes)])
-    ms = median_ms(lambda: dlib_points(predictor, images[0], boxes[0]), args.repeats)
-    add("dlib ERT, its own detector", pred, misses, ms, "dlib")
+    timed["dlib"] = lambda image, box: dlib_points(predictor, image, box)
+    add("dlib ERT, its own detector", pred, misses, "dlib", "dlib")
 
     for model in args.models:
         landmarker = dunet.load(model, backend=args.backend, threads=1)
@@ -133,20 +155,24 @@ def main() -> None:
         pred = np.stack([
             (landmarker.predict(im, box=b).points if b is not None else
              landmarker.predict_batch([im], [None])[0][0].points) for im, b in zip(images, found_boxes)])
-        ms = median_ms(lambda: landmarker.predict(images[0], box=truth_boxes[0]), args.repeats)
-        add(f"{model}, BlazeFace box", pred, misses, ms, backend)
+        timed[model] = lambda image, box, landmarker=landmarker: landmarker.predict(image, box=box)
+        add(f"{model}, BlazeFace box", pred, misses, model, backend)
         pred = np.stack([landmarker.predict(im, box=b).points for im, b in zip(images, truth_boxes)])
-        add(f"{model}, landmark box", pred, 0, ms, backend)
+        add(f"{model}, landmark box", pred, 0, model, backend)
 
-    dlib_ms = rows[0]["ms_per_face"]
+    jobs = list(zip(images, truth_boxes))[:args.faces]
+    ms, ratio = time_in_rounds(timed, jobs, args.rounds)
+    for r in rows:
+        r["ms_per_face"], r["x_dlib"] = ms[r["timing"]], ratio[r["timing"]]
     print(f"\n{'method':<40}{'backend':>10}{'NME-io %':>10}{'FR@0.08':>9}{'missed':>8}{'ms/face':>9}{'x dlib':>8}")
     for r in rows:
         print(f"{r['method']:<40}{r['backend']:>10}{r['nme_io']:>10.2f}{r['fr_0.08']:>9.3f}{r['missed']:>8d}"
-              f"{r['ms_per_face']:>9.2f}{r['ms_per_face'] / dlib_ms:>8.1f}")
+              f"{r['ms_per_face']:>9.2f}{r['x_dlib']:>8.1f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "dunet vs dlib 68-point predictor, 300-W held-out faces",
-                               "data": args.data, "machine": machine(), "threads": 1, "rows": rows}, indent=2) + "\n")
+                               "data": args.data, "machine": machine(), "threads": 1, "rounds": args.rounds,
+                               "faces_timed": len(jobs), "rows": rows}, indent=2) + "\n")
     print(f"\nwrote {out}")
 
 
