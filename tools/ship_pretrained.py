@@ -66,9 +66,13 @@ def ship_openvino_int8(shipped: Path, name: str, source, calibration_idx: list[i
     model = LandmarkModel.load_exported(int8, backend="openvino", precision="fp32", threads=1)
     pred, idx = predict_source(model.predict_crops, source, runner.input_size, indices=val_idx)
     metrics = score(source, pred, idx)
-    headline = {k: metrics[k] for k in ("nme_io", "nme_ip", "fr_0.08", "auc_0.08", "pck_0.2") if metrics.get(k) is not None}
+    headline = headline_figures(metrics)
     return {"file": int8.name, "bytes": int8.stat().st_size + int8.with_suffix(".bin").stat().st_size,
             "validation": describe(headline, len(idx), runner.config)}
+
+
+def headline_figures(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("nme_io", "nme_ip", "fr_0.08", "auc_0.08", "pck_0.2") if metrics.get(k) is not None}
 
 
 def describe(headline: dict, count: int, cfg) -> str:
@@ -124,7 +128,7 @@ def main() -> None:
     model = LandmarkModel.load(shipped, precision="fp32")  # model cards are fp32 figures
     pred, idx = predict_source(model.predict_crops, source, cfg.model.input_size, indices=val_idx)
     metrics = score(source, pred, idx)
-    headline = {k: metrics[k] for k in ("nme_io", "nme_ip", "fr_0.08", "auc_0.08", "pck_0.2") if metrics.get(k) is not None}
+    headline = headline_figures(metrics)
     if model.spec.can_flip and "pck_0.2" in metrics:  # pose is scored with the flip test too (the paper's protocol)
         pred, idx = predict_source(model.predict_crops, source, cfg.model.input_size, indices=val_idx, flip=True)
         flipped = score(source, pred, idx)

@@ -281,7 +281,8 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
 
         target = resolve_pretrained(model_name)
         int8 = shipped_openvino_int8(model_name)
-        if int8 is not None and (backend == "openvino" or (backend == "auto" and fastest_backend(device) == "openvino")):
+        runs_openvino = backend == "openvino" or (backend == "auto" and fastest_backend(device) == "openvino")
+        if int8 is not None and runs_openvino:
             exported = LandmarkModel.load_exported(int8, "openvino", precision, threads)
             exported.source = model_name
             return exported
