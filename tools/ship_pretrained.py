@@ -42,20 +42,18 @@ def tune_decode_blur(model, source, indices, choices=(0.0, 0.5, 1.0, 1.5, 2.0, 2
     return best
 
 
-def ship_openvino_int8(shipped: Path, name: str, source, calibration_idx: list[int], val_idx: list[int]) -> dict:
-    """NAME-int8.xml/.bin beside the shipped file: its weights quantized by NNCF on training-split crops (never the
-    held-out ones), and the IR's own held-out figures."""
+def ship_openvino_int8(shipped: Path, name: str, source, train_idx: list[int], val_idx: list[int]) -> dict:
+    """NAME-int8.xml/.bin beside the shipped file: its weights quantized by NNCF on 32 training-split crops (never
+    the held-out ones), and the IR's own held-out figures."""
     import tempfile
 
-    from dunet.commands.export import check_int8
-    from dunet.data.dataset import LandmarkDataset
+    from dunet.commands.export import calibration_batches, check_int8
     from dunet.deploy.openvino import quantize_openvino_int8
     from dunet.engine.evaluate import predict_source, score
     from dunet.engine.inference import LandmarkModel
 
     runner = LandmarkModel.load(shipped, precision="fp32")
-    crops = LandmarkDataset(source, input_size=runner.input_size, augment=False)
-    calibration = [crops[i]["image"][None].numpy() for i in calibration_idx]
+    calibration = calibration_batches(source, runner.input_size, indices=train_idx)
     int8 = PRETRAINED / f"{name}-int8.xml"
     with tempfile.TemporaryDirectory() as tmp:
         float_ir = Path(tmp) / f"{name}.xml"
@@ -151,7 +149,7 @@ def main() -> None:
         "file": shipped.name,
     }
     if args.openvino_int8:
-        card["openvino_int8"] = ship_openvino_int8(shipped, args.name, source, train_idx[:32], val_idx)
+        card["openvino_int8"] = ship_openvino_int8(shipped, args.name, source, train_idx, val_idx)
     card_path = run / "release_card.json"  # not RUN/last/card.json, the checkpoint's own card
     card_path.write_text(json.dumps(card))
     if args.format != "packed":

@@ -200,10 +200,13 @@ def read_card(path: str) -> dict:
     return card
 
 
-def calibration_batches(data: str, input_size: int, count: int = 32) -> list:
-    """Up to `count` un-augmented crops of a data set, (1, 3, S, S) each, for int8 calibration."""
+def calibration_batches(data, input_size: int, count: int = 32, indices: list[int] | None = None) -> list:
+    """Up to `count` un-augmented crops of a data set (FORMAT:PATH or an opened source), (1, 3, S, S) each, for
+    int8 calibration: its first samples, or those of `indices` (e.g. a training split's)."""
     from dunet.data.dataset import LandmarkDataset
     from dunet.data.readers import open_source
 
-    dataset = LandmarkDataset(open_source(data), input_size=input_size, augment=False)
-    return [dataset[i]["image"][None].numpy() for i in range(min(count, len(dataset)))]
+    dataset = LandmarkDataset(open_source(data) if isinstance(data, str) else data, input_size=input_size,
+                              augment=False)
+    chosen = list(range(len(dataset))) if indices is None else list(indices)
+    return [dataset[i]["image"][None].numpy() for i in chosen[:count]]
