@@ -145,7 +145,7 @@ def main() -> None:
     add("dlib ERT, its own detector", pred, misses, "dlib", "dlib")
 
     for model in args.models:
-        landmarker = dunet.load(model, backend=args.backend, threads=1)
+        landmarker = dunet.load(model, backend=args.backend, threads=1, detect_faces=False)  # boxes: given here
         backend = getattr(landmarker.runner, "backend", "torch")
         found_boxes, misses = [], 0
         for image, truth in zip(images, truth_boxes):

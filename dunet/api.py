@@ -2,8 +2,8 @@
 
     import dunet
 
-    face = dunet.load("300w-dunet4")                       # a pretrained name, a run, a .safetensors / .onnx / .xml
-    result = face.predict("photo.jpg", box=(40, 60, 200, 200))
+    face = dunet.load()                    # the fast face model; or a pretrained name, a run, a .safetensors / .onnx / .xml
+    result = face.predict("photo.jpg")    # the largest face BlazeFace finds; box=(x, y, w, h) to give one
     result.points   # (K, 2) x, y in image pixels
     result.scores   # (K,) in [0, 1]
     result.names    # K landmark names
@@ -57,18 +57,21 @@ class Landmarks:
                 "scores": [round(float(s), 4) for s in self.scores]}
 
 
-def load(name_or_path: str | Path, backend: str = "auto", device: str = "auto", *, precision: str = "auto",
-         detect_faces: bool = False, flip: bool = False, batch_size: int = 8, threads: int = 0) -> "Landmarker":
-    """A landmarker from a pretrained model name (`dunet models`), a training run or checkpoint directory,
-    a `.safetensors` / packed model, or an exported `.onnx` / OpenVINO `.xml` file.
+def load(name_or_path: str | Path = "face", backend: str = "auto", device: str = "auto", *, precision: str = "auto",
+         detect_faces: bool | None = None, flip: bool = False, batch_size: int = 8, threads: int = 0) -> "Landmarker":
+    """A landmarker from a pretrained model name (`dunet models`; "face" and "pose" name each task's default
+    model), a training run or checkpoint directory, a `.safetensors` / packed model, or an exported `.onnx` /
+    OpenVINO `.xml` file. With no argument: the fast face model.
 
     backend: "auto" (the fastest installed: OpenVINO, else onnxruntime, else PyTorch; a PyTorch model is
     converted once and cached under $DUNET_CACHE or ~/.cache/dunet), "torch", "onnx" or "openvino".
     device: "auto", "cpu", "cuda" or "cuda:N" (GPUs run PyTorch). precision: "auto", "fp32" or "bf16".
-    detect_faces: find faces with the shipped BlazeFace detector when no box is given.
+    detect_faces: find faces with the shipped BlazeFace detector when no box is given; None (the default):
+    yes for a pretrained face model, no otherwise (the whole image is the crop).
     flip: average with the prediction on the mirrored crop (slower, a little more accurate).
     threads: CPU threads of the runtime; 0 = every usable core (PyTorch's own setting for backend torch)."""
     from dunet.engine.inference import load_runner
+    from dunet.engine.pretrained import is_face_model
 
     if threads < 0:
         raise DunetError(f"threads {threads}: must be >= 0 (0 = every usable core)")
@@ -81,6 +84,8 @@ def load(name_or_path: str | Path, backend: str = "auto", device: str = "auto", 
     is_name = not path.exists() and not any(c in str(name_or_path) for c in "/\\.")
     runner = load_runner(None if is_name else str(name_or_path), str(name_or_path) if is_name else None,
                          backend=backend, precision=precision, device=device, threads=threads)
+    if detect_faces is None:
+        detect_faces = is_name and is_face_model(str(name_or_path))
     return Landmarker(runner, detect_faces=detect_faces, flip=flip, batch_size=batch_size)
 
 

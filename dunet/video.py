@@ -2,7 +2,7 @@
 per-frame CSV (DeepLabCut-like) and a labelled video.
 
     from dunet.video import process_video
-    summary = process_video(dunet.load("300w-dunet2", detect_faces=True), "clip.mp4", "out/", smooth=True)
+    summary = process_video(dunet.load(), "clip.mp4", "out/", smooth=True)
 
 Tracking: the box for the next frame is the box around this frame's landmarks (those scoring at least
 `min_score`), so a face or an animal is followed without a detector on every frame; when the mean score drops

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,6 +164,21 @@ def test_detect_faces_finds_the_face_and_maps_its_box(face_300w):
     assert face.predict(np.full((120, 160, 3), 128, np.uint8)) is None  # no face: None, like face-alignment
 
 
+def test_load_with_no_name_is_the_default_face_model_and_finds_faces_itself(face_300w, tiny, tmp_path):
+    from dunet.checkpoint import save_checkpoint
+    from dunet.engine.pretrained import default_models
+
+    path, truth, _ = face_300w
+    face = dunet.load(backend="torch", precision="fp32")
+    assert Path(face.runner.source).stem == default_models()["face"] and face.detect_faces
+    result = face.predict(path)  # no box: the detected face, like face-alignment's one call
+    assert np.median(np.linalg.norm(result.points - truth, axis=1)) < 5.0
+    assert not dunet.load("pose", backend="torch").detect_faces  # a person is the whole image or a given box
+    own = save_checkpoint(tmp_path / "own.safetensors", tiny.runner.model, tiny.runner.card)
+    assert not dunet.load(own, backend="torch").detect_faces  # a user's model: as before, unless asked
+    assert not dunet.load(backend="torch", detect_faces=False).detect_faces
+
+
 @pytest.mark.slow
 def test_auto_backend_converts_once_and_matches_torch(face_300w, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
@@ -208,7 +224,7 @@ def test_a_large_photo_is_decoded_reduced_and_gives_its_full_resolution_points(t
     factors = []
     real_load = images.load_reduced
     monkeypatch.setattr(images, "load_reduced", lambda *a, **k: factors.append(a[1]) or real_load(*a, **k))
-    face = dunet.load("300w-dunet4", backend="torch", precision="fp32")
+    face = dunet.load("300w-dunet4", backend="torch", precision="fp32", detect_faces=False)  # box None: whole image
     full_size = as_rgb(path)
     for box in (None, (600, 500, 1900, 2100)):
         expected = face.predict(full_size, box=box)

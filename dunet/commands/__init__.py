@@ -11,7 +11,7 @@ def add_model_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
     """--model, --flip, --batch-size, --precision, --device and --backend: how a command finds and runs a model."""
     from dunet.config import flag_range
 
-    p.add_argument("--model", help="name of a pretrained model (see `dunet models`)")
+    p.add_argument("--model", help="name of a pretrained model (see `dunet models`); face / pose: the default one")
     p.add_argument("--flip", action="store_true", help="average with the prediction on the mirrored image")
     p.add_argument("--batch-size", type=flag_range(int, 1, 1 << 16), default=batch_size)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],

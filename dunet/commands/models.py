@@ -13,11 +13,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dunet.engine.pretrained import list_pretrained
+    from dunet.engine.pretrained import default_models, list_pretrained
 
     models = list_pretrained()
+    defaults = default_models()
     if args.json:
-        print(json.dumps(models))
+        print(json.dumps([{**m, "default_for": [t for t, name in defaults.items() if name == m["name"]]}
+                          for m in models]))
         return 0
     if not models:
         print("no pretrained models are installed")
@@ -28,4 +30,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'':<{width}} validation: {m['validation']}; data: {m['data']} (research-only)")
         if "openvino_int8" in m:
             print(f"{'':<{width}} OpenVINO runs its int8 file: {m['openvino_int8']['validation']}")
+    for task, name in defaults.items():
+        print(f"{task}: {name} (`dunet.load({task!r})`, `--model {task}`)")
     return 0

@@ -31,8 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boxes", metavar="FILE",
                    help="boxes per image: JSON {\"image name\": [x,y,w,h] or [[x,y,w,h], ...]} or CSV rows "
                         "image,x,y,w,h (several rows per image for several objects)")
-    p.add_argument("--detect-faces", action="store_true",
-                   help="find the faces with the shipped BlazeFace detector (offline) and predict each")
+    p.add_argument("--detect-faces", action=argparse.BooleanOptionalAction,
+                   help="find the faces with the shipped BlazeFace detector (offline) and predict each "
+                        "(default: on for a pretrained face model given no --box)")
     p.add_argument("--out", default="predictions", help="output folder")
     add_model_flags(p, batch_size=8)
     p.add_argument("--no-overlays", action="store_true", help="no overlay images or labelled videos")
@@ -174,7 +175,12 @@ def run(args: argparse.Namespace) -> int:
     fixed_box = parse_box(args.box) if args.box is not None else None
     table = read_boxes(args.boxes) if args.boxes is not None else None
     runner = load_runner(checkpoint, args.model, backend=args.backend, precision=args.precision, device=args.device)
-    landmarker = Landmarker(runner, detect_faces=args.detect_faces, flip=args.flip, batch_size=args.batch_size)
+    detect = args.detect_faces
+    if detect is None:
+        from dunet.engine.pretrained import is_face_model
+
+        detect = args.model is not None and is_face_model(args.model)
+    landmarker = Landmarker(runner, detect_faces=detect, flip=args.flip, batch_size=args.batch_size)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

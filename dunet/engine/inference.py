@@ -277,8 +277,9 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
             raise DunetError(f"--device {device}: the {backend} backend runs on the CPU; use --backend torch")
         backend = "torch"
     if model_name is not None:
-        from dunet.engine.pretrained import resolve_pretrained, shipped_openvino_int8
+        from dunet.engine.pretrained import pretrained_entry, resolve_pretrained, shipped_openvino_int8
 
+        model_name = pretrained_entry(model_name)["name"]  # a task's name ("face") -> its default model
         target = resolve_pretrained(model_name)
         int8 = shipped_openvino_int8(model_name)
         runs_openvino = backend == "openvino" or (backend == "auto" and fastest_backend(device) == "openvino")

@@ -11,19 +11,34 @@ from dunet import DunetError
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
 
-def list_pretrained() -> list[dict]:
+def _index() -> dict:
     index = PRETRAINED_DIR / "models.json"
-    if not index.is_file():
-        return []
-    return json.loads(index.read_text())["models"]
+    return json.loads(index.read_text()) if index.is_file() else {"models": []}
+
+
+def list_pretrained() -> list[dict]:
+    return _index()["models"]
+
+
+def default_models() -> dict[str, str]:
+    """The model each task's name stands for ("face" -> the fast face model): what `dunet.load()` and
+    `--model face` run."""
+    return _index().get("defaults", {})
 
 
 def pretrained_entry(name: str) -> dict:
+    """The index entry of a pretrained model, by its name or by a task's name (`default_models`)."""
+    name = default_models().get(name, name)
     for entry in list_pretrained():
         if entry["name"] == name:
             return entry
-    names = ", ".join(e["name"] for e in list_pretrained()) or "none are installed"
+    names = ", ".join([*default_models(), *(e["name"] for e in list_pretrained())]) or "none are installed"
     raise DunetError(f"{name!r} is neither an existing file nor a pretrained model (pretrained: {names})")
+
+
+def is_face_model(name: str) -> bool:
+    """Whether a pretrained name is a face model: those look for faces when given no box."""
+    return pretrained_entry(name)["task"] == "face"
 
 
 def _shipped_file(name: str, file: str) -> Path:

@@ -359,6 +359,21 @@ def test_shipped_pretrained_models_predict_offline(tmp_path, shared_data, capsys
     assert models[0]["name"] in capsys.readouterr().out
 
 
+def test_predict_with_a_face_model_finds_the_faces_unless_told_not_to(tmp_path, shared_data):
+    from PIL import Image
+
+    photo = shared_data / "300w" / "afw_1051618982_1.jpg"
+    width = Image.open(photo).width
+    boxes = {}
+    for flags in ([], ["--no-detect-faces"]):
+        out = tmp_path / str(len(flags))
+        assert main(["predict", "--model", "face", str(photo), "--out", str(out), "--backend", "torch",
+                     "--no-overlays", *flags]) == 0
+        boxes[len(flags)] = json.loads((out / "predictions.json").read_text())["images"][0]["instances"][0]["box"]
+    assert boxes[0][2] < width / 2  # the detected face
+    assert boxes[1] == [0, 0, width, Image.open(photo).height]  # the whole image
+
+
 def test_an_onnx_file_whose_metadata_does_not_match_its_graph_is_one_line(trained_run, tmp_path, capsys):
     import onnx
     from PIL import Image

@@ -89,3 +89,16 @@ def test_a_pretrained_model_with_an_int8_file_runs_it_when_openvino_is_the_backe
     (tmp_path / "tiny-int8.bin").unlink()
     with pytest.raises(DunetError, match="tiny-int8.bin is missing"):
         inference.load_runner(None, "tiny", backend="auto", threads=1)
+
+
+def test_each_task_name_stands_for_its_default_model():
+    from dunet.engine.inference import load_runner
+    from dunet.engine.pretrained import default_models, pretrained_entry
+
+    defaults = default_models()
+    assert set(defaults) == {"face", "pose"}
+    for task, name in defaults.items():
+        assert pretrained_entry(task) == pretrained_entry(name) and pretrained_entry(task)["task"] == task
+    assert Path(load_runner(None, "face", backend="torch").source).stem == defaults["face"]
+    with pytest.raises(DunetError, match="face, pose, 300w-dunet4"):  # the names a user can give, tasks first
+        pretrained_entry("hand")
