@@ -91,7 +91,7 @@ class OpenVinoPredictor:
         shape = inputs[0].get_partial_shape()
         self.input_size = shape[2].get_length() if shape[2].is_static else None
         self.streams = 1 if shape[0].is_static else min(streams, threads)
-        self._model = model
+        self._model = model = _final_output_only(model)
         self._config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads,
                         **(properties or {})}
         # One image at a time (the Python API's predict, video) runs a copy whose batch is fixed to 1: OpenVINO's
@@ -144,6 +144,14 @@ class OpenVinoPredictor:
             queue.start_async({0: np.ascontiguousarray(part)}, index)
         queue.wait_all()
         return np.concatenate(results)
+
+
+def _final_output_only(model):
+    """`model` with only its last output, the final head (the dunet export convention): OpenVINO then drops the
+    intermediate heads, which inference never reads (2 % of a DU-Net(2)'s time at one image)."""
+    if len(model.outputs) == 1:
+        return model
+    return _openvino().Model([model.get_results()[-1]], model.get_parameters(), model.get_friendly_name())
 
 
 def _with_batch(model, batch: int):

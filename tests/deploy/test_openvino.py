@@ -25,7 +25,8 @@ def _images(count: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("arch", ["dunet", "hourglass"])
 def test_fp32_matches_pytorch_for_any_batch(tmp_path, arch):
     model = small_model(arch=arch, channels=32)
-    predictor = OpenVinoPredictor(_export(model, tmp_path), "fp32", threads=1)
+    path = _export(model, tmp_path)
+    predictor = OpenVinoPredictor(path, "fp32", threads=1)
     for count in (1, 3):
         images = _images(count, seed=count)
         with torch.no_grad():
@@ -34,6 +35,9 @@ def test_fp32_matches_pytorch_for_any_batch(tmp_path, arch):
     # One image runs the copy with the batch fixed to 1 (faster kernels), a batch the dynamic model.
     assert predictor.request.model_inputs[0].get_partial_shape().is_static
     assert predictor.last_request is not predictor.request
+    # The file keeps every head; what runs computes only the final one.
+    assert len(ov.Core().read_model(str(path)).outputs) == len(model(torch.from_numpy(_images(1)))) > 1
+    assert len(predictor.request.model_outputs) == len(predictor.last_request.model_outputs) == 1
 
 
 def test_streams_split_a_batch_and_keep_its_order(tmp_path):
