@@ -148,7 +148,7 @@ class OpenVinoPredictor:
 
 def _final_output_only(model):
     """`model` with only its last output, the final head (the dunet export convention): OpenVINO then drops the
-    intermediate heads, which inference never reads (2 % of a DU-Net(2)'s time at one image)."""
+    intermediate heads, which inference never reads (the 300w-dunet2 int8 network at one image: 9.2 -> 8.7 ms)."""
     if len(model.outputs) == 1:
         return model
     return _openvino().Model([model.get_results()[-1]], model.get_parameters(), model.get_friendly_name())
