@@ -9,7 +9,6 @@ import torch
 
 from dunet.models import build_model
 from dunet.models.blocks import DenseLayer
-from dunet.models.config import ModelConfig
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "narrow_bottleneck.py"
 
