@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from dunet.checkpoint import load_checkpoint, save_checkpoint
+from dunet.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from dunet.engine.pretrained import resolve_pretrained
 from dunet.models import build_model
 from dunet.models.blocks import BnReluConv, DenseLayer
@@ -36,7 +36,7 @@ def narrow(source: str, bottleneck: int):
     ckpt = load_checkpoint(source if Path(source).exists() else resolve_pretrained(source))
     config = ckpt.card.config
     wide = build_model(config.model).eval()
-    wide.load_state_dict(ckpt.state_dict)
+    load_weights(wide, ckpt)
     narrow_cfg = dataclasses.replace(config, model=config.model.replace(bottleneck=bottleneck))
     slim = build_model(narrow_cfg.model).eval()
     state = {k: v.clone() for k, v in wide.state_dict().items()}

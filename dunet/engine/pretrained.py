@@ -28,11 +28,13 @@ def default_models() -> dict[str, str]:
 
 def pretrained_entry(name: str) -> dict:
     """The index entry of a pretrained model, by its name or by a task's name (`default_models`)."""
-    name = default_models().get(name, name)
-    for entry in list_pretrained():
+    index = _index()
+    defaults = index.get("defaults", {})
+    name = defaults.get(name, name)
+    for entry in index["models"]:
         if entry["name"] == name:
             return entry
-    names = ", ".join([*default_models(), *(e["name"] for e in list_pretrained())]) or "none are installed"
+    names = ", ".join([*defaults, *(e["name"] for e in index["models"])]) or "none are installed"
     raise DunetError(f"{name!r} is neither an existing file nor a pretrained model (pretrained: {names})")
 
 
