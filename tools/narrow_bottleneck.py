@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
-
 import torch
 
 from dunet.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from dunet.engine.pretrained import resolve_pretrained
+from dunet.engine.pretrained import path_or_pretrained
 from dunet.models import build_model
 from dunet.models.blocks import BnReluConv, DenseLayer
 
@@ -33,13 +31,13 @@ def channel_share(layer: DenseLayer) -> torch.Tensor:
 
 
 def narrow(source: str, bottleneck: int):
-    ckpt = load_checkpoint(source if Path(source).exists() else resolve_pretrained(source))
+    ckpt = load_checkpoint(path_or_pretrained(source))
     config = ckpt.card.config
     wide = build_model(config.model).eval()
     load_weights(wide, ckpt)
     narrow_cfg = dataclasses.replace(config, model=config.model.replace(bottleneck=bottleneck))
     slim = build_model(narrow_cfg.model).eval()
-    state = {k: v.clone() for k, v in wide.state_dict().items()}
+    state = dict(wide.state_dict())  # the narrowed tensors replace entries; the rest load as they are
     for name, layer in wide.named_modules():
         if not (isinstance(layer, DenseLayer) and isinstance(layer.expand, BnReluConv)):
             continue

@@ -54,6 +54,11 @@ def resolve_pretrained(name: str) -> Path:
     return _shipped_file(name, pretrained_entry(name)["file"])
 
 
+def path_or_pretrained(source: str | Path) -> Path:
+    """`source` itself if it exists (a checkpoint, run directory or model file), else the shipped model so named."""
+    return Path(source) if Path(source).exists() else resolve_pretrained(str(source))
+
+
 def shipped_openvino_int8(name: str) -> Path | None:
     """The OpenVINO int8 IR (.xml, its .bin beside it) shipped with a pretrained model, or None. A fast model
     ships one because int8 needs calibration images, which a user's machine may not have; OpenVINO runs it

@@ -202,9 +202,9 @@ class Trainer:
         self.log(f"resumed from {last} at epoch {self.epoch}")
 
     def _init_from(self, source: str) -> None:
-        from dunet.engine.pretrained import resolve_pretrained
+        from dunet.engine.pretrained import path_or_pretrained
 
-        path = Path(source) if Path(source).exists() else resolve_pretrained(source)
+        path = path_or_pretrained(source)
         copied, kept = init_weights(self.model, path)
         fresh = sorted({name.split(".")[0] for name in kept if not name.endswith("num_batches_tracked")})
         self.log(f"init: {len(copied)} tensors from {path}" + (f"; fresh: {', '.join(fresh)}" if fresh else ""))
