@@ -27,6 +27,12 @@ from dunet.models import build_model
 from dunet.models.blocks import BnReluConv, DenseLayer
 from dunet.models.dunet import DUNet
 
+BN_STATS = ("weight", "bias", "running_mean", "running_var")
+
+
+def take(state: dict[str, Tensor], name: str, index: Tensor, dim: int) -> None:
+    state[name] = state[name].index_select(dim, index)
+
 
 def relu_mean(norm: nn.BatchNorm2d) -> Tensor:
     """Per channel: E[relu(gamma z + beta)] for z ~ N(0, 1), what the BN-ReLU passes on."""
@@ -43,13 +49,6 @@ def input_share(norm: nn.BatchNorm2d, conv: nn.Conv2d) -> Tensor:
 
 
 # ---------------------------------------------------------------- bottleneck
-
-BN_STATS = ("weight", "bias", "running_mean", "running_var")
-
-
-def take(state: dict[str, Tensor], name: str, index: Tensor, dim: int) -> None:
-    state[name] = state[name].index_select(dim, index)
-
 
 def narrow_bottleneck(model: DUNet, state: dict[str, Tensor], bottleneck: int) -> None:
     """Narrow, in `state` (the model's tensors by state-dict name), every dense layer's bottleneck."""
