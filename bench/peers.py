@@ -93,7 +93,7 @@ def time_in_rounds(methods: dict, jobs: list, rounds: int) -> tuple[dict, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=f"300w:{REPO.parent / 'shared' / 'data' / '300w'}")
-    parser.add_argument("--models", nargs="+", default=["300w-dunet4", "300w-dunet2-192", "300w-dunet2"])
+    parser.add_argument("--models", nargs="+", default=["300w-dunet2-w80", "300w-dunet2", "300w-dunet2-192"])
     parser.add_argument("--backend", default="auto", help="dunet's backend (auto: the fastest installed)")
     parser.add_argument("--rounds", type=int, default=7, help="timing rounds; every method is timed once per round")
     parser.add_argument("--faces", type=int, default=10, help="faces per method per round (each timed once)")

@@ -6,7 +6,7 @@
   inputs of the U-Nets after the first. Each such tensor keeps its own channels, and every layer reading it
   (inside a concatenation) keeps the matching inputs.
 
-    .venv/bin/python tools/narrow.py 300w-dunet2 --width 96 --out runs/u2_w96_init
+    .venv/bin/python tools/narrow.py 300w-dunet2 --width 80 --out runs/u2_w80_init
 
 A channel's share is estimated without data from what the BN-ReLU of each layer reading it passes on for
 unit-normal inputs, E[relu(gamma z + beta)], times the size of the weights that read it, summed over its readers.

@@ -141,6 +141,7 @@ def main() -> None:
         "name": args.name,
         "task": args.task,
         "summary": f"order-{m.order} DU-Net({m.units}), {m.input_size} px, {m.landmarks} landmarks ({model.spec.name})"
+                   + (f", {m.channels} channels between blocks" if m.channels != ModelConfig.channels else "")
                    + (f", {m.bottleneck}-channel bottlenecks" if m.bottleneck != ModelConfig.bottleneck else "")
                    + {"packed": f", quantized {m.quant}, packed", "int8": ", int8 weights",
                       "half": ", float16 weights"}[args.format],
