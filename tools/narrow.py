@@ -148,6 +148,9 @@ def narrow(source: str, bottleneck: int | None = None, width: int | None = None)
     config = ckpt.card.config
     if config.model.arch != "dunet" or config.model.quant != "none":
         raise SystemExit(f"{source}: only full-precision DU-Nets can be narrowed")
+    for what, given, now in (("--width", width, config.model.width), ("--bottleneck", bottleneck, config.model.bottleneck)):
+        if given is not None and not 0 < given <= now:
+            raise SystemExit(f"{what} {given}: {source} has {now} channels there; give 1 to {now}")
     model = build_model(config.model).eval()
     load_weights(model, ckpt)
     state = {name: tensor.detach() for name, tensor in model.state_dict().items()}

@@ -3,6 +3,7 @@ tensor keeps the matching inputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -107,9 +108,19 @@ def test_a_width_cut_computes_what_the_wide_model_does_with_the_dropped_channels
 
 def test_narrowing_needs_a_full_precision_dunet(tmp_path):
     tool = load_tool()
-    config, model = wide_model()
-    config = config.__class__(**{**config.__dict__, "model": config.model.replace(quant="bw")})
+    config, _ = wide_model()
+    config = dataclasses.replace(config, model=config.model.replace(quant="bw"))
     model = build_model(config.model)
     source = save_checkpoint(tmp_path / "bw", model, ModelCard(config, synthetic_source(1).spec))
     with pytest.raises(SystemExit, match="full-precision"):
         tool.narrow(str(source), width=8)
+
+
+def test_a_width_the_model_does_not_have_is_refused_in_one_line(tmp_path):
+    tool = load_tool()
+    config, model = wide_model()
+    source = save_checkpoint(tmp_path / "wide", model, ModelCard(config, synthetic_source(1).spec))
+    with pytest.raises(SystemExit, match=f"--width 99: .* has {config.model.width} channels"):
+        tool.narrow(str(source), width=99)
+    with pytest.raises(SystemExit, match="--bottleneck 0"):
+        tool.narrow(str(source), bottleneck=0)
