@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,12 +85,42 @@ def test_recipes_default_to_auto():
 
 def test_thread_plan_uses_every_usable_core_and_sizes_workers_with_them(monkeypatch):
     monkeypatch.setattr(hardware, "usable_cores", lambda: 8)
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 0)
     plan = hardware.plan_threads()
-    assert (plan.threads, plan.workers) == (8, 1) and "8 usable core(s)" in plan.reason
+    assert (plan.threads, plan.workers) == (8, 1) and "8 usable core(s) (all of them)" in plan.reason
     assert hardware.plan_threads(processes=2).threads == 4  # torchrun: the cores are shared
     explicit = hardware.plan_threads(threads=3, workers=0)
     assert (explicit.threads, explicit.workers) == (3, 0) and "as asked" in explicit.reason
     assert hardware.plan_threads(device_type="cuda").workers == 7
+
+
+def test_thread_plan_leaves_cores_that_other_work_keeps_busy(monkeypatch):
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 8)
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 3)
+    plan = hardware.plan_threads()
+    assert plan.threads == 5 and "3 busy with other work" in plan.reason
+    assert hardware.plan_threads(processes=2).threads == 2
+    assert hardware.plan_threads(threads=8).threads == 8  # asked for: the user decides
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 8)
+    assert hardware.plan_threads().threads == 1  # never none
+
+
+def test_busy_cores_counts_the_usable_cores_more_than_half_busy(monkeypatch):
+    """(busy, total) ticks of each core, read twice: core 0 busy 90 % of the interval, core 1 10 %, core 2 60 %
+    but not this process's to use."""
+    samples = iter([{0: (0, 0), 1: (0, 0), 2: (0, 0)}, {0: (90, 100), 1: (10, 100), 2: (60, 100)}])
+    monkeypatch.setattr(hardware, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert hardware.busy_cores(seconds=0) == 1
+    monkeypatch.setattr(hardware, "_cpu_times", lambda: {})  # no /proc/stat: nothing is known to be busy
+    assert hardware.busy_cores(seconds=0) == 0
+
+
+def test_cpu_times_reads_this_machine():
+    times = hardware._cpu_times()
+    if not Path("/proc/stat").exists():
+        pytest.skip("no /proc/stat")
+    assert times and all(0 <= busy <= total for busy, total in times.values())
 
 
 @needs_cuda
