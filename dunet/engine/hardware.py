@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -114,10 +115,8 @@ def busy_cores(seconds: float = 0.1) -> int:
     """Usable cores that other work keeps more than half busy, over `seconds` now (0 where unknown).
 
     Why: intra-op threads wait for each other at the end of every operation, so one thread on a core that
-    another process holds stalls them all. A 2-thread DU-Net(2) training step ran 2.0 images/s beside a
-    1-thread training on the other core, against 95 with 1 thread (AMD EPYC Zen 3, bench/threads.py)."""
-    import time
-
+    another process holds stalls them all. The demo model trained at 1.6-1.9 images/s with 2 threads beside a
+    busy loop on the other core, 88-95 with 1 (AMD EPYC Zen 3, bench/results/threads_busy_core_zen3.json)."""
     try:
         mine = os.sched_getaffinity(0)
     except AttributeError:
@@ -147,7 +146,8 @@ def plan_threads(threads: int = 0, workers: int = -1, processes: int = 1, device
     (bench/data.py), so one worker keeps a CPU run fed and more only take time from the convolutions.
     A GPU run needs more: its steps are much faster and the CPU does nothing else."""
     cores = usable_cores()
-    busy = 0 if threads else min(busy_cores(), cores - 1)
+    # A torchrun job's processes start together: each would count its siblings' start as other work.
+    busy = 0 if threads or processes > 1 else min(busy_cores(), cores - 1)
     share = max(1, (cores - busy) // max(1, processes))
     chosen_threads = threads or share
     if workers >= 0:
