@@ -26,6 +26,7 @@ from dunet.engine.pretrained import path_or_pretrained
 from dunet.models import build_model
 from dunet.models.blocks import BnReluConv, DenseLayer
 from dunet.models.dunet import DUNet
+from dunet.models.profile import count_params
 
 BN_STATS = ("weight", "bias", "running_mean", "running_var")
 
@@ -70,8 +71,6 @@ def width_readers(model: DUNet) -> dict[str, list[str | int]]:
     of a dense layer, not narrowed). Mirrors DUNet._run_units."""
     cfg = model.cfg
     g, k, levels = cfg.growth, cfg.order, cfg.levels
-    if cfg.refine:
-        raise SystemExit("--width: models with refinement are not supported")
     readers: dict[str, list[str | int]] = {}
 
     def unit_input(n: int) -> str:
@@ -100,30 +99,31 @@ def width_readers(model: DUNet) -> dict[str, list[str | int]]:
     return readers
 
 
+def spans(pieces: list[str | int], width: int):
+    """(piece, first channel, channels) of each piece of a reader's concatenated input."""
+    offset = 0
+    for piece in pieces:
+        size = piece if isinstance(piece, int) else width
+        yield piece, offset, size
+        offset += size
+
+
 def width_plan(model: DUNet, width: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """(kept output channels of every width-tensor producer, kept input channels of every reader)."""
     modules = dict(model.named_modules())
     readers = width_readers(model)
     share: dict[str, Tensor] = {}
     for reader, pieces in readers.items():
-        scores, offset = input_share(modules[reader].norm, modules[reader].conv), 0
-        for piece in pieces:
-            size = piece if isinstance(piece, int) else model.cfg.width
+        scores = input_share(modules[reader].norm, modules[reader].conv)
+        for piece, start, size in spans(pieces, model.cfg.width):
             if isinstance(piece, str):
-                share[piece] = share.get(piece, 0) + scores[offset:offset + size]
-            offset += size
+                share[piece] = share.get(piece, 0) + scores[start:start + size]
     keep = {name: s.topk(width).indices.sort().values for name, s in share.items()}
-    reader_keep = {}
-    for reader, pieces in readers.items():
-        indices, offset = [], 0
-        for piece in pieces:
-            if isinstance(piece, int):
-                indices.append(torch.arange(offset, offset + piece))
-                offset += piece
-            else:
-                indices.append(keep[piece] + offset)
-                offset += model.cfg.width
-        reader_keep[reader] = torch.cat(indices)
+    reader_keep = {
+        reader: torch.cat([start + (torch.arange(size) if isinstance(piece, int) else keep[piece])
+                           for piece, start, size in spans(pieces, model.cfg.width)])
+        for reader, pieces in readers.items()
+    }
     return keep, reader_keep
 
 
@@ -148,6 +148,8 @@ def narrow(source: str, bottleneck: int | None = None, width: int | None = None)
     config = ckpt.card.config
     if config.model.arch != "dunet" or config.model.quant != "none":
         raise SystemExit(f"{source}: only full-precision DU-Nets can be narrowed")
+    if width is not None and config.model.refine:
+        raise SystemExit(f"--width: {source} has refinement, which the width cut does not follow")
     for what, given, now in (("--width", width, config.model.width), ("--bottleneck", bottleneck, config.model.bottleneck)):
         if given is not None and not 0 < given <= now:
             raise SystemExit(f"{what} {given}: {source} has {now} channels there; give 1 to {now}")
@@ -177,7 +179,7 @@ def main() -> None:
     if args.bottleneck is None and args.width is None:
         parser.error("give --bottleneck, --width or both")
     model, card = narrow(args.source, args.bottleneck, args.width)
-    params = sum(p.numel() for p in model.parameters())
+    params = count_params(model)
     m = card.config.model
     print(f"{args.out}: width {m.width}, bottleneck {m.bottleneck}, {params / 1e6:.2f} M parameters")
     save_checkpoint(args.out, model, card)
