@@ -3,10 +3,13 @@ data pipeline and training step, all in one run so the rows compare as ratios. I
 that `precision: auto`, `threads: 0` and `data.workers: -1` make (dunet/engine/hardware.py).
 
     .venv/bin/python bench/threads.py [--config dunet/configs/demo.yaml] [--steps 40]
+    .venv/bin/python bench/threads.py --inference 300w-dunet2-w80 [--backends torch onnx openvino]
 
 Prints a table and writes bench/results/threads.json. Each row runs `--steps` batches after `--warmup`
 batches; the rows are timed in two interleaved rounds and the faster round is kept, so a slow moment
-of a shared VM does not land on one row alone.
+of a shared VM does not land on one row alone. `--inference MODEL`: instead, the median time per face of a
+pretrained model (`dunet.load(MODEL).predict(image, box)`, one face at a time as video runs it) for each
+backend at each thread count and at `threads=0` (auto), with the cores other work keeps busy noted.
 """
 
 from __future__ import annotations
@@ -56,14 +59,65 @@ def images_per_s(cfg, train_set, indices, precision: str, threads: int, workers:
     return seen / (time.perf_counter() - started)
 
 
+def face_ms(model: str, backend: str, threads: int, calls: int) -> tuple[float, int]:
+    """Median ms per predict call of one 128-240 px face in a 320x240 image, and the threads it ran on."""
+    import numpy as np
+
+    import dunet
+
+    image = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    landmarker = dunet.load(model, backend=backend, threads=threads, detect_faces=False)
+    box = (60, 20, 200, 200)
+    for _ in range(3):
+        landmarker.predict(image, box)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        landmarker.predict(image, box)
+        times.append(time.perf_counter() - start)
+    return 1000 * sorted(times)[len(times) // 2], landmarker.runner.threads
+
+
+def inference_main(args) -> None:
+    from dunet.engine.hardware import busy_cores
+
+    cores = usable_cores()
+    busy = busy_cores(seconds=1.0)
+    print(f"{args.inference}, one face per call, {machine()['cpu']}, {cores} usable cores, "
+          f"{busy} busy with other work now")
+    rows: dict[tuple, tuple[float, int]] = {}
+    for _round in range(2):
+        for backend, threads in itertools.product(args.backends, [*range(1, cores + 1), 0]):
+            ms, used = face_ms(args.inference, backend, threads, args.steps)
+            key = (backend, threads)
+            rows[key] = min(rows.get(key, (ms, used)), (ms, used))
+            print(f"  round {_round + 1}: {backend} threads={threads} ({used} used): {ms:.2f} ms", flush=True)
+    print(f"\n{'backend':<10}{'threads':>9}{'ms/face':>9}")
+    for (backend, threads), (ms, used) in sorted(rows.items()):
+        print(f"{backend:<10}{(f'0 -> {used}' if threads == 0 else str(threads)):>9}{ms:>9.2f}")
+    result = {"benchmark": "ms per face by backend and threads", "model": args.inference, "machine": machine(),
+              "cores": cores, "busy_cores_at_start": busy, "calls": args.steps,
+              "rows": [{"backend": b, "threads": t, "threads_used": used, "ms_per_face": round(ms, 2)}
+                       for (b, t), (ms, used) in sorted(rows.items())]}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inference", metavar="MODEL", help="time a pretrained model's inference instead of training")
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnx", "openvino"],
+                        help="--inference: the backends to time")
     parser.add_argument("--config", default=str(REPO / "dunet" / "configs" / "demo.yaml"))
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "threads.json"))
     args = parser.parse_args()
+    if args.inference:
+        return inference_main(args)
 
     keep_freed_memory()
     cfg = load_config(args.config)

@@ -69,16 +69,10 @@ def load(name_or_path: str | Path = "face", backend: str = "auto", device: str =
     detect_faces: find faces with the shipped BlazeFace detector when no box is given; None (the default):
     yes for a pretrained face model, no otherwise (the whole image is the crop).
     flip: average with the prediction on the mirrored crop (slower, a little more accurate).
-    threads: CPU threads of the runtime; 0 = every usable core (PyTorch's own setting for backend torch)."""
+    threads: CPU threads of the runtime (of PyTorch for backend torch); 0 = every usable core that other work
+    does not keep busy when the model loads."""
     from dunet.engine.inference import load_runner
     from dunet.engine.pretrained import is_face_model
-
-    if threads < 0:
-        raise DunetError(f"threads {threads}: must be >= 0 (0 = every usable core)")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
     path = Path(name_or_path)
     is_name = not path.exists() and not any(c in str(name_or_path) for c in "/\\.")

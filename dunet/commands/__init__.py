@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_model_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
-    """--model, --flip, --batch-size, --precision, --device and --backend: how a command finds and runs a model."""
+    """--model, --flip, --batch-size, --precision, --device, --backend and --threads: how a command finds and runs a model."""
     from dunet.config import flag_range
 
     p.add_argument("--model", help="name of a pretrained model (see `dunet models`); face / pose: the default one")
@@ -20,6 +20,8 @@ def add_model_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"],
                    help="what runs the network; auto: the fastest installed (OpenVINO, onnxruntime, PyTorch), "
                         "a PyTorch model converted once and cached (docs/api.md)")
+    p.add_argument("--threads", type=flag_range(int, 0, 4096), default=0,
+                   help="CPU threads; 0: every usable core that other work does not keep busy when the model loads")
 
 
 def add_decode_blur_flag(p: argparse.ArgumentParser) -> None:

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from dunet.metrics import format_table, plot_ced
 
     runner = load_runner(args.checkpoint, args.model, backend=args.backend, precision=args.precision,
-                         device=args.device)
+                         device=args.device, threads=args.threads)
     runner.set_decode_blur(args.decode_blur)
     source = open_source(args.data, skip_bad=args.skip_bad)
     runner.check_source(source)
@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"scored {runner.source} ({runner.name}, {runner.backend} backend, {runner.precision})")
+        threads = f", {runner.threads} thread(s)" if runner.threads else ""
+        print(f"scored {runner.source} ({runner.name}, {runner.backend} backend, {runner.precision}{threads})")
         print(f"on {args.data} ({len(idx)} samples{'' if args.split == 'all' else ', ' + args.split + ' split'}"
               f"{', flip test' if args.flip else ''})")
         print(format_table(metrics))

@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_inputs(inputs)
     fixed_box = parse_box(args.box) if args.box is not None else None
     table = read_boxes(args.boxes) if args.boxes is not None else None
-    runner = load_runner(checkpoint, args.model, backend=args.backend, precision=args.precision, device=args.device)
+    runner = load_runner(checkpoint, args.model, backend=args.backend, precision=args.precision, device=args.device,
+                         threads=args.threads)
     detect = args.detect_faces
     if detect is None:
         from dunet.engine.pretrained import is_face_model

@@ -131,6 +131,13 @@ def busy_cores(seconds: float = 0.1) -> int:
     return busy
 
 
+def free_cores() -> int:
+    """Usable cores less those that other work keeps busy now (busy_cores); at least 1. What `threads: 0`
+    means for training and for inference alike."""
+    cores = usable_cores()
+    return max(1, cores - busy_cores())
+
+
 @dataclass(frozen=True)
 class ThreadPlan:
     threads: int  # intra-op threads of each training process
@@ -147,7 +154,7 @@ def plan_threads(threads: int = 0, workers: int = -1, processes: int = 1, device
     A GPU run needs more: its steps are much faster and the CPU does nothing else."""
     cores = usable_cores()
     # A torchrun job's processes start together: each would count its siblings' start as other work.
-    busy = 0 if threads or processes > 1 else min(busy_cores(), cores - 1)
+    busy = 0 if threads or processes > 1 else cores - free_cores()
     share = max(1, (cores - busy) // max(1, processes))
     chosen_threads = threads or share
     if workers >= 0:

@@ -64,6 +64,7 @@ class LandmarkModel:
         self.source = source
         self.provenance = provenance or {}  # of its model card: where the weights come from
         self.kinds = config.supervision_per_head(config.model.heads)  # per head, both passes with refine
+        self.threads: int | None = None  # the CPU threads load_runner gave it; None: not chosen (or a GPU)
 
     @property
     def backend(self) -> str:
@@ -141,11 +142,11 @@ class LandmarkModel:
     def load_exported(cls, path: str | Path, backend: str = "onnx", precision: str = "auto",
                       threads: int = 0) -> "LandmarkModel":
         """An ONNX file or OpenVINO IR from `dunet export`, run by onnxruntime or OpenVINO on the CPU.
-        `threads`: the runtime's threads; 0 = every usable core."""
-        from dunet.engine.hardware import choose_precision, usable_cores
+        `threads`: the runtime's threads; 0 = every usable core that other work does not keep busy."""
+        from dunet.engine.hardware import choose_precision, free_cores
 
         precision, _ = choose_precision(precision, torch.device("cpu"))
-        threads = threads or usable_cores()
+        threads = threads or free_cores()
         if backend == "openvino":
             from dunet.deploy.openvino import OpenVinoPredictor
 
@@ -263,11 +264,25 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
 
     backend "auto": an exported .onnx / .xml file runs on its runtime; a PyTorch model on the fastest
     runtime installed (`fastest_backend`), converted once and cached (`dunet.engine.exported.cached_export`);
-    a pretrained model that ships an OpenVINO int8 IR runs it whenever OpenVINO is the backend."""
+    a pretrained model that ships an OpenVINO int8 IR runs it whenever OpenVINO is the backend.
+    threads: of the runtime, or of PyTorch on the CPU; 0 = every usable core that other work does not keep busy
+    now (`free_cores`: a thread on a core another process holds stalls the others at every layer)."""
+    from dunet.engine.hardware import free_cores
+
     if (checkpoint is None) == (model_name is None):
         raise DunetError("give either a CHECKPOINT path or --model NAME")
     if backend not in BACKENDS:
         raise DunetError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if threads < 0:
+        raise DunetError(f"threads {threads}: must be >= 0 (0 = every usable core that other work leaves free)")
+    threads = threads or free_cores()
+    runner = _runner_for(checkpoint, model_name, backend, precision, device, threads)
+    runner.threads = threads if runner.backend != "torch" or runner.network.device.type == "cpu" else None
+    return runner
+
+
+def _runner_for(checkpoint: str | None, model_name: str | None, backend: str, precision: str, device: str,
+                threads: int) -> LandmarkModel:
     target = checkpoint or model_name
     suffix = Path(str(target)).suffix
     if backend in ("auto", "torch") and suffix in (".onnx", ".xml"):
@@ -294,6 +309,8 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
         backend = fastest_backend(device)
     runner = LandmarkModel.load(target, precision=precision, device=device if backend == "torch" else "cpu")
     if backend == "torch" or (auto and runner.config.model.quant != "none"):
+        if runner.network.device.type == "cpu":
+            torch.set_num_threads(threads)
         # Quantized models stay in PyTorch under auto: their training-time quantizers are what the
         # balance index and the packed file describe (int8 deployment is `dunet export --int8`).
         return runner

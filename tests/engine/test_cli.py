@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from dunet.cli import main
 
@@ -62,8 +63,15 @@ def test_eval_json(trained_run, capsys):
 
 def test_eval_flip_and_ced(trained_run, tmp_path, capsys):
     ced = tmp_path / "ced.png"
-    assert main(["eval", str(trained_run / "last"), "--data", "synthetic:4:5", "--flip", "--ced", str(ced)]) == 0
-    assert "nme_io" in capsys.readouterr().out and ced.stat().st_size > 0
+    before = torch.get_num_threads()
+    try:
+        assert main(["eval", str(trained_run / "last"), "--data", "synthetic:4:5", "--flip", "--ced", str(ced),
+                     "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    out = capsys.readouterr().out
+    assert "nme_io" in out and ced.stat().st_size > 0
+    assert "1 thread(s))" in out.splitlines()[0]  # the header says what it ran on
 
 
 def test_eval_mismatched_data_and_missing_checkpoint(trained_run, tmp_path, capsys, shared_data):

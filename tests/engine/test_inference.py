@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import torch
 
@@ -36,3 +38,27 @@ def test_landmark_shift_is_the_distance_in_input_pixels():
     assert np.abs(first.landmark_shift(first, images)).max() == 0
     shift = first.landmark_shift(LandmarkModel(PeakNetwork(moved, size), config, spec), images, batch=2)
     np.testing.assert_allclose(shift, 4.0, atol=1e-3)
+
+
+def test_threads_0_leaves_the_cores_that_other_work_keeps_busy(monkeypatch):
+    """Without threads, a model loads onto the cores other work leaves free (one PyTorch thread on a busy core
+    stalls the others: 19 vs 691 ms per face, docs/hardware.md); asked-for threads are kept."""
+    from dunet.engine import hardware, inference
+
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
+    monkeypatch.setattr(hardware, "busy_cores", lambda seconds=0.1: 1)
+    before = torch.get_num_threads()
+    try:
+        runner = inference.load_runner(None, "300w-dunet2-w80", backend="torch", device="cpu")
+        assert runner.threads == 1 and torch.get_num_threads() == 1
+        assert inference.load_runner(None, "300w-dunet2-w80", backend="torch", device="cpu", threads=2).threads == 2
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(hardware, "busy_cores", lambda seconds=0.1: 0)
+        assert inference.load_runner(None, "300w-dunet2-w80", backend="torch", device="cpu").threads == 2
+    finally:
+        torch.set_num_threads(before)
+    if importlib.util.find_spec("openvino") is not None:
+        monkeypatch.setattr(hardware, "busy_cores", lambda seconds=0.1: 1)
+        runner = inference.load_runner(None, "300w-dunet2-w80", backend="openvino")
+        compiled = runner.network.request.get_compiled_model()
+        assert runner.threads == 1 and int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
