@@ -4,12 +4,16 @@ that `precision: auto`, `threads: 0` and `data.workers: -1` make (dunet/engine/h
 
     .venv/bin/python bench/threads.py [--config dunet/configs/demo.yaml] [--steps 40]
     .venv/bin/python bench/threads.py --inference 300w-dunet2-w80 [--backends torch onnx openvino]
+    .venv/bin/python bench/threads.py --late-work [--seconds 40]
 
 Prints a table and writes bench/results/threads.json. Each row runs `--steps` batches after `--warmup`
 batches; the rows are timed in two interleaved rounds and the faster round is kept, so a slow moment
 of a shared VM does not land on one row alone. `--inference MODEL`: instead, the median time per face of a
 pretrained model (`dunet.load(MODEL).predict(image, box)`, one face at a time as video runs it) for each
 backend at each thread count and at `threads=0` (auto), with the cores other work keeps busy noted.
+`--late-work`: a training that starts on a quiet machine with every core, then a busy loop starts on one
+core; its images/s over the next `--seconds`, with its threads kept and with them following the free cores
+(FreeCoreWatch, counting every 5 s here; every 60 s in training).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import time
 from pathlib import Path
 
@@ -57,6 +62,72 @@ def images_per_s(cfg, train_set, indices, precision: str, threads: int, workers:
         optimizer.step()
         seen += len(item["image"])
     return seen / (time.perf_counter() - started)
+
+
+def late_work_images_per_s(cfg, train_set, indices, follow: bool, seconds: float) -> tuple[float, int]:
+    """Images/s over `seconds` after a busy loop (nice 10, in its own session) starts on one core, for a
+    training that started with every core; and its threads at the end."""
+    import subprocess
+    import sys
+
+    from dunet.engine.hardware import FreeCoreWatch
+
+    threads = usable_cores()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.optim.lr)
+    kinds = cfg.supervision_per_head(cfg.model.heads)
+    loader = DataLoader(Subset(train_set, indices), batch_size=cfg.optim.batch_size, num_workers=1,
+                        worker_init_fn=leave_sigterm_to_the_main_process)
+    watch = FreeCoreWatch(threads, every=5.0) if follow else None
+    busy, seen, started = None, 0, None
+    for step, item in enumerate(itertools.cycle(loader)):
+        if step == 2:  # warmed up on a quiet machine: now other work starts
+            # In a session of its own, as a program started from another terminal: Linux's autogroups share
+            # the CPU between sessions first, so its nice 10 does not make it give way to this one.
+            busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.nice(10),
+                                    start_new_session=True)
+            started = time.perf_counter()
+            if watch is not None:
+                watch.due = time.monotonic() + watch.every
+        outputs = model(item["image"].contiguous(memory_format=torch.channels_last))
+        loss = total_loss(outputs, item["heatmaps"], item["visible"], kinds)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if started is not None:
+            seen += len(item["image"])
+            if time.perf_counter() - started > seconds:
+                break
+        if watch is not None and (changed := watch.poll()) is not None:
+            torch.set_num_threads(changed)
+    busy.kill()
+    busy.wait()
+    time.sleep(1.0)  # the busy core cools down before the next row
+    return seen / (time.perf_counter() - started), torch.get_num_threads()
+
+
+def late_work_main(args) -> None:
+    keep_freed_memory()
+    cfg = load_config(args.config)
+    _, _, train_set, groups, _ = build_data(cfg, Distributed())
+    indices = [i for group in groups for i in group]
+    cores = usable_cores()
+    print(f"{cfg.model.arch}({cfg.model.units}) {cfg.model.input_size} px, batch {cfg.optim.batch_size}, fp32, "
+          f"{machine()['cpu']}, {cores} cores; a busy loop starts on one core after 2 steps")
+    rows = []
+    for follow in (False, True):
+        speed, threads = late_work_images_per_s(cfg, train_set, indices, follow, args.seconds)
+        rows.append({"threads": "kept" if not follow else "follow free cores", "threads_at_end": threads,
+                     "images_per_s": round(speed, 2)})
+        print(f"  threads {rows[-1]['threads']:<18} {threads} at the end: {speed:.1f} img/s", flush=True)
+    result = {"benchmark": "training images/s when other work starts after the run", "config": args.config,
+              "machine": machine(), "cores": cores, "seconds": args.seconds, "rows": rows}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {out}")
 
 
 def face_ms(model: str, backend: str, threads: int, calls: int) -> tuple[float, int]:
@@ -110,6 +181,9 @@ def main() -> None:
     parser.add_argument("--inference", metavar="MODEL", help="time a pretrained model's inference instead of training")
     parser.add_argument("--backends", nargs="+", default=["torch", "onnx", "openvino"],
                         help="--inference: the backends to time")
+    parser.add_argument("--late-work", action="store_true",
+                        help="time a training when other work starts on one core after it did")
+    parser.add_argument("--seconds", type=float, default=40.0, help="--late-work: seconds timed per row")
     parser.add_argument("--config", default=str(REPO / "dunet" / "configs" / "demo.yaml"))
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
@@ -118,6 +192,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.inference:
         return inference_main(args)
+    if args.late_work:
+        return late_work_main(args)
 
     keep_freed_memory()
     cfg = load_config(args.config)

@@ -1,4 +1,5 @@
-"""What the machine can do, decided once per command: the device, the precision and the thread budget.
+"""What the machine can do, decided once per command: the device, the precision and the thread budget
+(which a CPU training with `threads: 0` checks again as it goes: FreeCoreWatch).
 
 Each choice comes with its reason, which training and the benchmarks print first, so a run on another
 machine says why it runs as it does.
@@ -136,6 +137,31 @@ def free_cores() -> int:
     means for training and for inference alike."""
     cores = usable_cores()
     return max(1, cores - busy_cores())
+
+
+class FreeCoreWatch:
+    """For a one-process CPU run with `threads: 0`: every `every` seconds, between two steps, count again the
+    cores other work leaves free (free_cores), so work that starts on the machine after the run did is left its
+    core, and the core is taken back when that work ends.
+
+    Called between steps, while this run's own threads are idle: the 0.1 s of counting sees only other work
+    (and this run's data worker, which keeps only 2 batches ready and fills them in a fraction of a step)."""
+
+    def __init__(self, threads: int, every: float = 60.0):
+        self.threads, self.every = threads, every
+        self.due = time.monotonic() + every
+
+    def poll(self) -> int | None:
+        """The new thread count when it is time to count and the count changed, else None."""
+        now = time.monotonic()
+        if now < self.due:
+            return None
+        free = free_cores()
+        self.due = time.monotonic() + self.every
+        if free == self.threads:
+            return None
+        self.threads = free
+        return free
 
 
 @dataclass(frozen=True)

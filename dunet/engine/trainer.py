@@ -44,7 +44,7 @@ from dunet.data.spec import spec_to_dict
 from dunet.engine.allocator import keep_freed_memory
 from dunet.engine.config import TrainConfig, config_from_dict, config_to_dict
 from dunet.engine.evaluate import main_metric, predict_source, score
-from dunet.engine.hardware import autocast, choose_precision, plan_threads, resolve_device
+from dunet.engine.hardware import FreeCoreWatch, autocast, choose_precision, plan_threads, resolve_device, usable_cores
 from dunet.engine.inference import LandmarkModel, TorchNetwork
 from dunet.engine.losses import total_loss
 from dunet.engine.progress import progress
@@ -139,6 +139,8 @@ class Trainer:
         self.precision, precision_reason = choose_precision(cfg.precision, self.device)
         self.plan = plan_threads(cfg.threads, cfg.data.workers, self.ddp.world, self.device.type)
         torch.set_num_threads(self.plan.threads)
+        auto_threads = cfg.threads == 0 and self.ddp.world == 1 and self.device.type == "cpu"
+        self.core_watch = FreeCoreWatch(self.plan.threads) if auto_threads else None
         if self.ddp.main:
             self.log(f"device {self.device}; precision {self.precision} ({precision_reason}); {self.plan.reason}")
             late = [m for m in cfg.optim.milestone_epochs() if m >= cfg.optim.epochs]
@@ -316,11 +318,22 @@ class Trainer:
             self.step += 1
             total += loss.item() * len(images)
             seen += len(images)
+            self._follow_free_cores()
         if self.ddp.world > 1:
             stats = torch.tensor([total, float(seen)])
             dist.all_reduce(stats)
             total, seen = stats.tolist()
         return total / max(seen, 1), int(seen)
+
+    def _follow_free_cores(self) -> None:
+        """`threads: 0`: one thread on a core that other work holds stalls the others at every layer (45x slower,
+        docs/hardware.md), so work that starts after the run did is left its core."""
+        threads = self.core_watch.poll() if self.core_watch is not None else None
+        if threads is not None:
+            torch.set_num_threads(threads)
+            cores = usable_cores()
+            self.log(f"{threads} thread(s) from step {self.step + 1}: other work keeps {cores - threads} of the "
+                     f"{cores} usable core(s) busy")
 
     def validate(self) -> dict:
         if not self.ddp.main:

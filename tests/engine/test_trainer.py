@@ -332,3 +332,45 @@ def test_validation_never_scores_a_stand_in_for_a_bad_image(tmp_path, monkeypatc
     metrics = train(fast_config(**{"optim.epochs": 1, "data.skip_bad": "true"}), tmp_path / "b",
                     log=lambda *_: None)
     assert metrics["n"] == 3
+
+
+def test_threads_0_follows_work_that_starts_or_ends_during_the_run(tiny_config, tmp_path, monkeypatch):
+    """Other work takes a core after the run started, then ends: the run gives that core's thread up, then takes
+    it back; explicit threads are never changed."""
+    from dunet.engine import hardware
+
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
+    monkeypatch.setattr(trainer_module, "usable_cores", lambda: 2)
+    busy = iter([0] + [1] * 3 + [0] * 100)  # quiet at the start, then busy for 3 counts, then quiet again
+    monkeypatch.setattr(hardware, "busy_cores", lambda seconds=0.1: next(busy))
+    before = torch.get_num_threads()
+    lines = []
+    try:
+        trainer = trainer_module.Trainer(load_config(tiny_config, ["threads=0"]), tmp_path / "run", log=lines.append)
+        assert trainer.plan.threads == 2
+        assert trainer.core_watch is not None
+        trainer.core_watch = hardware.FreeCoreWatch(2, every=0)  # count after every step
+        counts = []
+        monkeypatch.setattr(torch, "set_num_threads", counts.append)
+        trainer.fit()
+        assert counts == [1, 2]
+        assert any(line.startswith("1 thread(s) from step 2: other work keeps 1 of the 2 usable core(s) busy")
+                   for line in lines)
+        assert any(line.startswith("2 thread(s) from step 5") for line in lines)
+    finally:
+        monkeypatch.undo()
+        torch.set_num_threads(before)
+    assert trainer_module.Trainer(load_config(tiny_config), tmp_path / "asked", log=print).core_watch is None
+
+
+def test_free_core_watch_counts_only_when_due(monkeypatch):
+    from dunet.engine import hardware
+
+    clock = iter([0.0, 10.0, 61.0, 61.0, 130.0, 130.0])  # each count reads the clock again after it
+    monkeypatch.setattr(hardware.time, "monotonic", lambda: next(clock))
+    free = iter([1, 1])
+    monkeypatch.setattr(hardware, "free_cores", lambda: next(free))
+    watch = hardware.FreeCoreWatch(2, every=60.0)  # due at 60
+    assert watch.poll() is None  # at 10 s: not due, not counted
+    assert watch.poll() == 1  # at 61 s: one core taken by other work
+    assert watch.poll() is None  # at 130 s: counted again, unchanged
