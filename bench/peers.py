@@ -90,6 +90,27 @@ def time_in_rounds(methods: dict, jobs: list, rounds: int) -> tuple[dict, dict]:
     return ms, ratio
 
 
+def held_out_faces(data: str) -> tuple[list, list, np.ndarray, np.ndarray]:
+    """The 121 faces every shipped face model holds out (10 %, `split_seed 0`): samples, images, true points
+    (N, 68, 2) and inter-ocular normalisers."""
+    from dunet.data.readers import open_source
+    from dunet.data.sample import normalisers
+    from dunet.engine.trainer import split_indices
+
+    source = open_source(data)
+    _, held_out = split_indices(len(source), 0.1, 0)
+    samples = [source.samples[i] for i in held_out]
+    gt = np.stack([s.keypoints for s in samples]).astype(np.float64)
+    return samples, [source.load_image(i) for i in held_out], gt, np.asarray(normalisers(source.spec, samples))
+
+
+def points_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """The landmark box: its edges run through the outermost points. Points are pixel centres and a box is in
+    pixel edges (dunet.api), hence + 0.5: the same crop as `dunet eval` cuts for the model card's figures."""
+    return (float(points[:, 0].min()) + 0.5, float(points[:, 1].min()) + 0.5, float(np.ptp(points[:, 0])),
+            float(np.ptp(points[:, 1])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=f"300w:{REPO.parent / 'shared' / 'data' / '300w'}")
@@ -106,24 +127,13 @@ def main() -> None:
 
     import dunet
     from dunet.api import landmark_box
-    from dunet.data.readers import open_source
-    from dunet.engine.trainer import split_indices
-    from dunet.data.sample import normalisers
     from dunet.metrics import failure_rate, nme
 
     torch.set_num_threads(1)
     dlib.DLIB_USE_BLAS = False  # dlib's predictor is single-threaded anyway
-    source = open_source(args.data)
-    _, held_out = split_indices(len(source), 0.1, 0)
-    samples = [source.samples[i] for i in held_out]
-    gt = np.stack([s.keypoints for s in samples]).astype(np.float64)
+    samples, images, gt, norm = held_out_faces(args.data)
     visible = np.ones(gt.shape[:2], dtype=bool)
-    norm = normalisers(source.spec, samples)  # inter-ocular
-    images = [source.load_image(i) for i in held_out]
-    # The landmark box: its edges run through the outermost landmarks. Points are pixel centres and a box is in
-    # pixel edges (dunet.api), hence + 0.5: the same crop as `dunet eval` cuts for the model card's figures.
-    truth_boxes = [(float(p[:, 0].min()) + 0.5, float(p[:, 1].min()) + 0.5, float(np.ptp(p[:, 0])),
-                    float(np.ptp(p[:, 1]))) for p in gt]
+    truth_boxes = [points_box(p) for p in gt]
     whole = [(0.0, 0.0, float(im.shape[1]), float(im.shape[0])) for im in images]
 
     rows = []
