@@ -65,7 +65,7 @@ def images_per_s(cfg, train_set, indices, precision: str, threads: int, workers:
 
 
 def late_work_images_per_s(cfg, train_set, indices, follow: bool, seconds: float) -> tuple[float, int]:
-    """Images/s over `seconds` after a busy loop (nice 10, in its own session) starts on one core, for a
+    """Images/s over `seconds` after a busy loop (nice 10, started as another terminal's program) starts on one core, for a
     training that started with every core; and its threads at the end."""
     import subprocess
     import sys
@@ -84,8 +84,8 @@ def late_work_images_per_s(cfg, train_set, indices, follow: bool, seconds: float
     busy, seen, started = None, 0, None
     for step, item in enumerate(itertools.cycle(loader)):
         if step == 2:  # warmed up on a quiet machine: now other work starts
-            # In a session of its own, as a program started from another terminal: Linux's autogroups share
-            # the CPU between sessions first, so its nice 10 does not make it give way to this one.
+            # Detached as a program started from another terminal is: Linux's autogroups share the CPU between
+            # terminals first, so its nice 10 does not make it give way to this one.
             busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.nice(10),
                                     start_new_session=True)
             started = time.perf_counter()
