@@ -40,33 +40,43 @@ from dunet.models import build_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-def images_per_s(cfg, train_set, indices, precision: str, threads: int, workers: int, steps: int, warmup: int) -> float:
-    torch.set_num_threads(threads)
+def training_step(cfg, precision: str = "fp32"):
+    """One training step of a fresh model, as the trainer runs it: step(batch) -> the images it took."""
     torch.manual_seed(0)
     model = build_model(cfg.model).train().to(memory_format=torch.channels_last)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.optim.lr)
     kinds = cfg.supervision_per_head(cfg.model.heads)
-    batch = cfg.optim.batch_size
-    loader = DataLoader(Subset(train_set, indices[: (steps + warmup) * batch]), batch_size=batch,
-                        num_workers=workers, worker_init_fn=leave_sigterm_to_the_main_process)
     device = torch.device("cpu")
-    started, seen = None, 0
-    for step, item in enumerate(loader):
-        if step == warmup:
-            started, seen = time.perf_counter(), 0
+
+    def step(item) -> int:
         with autocast(precision, device):
             outputs = model(item["image"].contiguous(memory_format=torch.channels_last))
         loss = total_loss(outputs, item["heatmaps"], item["visible"], kinds)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        seen += len(item["image"])
+        return len(item["image"])
+
+    return step
+
+
+def images_per_s(cfg, train_set, indices, precision: str, threads: int, workers: int, steps: int, warmup: int) -> float:
+    torch.set_num_threads(threads)
+    step_on = training_step(cfg, precision)
+    batch = cfg.optim.batch_size
+    loader = DataLoader(Subset(train_set, indices[: (steps + warmup) * batch]), batch_size=batch,
+                        num_workers=workers, worker_init_fn=leave_sigterm_to_the_main_process)
+    started, seen = None, 0
+    for step, item in enumerate(loader):
+        if step == warmup:
+            started, seen = time.perf_counter(), 0
+        seen += step_on(item)
     return seen / (time.perf_counter() - started)
 
 
 def late_work_images_per_s(cfg, train_set, indices, follow: bool, seconds: float) -> tuple[float, int]:
-    """Images/s over `seconds` after a busy loop (nice 10, started as another terminal's program) starts on one core, for a
-    training that started with every core; and its threads at the end."""
+    """Images/s over `seconds` after a busy loop (nice 10, started as another terminal's program is) starts on
+    one core, for a training that started with every core; and its threads at the end."""
     import subprocess
     import sys
 
@@ -74,10 +84,7 @@ def late_work_images_per_s(cfg, train_set, indices, follow: bool, seconds: float
 
     threads = usable_cores()
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = build_model(cfg.model).train().to(memory_format=torch.channels_last)
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.optim.lr)
-    kinds = cfg.supervision_per_head(cfg.model.heads)
+    step_on = training_step(cfg)
     loader = DataLoader(Subset(train_set, indices), batch_size=cfg.optim.batch_size, num_workers=1,
                         worker_init_fn=leave_sigterm_to_the_main_process)
     watch = FreeCoreWatch(threads, every=5.0) if follow else None
@@ -91,13 +98,9 @@ def late_work_images_per_s(cfg, train_set, indices, follow: bool, seconds: float
             started = time.perf_counter()
             if watch is not None:
                 watch.due = time.monotonic() + watch.every
-        outputs = model(item["image"].contiguous(memory_format=torch.channels_last))
-        loss = total_loss(outputs, item["heatmaps"], item["visible"], kinds)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        images = step_on(item)
         if started is not None:
-            seen += len(item["image"])
+            seen += images
             if time.perf_counter() - started > seconds:
                 break
         if watch is not None and (changed := watch.poll()) is not None:

@@ -277,7 +277,11 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
         raise DunetError(f"threads {threads}: must be >= 0 (0 = every usable core that other work leaves free)")
     threads = threads or free_cores()
     runner = _runner_for(checkpoint, model_name, backend, precision, device, threads)
-    runner.threads = threads if runner.backend != "torch" or runner.network.device.type == "cpu" else None
+    if runner.backend != "torch":
+        runner.threads = threads
+    elif runner.network.device.type == "cpu":
+        torch.set_num_threads(threads)  # PyTorch's thread count is the whole process's
+        runner.threads = threads
     return runner
 
 
@@ -309,8 +313,6 @@ def _runner_for(checkpoint: str | None, model_name: str | None, backend: str, pr
         backend = fastest_backend(device)
     runner = LandmarkModel.load(target, precision=precision, device=device if backend == "torch" else "cpu")
     if backend == "torch" or (auto and runner.config.model.quant != "none"):
-        if runner.network.device.type == "cpu":
-            torch.set_num_threads(threads)
         # Quantized models stay in PyTorch under auto: their training-time quantizers are what the
         # balance index and the packed file describe (int8 deployment is `dunet export --int8`).
         return runner
