@@ -93,7 +93,7 @@ def main() -> None:
                         help="best: the epoch with the best held-out metric (chosen on the samples it is then scored "
                              "on, so slightly optimistic); last: the end of the schedule, with no such choice")
     parser.add_argument("--tune-decode", action="store_true",
-                        help="pick decode_blur on up to 300 training-split samples (not the held-out ones)")
+                        help="pick decode_blur on up to 300 training-split samples, spread over the split (never held-out ones)")
     parser.add_argument("--format", choices=["half", "int8", "packed"], default="int8",
                         help="half: float16 safetensors with the card in its metadata; int8: the same with int8 conv "
                              "weights (scale per output channel); packed: 1-2 bit packed file of a BW/TW model")
@@ -105,7 +105,7 @@ def main() -> None:
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import predict_source, score
     from dunet.engine.inference import LandmarkModel
-    from dunet.engine.trainer import split_indices
+    from dunet.engine.trainer import evenly_spaced, split_indices
     from dunet.models.config import ModelConfig
 
     run = Path(args.run)
@@ -116,7 +116,7 @@ def main() -> None:
     cfg = model.config
     source = open_source(cfg.data.train[0])  # the held-out split comes off the first source
     train_idx, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
-    blur = ["--decode-blur", str(tune_decode_blur(model, source, train_idx[:300]))] if args.tune_decode else []
+    blur = ["--decode-blur", str(tune_decode_blur(model, source, evenly_spaced(train_idx, 300)))] if args.tune_decode else []
     weights = {"half": ["--half"], "int8": ["--half", "--int8-weights"]}.get(args.format, [])
 
     def export(card_path=None):

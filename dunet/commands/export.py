@@ -202,11 +202,12 @@ def read_card(path: str) -> dict:
 
 def calibration_batches(data, input_size: int, count: int = 32, indices: list[int] | None = None) -> list:
     """Up to `count` un-augmented crops of a data set (FORMAT:PATH or an opened source), (1, 3, S, S) each, for
-    int8 calibration: its first samples, or those of `indices` (e.g. a training split's)."""
+    int8 calibration: spread evenly over its samples, or over `indices` (e.g. a training split's)."""
     from dunet.data.dataset import LandmarkDataset
     from dunet.data.readers import open_source
+    from dunet.engine.trainer import evenly_spaced
 
     dataset = LandmarkDataset(open_source(data) if isinstance(data, str) else data, input_size=input_size,
                               augment=False)
-    chosen = list(range(len(dataset))) if indices is None else list(indices)
-    return [dataset[i]["image"][None].numpy() for i in chosen[:count]]
+    chosen = evenly_spaced(list(range(len(dataset))) if indices is None else list(indices), count)
+    return [dataset[i]["image"][None].numpy() for i in chosen]

@@ -94,6 +94,13 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
+def evenly_spaced(indices: list[int], count: int) -> list[int]:
+    """Up to `count` of `indices`, spread evenly over them. A data set's files are often sorted by where they came
+    from (300-W: every AFW face before the first HELEN face), so its first samples can all be of one kind."""
+    n = len(indices)
+    return list(indices) if n <= count else [indices[i * n // count] for i in range(count)]
+
+
 def build_data(cfg: TrainConfig, ddp: Distributed):
     """(train source, val source, train dataset, training indices per source, validation indices)."""
     from dunet.data.readers import combine_sources, open_source

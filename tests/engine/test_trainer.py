@@ -5,7 +5,7 @@ from dunet import DunetError
 from dunet.checkpoint import load_checkpoint
 from dunet.engine import trainer as trainer_module
 from dunet.engine.config import load_config
-from dunet.engine.trainer import resumed_config, split_indices, train
+from dunet.engine.trainer import evenly_spaced, resumed_config, split_indices, train
 
 
 def weights(run):
@@ -17,6 +17,14 @@ def test_split_is_deterministic_and_disjoint():
     assert len(b) == 10 and not set(a) & set(b) and sorted(a + b) == list(range(100))
     assert split_indices(100, 0.1, 0) == (a, b)
     assert split_indices(100, 0.1, 1) != (a, b)
+
+
+def test_evenly_spaced_reaches_the_whole_list():
+    indices = list(range(0, 2000, 2))  # e.g. a training split whose files are sorted by source database
+    chosen = evenly_spaced(indices, 300)
+    assert len(set(chosen)) == 300 and set(chosen) <= set(indices)
+    assert chosen[0] == 0 and chosen[-1] > 1980  # not only the first 300
+    assert evenly_spaced(indices[:5], 300) == indices[:5]
 
 
 @pytest.mark.slow
