@@ -93,7 +93,8 @@ def main() -> None:
                         help="best: the epoch with the best held-out metric (chosen on the samples it is then scored "
                              "on, so slightly optimistic); last: the end of the schedule, with no such choice")
     parser.add_argument("--tune-decode", action="store_true",
-                        help="pick decode_blur on up to 300 training-split samples, spread over the split (never held-out ones)")
+                        help="pick decode_blur on up to 300 training-split samples, spread over the split (never "
+                             "held-out ones)")
     parser.add_argument("--format", choices=["half", "int8", "packed"], default="int8",
                         help="half: float16 safetensors with the card in its metadata; int8: the same with int8 conv "
                              "weights (scale per output channel); packed: 1-2 bit packed file of a BW/TW model")
@@ -116,7 +117,9 @@ def main() -> None:
     cfg = model.config
     source = open_source(cfg.data.train[0])  # the held-out split comes off the first source
     train_idx, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
-    blur = ["--decode-blur", str(tune_decode_blur(model, source, evenly_spaced(train_idx, 300)))] if args.tune_decode else []
+    blur = []
+    if args.tune_decode:
+        blur = ["--decode-blur", str(tune_decode_blur(model, source, evenly_spaced(train_idx, 300)))]
     weights = {"half": ["--half"], "int8": ["--half", "--int8-weights"]}.get(args.format, [])
 
     def export(card_path=None):
