@@ -4,7 +4,6 @@ peaks; what the machine is."""
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,16 +30,6 @@ def fastest_seconds(fn: Callable[[], None], repeats: int) -> float:
     return min(times)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def has_cpu_flag(flag: str) -> bool:
     try:
         return f" {flag} " in Path("/proc/cpuinfo").read_text()
@@ -52,6 +41,8 @@ def machine() -> dict:
     """CPU and its int8 / bf16 matrix features: results differ between machines of this project
     (this project has run on an Intel Xeon with AMX and on an AMD EPYC with AVX-512 BF16 but no AMX)."""
     import torch
+
+    from dunet.engine.hardware import cpu_name
 
     # An ISA limit (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2) makes a newer CPU compute like an
     # AVX2-only one: recorded, so such figures are never mistaken for the CPU's own.

@@ -69,7 +69,18 @@ def ship_openvino_int8(shipped: Path, name: str, source, train_idx: list[int], v
     metrics = score(source, pred, idx)
     headline = headline_figures(metrics)
     return {"file": int8.name, "bytes": int8.stat().st_size + int8.with_suffix(".bin").stat().st_size,
-            "validation": describe(headline, len(idx), runner.config)}
+            "validation": describe(headline, len(idx), runner.config), "measured_on": measured_on()}
+
+
+def measured_on() -> str:
+    """The CPU whose kernels computed a figure, and the oneDNN ISA cap if one was set: int8 figures differ between
+    CPU families (bench/isa_spread.py)."""
+    import os
+
+    from dunet.engine.hardware import cpu_name
+
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return cpu_name() + (f", oneDNN capped at {cap}" if cap else "")
 
 
 def headline_figures(metrics: dict) -> dict:
@@ -154,6 +165,7 @@ def main() -> None:
         "recipe": args.recipe,
         "decode": f"Taylor sub-pixel step after a Gaussian blur of sigma {model.config.decode_blur} heatmap px",
         "validation": describe(headline, len(idx), cfg),
+        "measured_on": measured_on(),
         "metrics": metrics,
         "file": shipped.name,
     }

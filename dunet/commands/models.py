@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{m['name']:<{width}} {m['task']:<6} {m['summary']}")
         print(f"{'':<{width}} validation: {m['validation']}; data: {m['data']} (research-only)")
         if "openvino_int8" in m:
-            print(f"{'':<{width}} OpenVINO runs its int8 file: {m['openvino_int8']['validation']}")
+            int8 = m["openvino_int8"]
+            measured = f"; measured on {int8['measured_on']}" if "measured_on" in int8 else ""
+            print(f"{'':<{width}} OpenVINO runs its int8 file: {int8['validation']}{measured}")
     for task, name in defaults.items():
         print(f"{task}: {name} (`dunet.load({task!r})`, `--model {task}`)")
     return 0

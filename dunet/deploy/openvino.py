@@ -16,7 +16,12 @@ int8 (see dunet.deploy.int8). openvino and nncf are the optional `openvino` extr
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
+import gc
 import logging
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +45,53 @@ def _openvino():
     return openvino
 
 
+@functools.cache
+def _core():
+    """One OpenVINO Core per process, so one CPU plugin: each Core made its own plugin instance (see below)."""
+    return _openvino().Core()
+
+
+def _native_bf16() -> bool:
+    import torch
+
+    from dunet.engine.hardware import native_bf16
+
+    return native_bf16(torch.device("cpu"))[0]
+
+
+class _SignalStack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def _signal_stack_kept():
+    """Give the calling thread back its alternate signal stack (sigaltstack) after OpenVINO work.
+
+    OpenVINO's CPU plugin (2026.4) sets a stack of its own when a plugin instance is made and, when it is
+    destroyed, sets back the one it found. Two instances that do not end in the reverse order of their start
+    leave the thread's alternate stack on memory already unmapped. The next signal whose handler runs there
+    (every Python handler does: Ctrl-C, SIGTERM, the SIGCHLD handler of PyTorch's DataLoader) then kills the
+    process with SIGSEGV, before any handler or faulthandler can say a word. tests/deploy/test_openvino.py
+    reproduces it."""
+    if platform.system() != "Linux":
+        yield
+        return
+    sigaltstack = ctypes.CDLL(None).sigaltstack
+    before = _SignalStack()
+    sigaltstack(None, ctypes.byref(before))
+    try:
+        yield
+    finally:
+        sigaltstack(ctypes.byref(before), None)
+
+
 def _read_model(path: Path):
     if path.suffix not in SUFFIXES:
         raise DunetError(f"{path}: OpenVINO reads an ONNX file (.onnx) or an OpenVINO IR (.xml)")
     if not path.is_file():
         raise DunetError(f"{path}: no such file")
     try:
-        return _openvino().Core().read_model(str(path))
+        return _core().read_model(str(path))
     except DunetError:
         raise
     except Exception as err:  # OpenVINO raises RuntimeError with its own message for bad files
@@ -81,7 +126,9 @@ class OpenVinoPredictor:
             raise DunetError(f"precision {precision!r}: choose one of {', '.join(HINTS)}")
         if streams < 1:
             raise DunetError(f"streams must be at least 1, got {streams}")
-        self.path, self.precision = Path(path), precision
+        # OpenVINO computes bf16 only on a CPU that has it and runs fp32 elsewhere; under a oneDNN ISA cap its bf16
+        # hint finds no kernels at all. So ask for what will run, and say so.
+        self.path, self.precision = Path(path), precision if precision == "fp32" or _native_bf16() else "fp32"
         model = _read_model(self.path)
         self.metadata = _metadata(self.path, model)
         inputs = model.inputs
@@ -92,7 +139,7 @@ class OpenVinoPredictor:
         self.input_size = shape[2].get_length() if shape[2].is_static else None
         self.streams = 1 if shape[0].is_static else min(streams, threads)
         self._model = model = _final_output_only(model)
-        self._config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads,
+        self._config = {"INFERENCE_PRECISION_HINT": HINTS[self.precision], "INFERENCE_NUM_THREADS": threads,
                         **(properties or {})}
         # One image at a time (the Python API's predict, video) runs a copy whose batch is fixed to 1: OpenVINO's
         # kernels for a static shape were about 12 % faster on a DU-Net(2) than those for a dynamic batch.
@@ -105,9 +152,15 @@ class OpenVinoPredictor:
 
     def _compile(self, model, config: dict):
         try:
-            return _openvino().Core().compile_model(model, "CPU", {**self._config, **config})
+            with _signal_stack_kept():
+                return _core().compile_model(model, "CPU", {**self._config, **config})
         except Exception as err:
             raise DunetError(f"{self.path}: OpenVINO cannot compile it ({type(err).__name__}: {err})") from None
+
+    def __del__(self):
+        # The compiled models go with their requests: released here, where the signal stack is kept.
+        with _signal_stack_kept():
+            self.request = self._batched = self._throughput = self.last_request = None
 
     def _throughput_queue(self):
         if self._throughput is None:
@@ -214,16 +267,16 @@ def quantize_openvino_int8(fp32_path: str | Path, int8_path: str | Path, calibra
     samples = [sample[None] for batch in calibration_set(calibration) for sample in batch]
     keep = head_convolutions(model) if keep_float is None else list(keep_float)
     try:
-        quantized = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
-                                  preset=nncf.QuantizationPreset.PERFORMANCE,
-                                  ignored_scope=nncf.IgnoredScope(names=keep),
-                                  fast_bias_correction=True,
-                                  # Pre-VNNI int8 kernels (AVX2) add u8 x s8 products in pairs into int16, which
-                                  # saturates on raw pixels times full 8-bit weights (0.2 points of face NME lost
-                                  # on an AVX2 CPU): the stem, the first layer, gets 7-bit weights (NNCF's overflow
-                                  # fix; no loss measured). Deeper layers, fed by BN-ReLU, keep all 8 bits.
-                                  advanced_parameters=nncf.AdvancedQuantizationParameters(
-                                      overflow_fix=nncf.OverflowFix.FIRST_LAYER))
+        with _signal_stack_kept():  # NNCF compiles and releases models of its own
+            quantized = nncf.quantize(
+                model, nncf.Dataset(samples), subset_size=len(samples), preset=nncf.QuantizationPreset.PERFORMANCE,
+                ignored_scope=nncf.IgnoredScope(names=keep), fast_bias_correction=True,
+                # Pre-VNNI int8 kernels (AVX2) add u8 x s8 products in pairs into int16, which saturates on raw
+                # pixels times full 8-bit weights (0.2 points of face NME lost on an AVX2 CPU): the stem, the first
+                # layer, gets 7-bit weights (NNCF's overflow fix; no loss measured). Deeper layers, fed by BN-ReLU,
+                # keep all 8 bits.
+                advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.FIRST_LAYER))
+            gc.collect()  # NNCF's compiled models go here, inside the guard
     except Exception as err:
         raise DunetError(f"int8 quantization of {fp32_path} failed: {type(err).__name__}: {err}") from err
     return _save_ir(quantized, {**_metadata(fp32_path, model), "precision": "int8-openvino"}, int8_path)

@@ -8,6 +8,7 @@ machine says why it runs as it does.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import time
 import warnings
@@ -87,6 +88,18 @@ def choose_precision(requested: str, device: torch.device) -> tuple[str, str]:
 def autocast(precision: str, device: torch.device):
     """The autocast context of a precision on a device (a no-op for fp32)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def cpu_name() -> str:
+    """The CPU's model name ("AMD EPYC 7B13", "Intel(R) Xeon(R) Processor"): figures that depend on the CPU name it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def usable_cores() -> int:

@@ -43,6 +43,24 @@ def is_face_model(name: str) -> bool:
     return pretrained_entry(name)["task"] == "face"
 
 
+def recorded_figures(validation: str) -> tuple[dict[str, str], int]:
+    """A card's validation line as written: "nme_io 3.57, fr_0.08 0.008 on 121 held-out samples (...)" ->
+    ({"nme_io": "3.57", ...}, 121). Figures of the flip test ("pck_0.2 with flip 78.93") are left out."""
+    figures, _, rest = validation.partition(" on ")
+    pairs = [item.rsplit(" ", 1) for item in figures.split(", ")]
+    return {key: value for key, value in pairs if " " not in key}, int(rest.split()[0])
+
+
+def held_out_source(name: str, data_root: str | Path) -> str:
+    """FORMAT:PATH of the copy under `data_root` of the data a pretrained model held its validation split out of
+    (the split comes off the first training source), e.g. "300w:../shared/data/300w"."""
+    from dunet.engine.inference import LandmarkModel
+
+    train = LandmarkModel.load(resolve_pretrained(name)).config.data.train[0]
+    kind, path = train.split(":", 1)
+    return f"{kind}:{Path(data_root) / Path(path).name}"
+
+
 def _shipped_file(name: str, file: str) -> Path:
     path = PRETRAINED_DIR / file
     if not path.is_file():

@@ -13,6 +13,9 @@ from dunet.deploy import OnnxPredictor, export_onnx, float_layers, quantize_onnx
 from tests.deploy.helpers import SIZE, faces_300w, small_model
 
 
+pytestmark = pytest.mark.kernels  # run again under an AVX2 cap by `make test`
+
+
 def _export(model, tmp_path, **kwargs):
     return export_onnx(model, tmp_path / "m.onnx", SIZE, exporter="torchscript", **kwargs)
 

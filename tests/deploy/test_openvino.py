@@ -12,6 +12,7 @@ from dunet.deploy import OpenVinoPredictor, export_onnx, quantize_openvino_int8,
 from tests.deploy.helpers import SIZE, argmax_landmarks, faces_300w, small_model
 
 ov = pytest.importorskip("openvino")
+pytestmark = pytest.mark.kernels  # run again under an AVX2 cap by `make test`
 
 
 def _export(model, tmp_path, **kwargs):
@@ -136,3 +137,54 @@ def test_errors_name_the_file(tmp_path):
         quantize_openvino_int8(fp32, tmp_path / "m8.onnx", [_images(1)])
     with pytest.raises(DunetError, match=f"{SIZE}x{SIZE}"):
         OpenVinoPredictor(fp32, threads=1)(np.zeros((1, 3, SIZE * 2, SIZE * 2), np.float32))
+
+
+# Two OpenVINO models made and released in this order used to leave the thread's alternate signal stack on freed
+# memory (OpenVINO's CPU plugin 2026.4): the next Ctrl-C killed the program with SIGSEGV, silently. In a child
+# process, so that the crash fails this test alone.
+TWO_MODELS_THEN_CTRL_C = """
+import os, signal
+import numpy as np
+import dunet
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own; a shell may start a child with it ignored
+image = np.full((120, 100, 3), 128, np.uint8)
+first = dunet.load("300w-dunet2", backend="openvino", threads=1)
+first.predict(image, box=(10, 10, 80, 90))
+second = dunet.load("300w-dunet2-w80", backend="openvino", threads=1)
+second.predict(image, box=(10, 10, 80, 90))
+del first, second
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+"""
+
+
+def test_ctrl_c_after_releasing_two_models_is_a_keyboard_interrupt():
+    import subprocess
+    import sys
+
+    from tests.processes import how_it_ended
+
+    proc = subprocess.run([sys.executable, "-c", TWO_MODELS_THEN_CTRL_C], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "KeyboardInterrupt", how_it_ended(proc)
+
+
+def test_the_signal_stack_is_the_callers_after_compiling_and_releasing(tmp_path):
+    import ctypes
+
+    from dunet.deploy.openvino import _SignalStack
+
+    def signal_stack() -> tuple:
+        stack = _SignalStack()
+        ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack))
+        return stack.ss_sp, stack.ss_size, stack.ss_flags
+
+    path = _export(small_model(), tmp_path)
+    before = signal_stack()
+    first = OpenVinoPredictor(path, precision="fp32", threads=1)
+    second = OpenVinoPredictor(path, precision="fp32", threads=1, streams=2)
+    second(_images(4))  # the batched and the throughput models too
+    assert signal_stack() == before
+    del first, second
+    assert signal_stack() == before

@@ -10,6 +10,8 @@ from dunet import DunetError
 from dunet.deploy import OnnxPredictor, TorchPredictor, export_onnx
 from tests.deploy.helpers import SIZE, argmax_landmarks, small_model
 
+pytestmark = pytest.mark.kernels  # run again under an AVX2 cap by `make test`
+
 
 def test_torch_fp32_predictor_returns_final_heatmaps_as_numpy():
     model = small_model(order=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import numpy as np
+import pytest
 import torch
 
 from dunet.data.heatmaps import encode_gaussian
@@ -40,6 +41,7 @@ def test_landmark_shift_is_the_distance_in_input_pixels():
     np.testing.assert_allclose(shift, 4.0, atol=1e-3)
 
 
+@pytest.mark.kernels
 def test_threads_0_leaves_the_cores_that_other_work_keeps_busy(monkeypatch):
     """Without threads, a model loads onto the cores other work leaves free (one PyTorch thread on a busy core
     stalls the others: 19 vs 691 ms per face, docs/hardware.md); asked-for threads are kept."""

@@ -8,25 +8,7 @@ import pytest
 
 from dunet import DunetError
 from dunet.cli import main
-from dunet.engine.pretrained import list_pretrained
-
-
-def recorded_figures(validation: str) -> tuple[dict[str, str], int]:
-    """"nme_io 3.57, fr_0.08 0.008 on 121 held-out samples (...)" -> ({"nme_io": "3.57", ...}, 121). Figures
-    of the flip test ("pck_0.2 with flip 78.93") are left out: the models are scored without it here."""
-    figures, _, rest = validation.partition(" on ")
-    pairs = [item.rsplit(" ", 1) for item in figures.split(", ")]
-    return {key: value for key, value in pairs if " " not in key}, int(rest.split()[0])
-
-
-def held_out_data(name: str, shared_data: Path) -> str:
-    """FORMAT:PATH of the shared copy of the data a pretrained model held its validation split out of."""
-    from dunet.engine.inference import LandmarkModel
-    from dunet.engine.pretrained import resolve_pretrained
-
-    train = LandmarkModel.load(resolve_pretrained(name)).config.data.train[0]
-    kind, path = train.split(":", 1)  # the held-out split came off the first training source
-    return f"{kind}:{shared_data / Path(path).name}"
+from dunet.engine.pretrained import held_out_source, list_pretrained, recorded_figures
 
 
 def test_recorded_figures_are_read():
@@ -34,9 +16,10 @@ def test_recorded_figures_are_read():
     assert figures == {"pck_0.2": "76.64"} and count == 100
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("entry", list_pretrained(), ids=lambda entry: entry["name"])
 def test_a_shipped_model_reproduces_its_held_out_figures(entry, shared_data, capsys):
-    data = held_out_data(entry["name"], shared_data)
+    data = held_out_source(entry["name"], shared_data)
     capsys.readouterr()
     # Model cards are fp32 figures; --precision auto would pick bf16 on a CPU that has it.
     assert main(["eval", "--model", entry["name"], "--data", data, "--split", "val", "--json",
@@ -51,17 +34,26 @@ def test_a_shipped_model_reproduces_its_held_out_figures(entry, shared_data, cap
         assert metrics[key] == pytest.approx(float(text), abs=unit), (entry["name"], key)
 
 
+# The int8 files' figures differ between CPUs: VNNI and AMX kernels sum int8 products otherwise than AVX2's, and
+# each family rounds alike on every CPU that has it. bench/isa_spread.py on an Intel Xeon with AMX, under each
+# ISA cap (bench/results/isa_spread_xeon_amx.json): up to 0.35 % of a figure (300w-dunet2-w80's nme_ip: 4.936 with
+# AVX2 kernels, 4.923 with VNNI or AMX); the fp32 figures stayed within the card's last digit on every cap.
+INT8_KERNELS_REL = 0.005
+
+
+@pytest.mark.kernels
 @pytest.mark.parametrize("entry", [e for e in list_pretrained() if "openvino_int8" in e], ids=lambda entry: entry["name"])
 def test_a_shipped_int8_file_reproduces_its_held_out_figures(entry, shared_data, capsys):
     pytest.importorskip("openvino")
     capsys.readouterr()
-    assert main(["eval", "--model", entry["name"], "--data", held_out_data(entry["name"], shared_data), "--split", "val",
+    assert main(["eval", "--model", entry["name"], "--data", held_out_source(entry["name"], shared_data), "--split", "val",
                  "--json", "--precision", "fp32", "--backend", "openvino"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     figures, count = recorded_figures(entry["openvino_int8"]["validation"])
     assert metrics["n"] == count
-    for key, text in figures.items():
-        assert metrics[key] == pytest.approx(float(text), abs=10.0 ** -len(text.partition(".")[2])), key
+    for key, text in figures.items():  # one unit of the last recorded digit, or what the CPU's int8 kernels move
+        unit = 10.0 ** -len(text.partition(".")[2])
+        assert metrics[key] == pytest.approx(float(text), abs=unit, rel=INT8_KERNELS_REL), key
 
 
 def test_a_pretrained_model_with_an_int8_file_runs_it_when_openvino_is_the_backend(tmp_path, tiny_config, monkeypatch):

@@ -13,6 +13,9 @@ from dunet.data.sample import normaliser
 from dunet.data.spec import with_normaliser
 from dunet.engine.recipe import check_own_data, own_data_config, starting_model
 
+pytestmark = pytest.mark.kernels  # run again under an AVX2 cap by `make test`
+
+
 DLC = "dlc_openfield/labeled-data/m4s1/CollectedData_Pranav.csv"
 
 
