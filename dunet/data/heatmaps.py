@@ -61,11 +61,14 @@ class HeatmapCodec:
         points = points if isinstance(points, (np.ndarray, Tensor)) else np.asarray(points, dtype=np.float64)
         return (points + 0.5) * self.stride - 0.5
 
-    def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(K, H, W) float32 Gaussian targets of (K, 2) keypoints in input pixels, and the (K,) visibility
-        left once keypoints off the heatmap are dropped. numpy: single-threaded, what data workers want."""
-        on_map = self.to_heatmap(np.asarray(keypoints, dtype=np.float32))
-        inside = ((on_map >= -0.5) & (on_map <= self.heatmap_size - 0.5)).all(axis=1)
+    def encode(self, keypoints, visible):
+        """(..., K, H, W) float32 Gaussian targets of (..., K, 2) keypoints in input pixels, and the (..., K)
+        visibility left once keypoints off the heatmap are dropped. numpy in: single-threaded, what data workers
+        want; torch in: batched, on the tensors' device (tools/gpu_train.py makes its targets on the GPU)."""
+        if not isinstance(keypoints, Tensor):
+            keypoints = np.asarray(keypoints, dtype=np.float32)
+        on_map = self.to_heatmap(keypoints)
+        inside = ((on_map >= -0.5) & (on_map <= self.heatmap_size - 0.5)).all(-1)
         visible = visible * inside
         return encode_gaussian(on_map, visible, self.heatmap_size, self.sigma), visible
 

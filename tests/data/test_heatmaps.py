@@ -122,6 +122,21 @@ def test_codec_drops_points_off_the_heatmap():
     assert heatmaps[0].max() > 0 and np.abs(heatmaps[1:]).max() == 0
 
 
+def test_codec_encodes_batched_torch_points_as_numpy_does_one_sample_at_a_time():
+    """tools/gpu_train.py makes its targets on the device from a (B, K, 2) tensor: the same maps and visibility."""
+    codec = HeatmapCodec(64, sigma=1.5)
+    points = np.array([[[10.0, 20.0], [-3.0, 20.0], [30.2, 40.7]], [[63.4, 1.0], [5.5, 5.5], [30.0, 64.5]]],
+                      np.float32)
+    visible = np.array([[1, 1, 1], [1, 0, 1]], np.float32)
+    maps, kept = codec.encode(torch.from_numpy(points), torch.from_numpy(visible))
+    assert isinstance(maps, torch.Tensor) and maps.shape == (2, 3, 16, 16)
+    for i in range(2):
+        expected_maps, expected_kept = codec.encode(points[i], visible[i])
+        np.testing.assert_allclose(maps[i].numpy(), expected_maps, atol=1e-6)
+        np.testing.assert_array_equal(kept[i].numpy(), expected_kept)
+    np.testing.assert_array_equal(kept.numpy(), [[1, 0, 1], [1, 0, 0]])
+
+
 def test_the_stride_is_one_fact_shared_by_codec_model_config_and_network():
     codec = HeatmapCodec(64)
     assert codec.heatmap_size == 64 // STRIDE == ModelConfig(input_size=64).heatmap_size
