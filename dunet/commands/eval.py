@@ -52,15 +52,28 @@ def run(args: argparse.Namespace) -> int:
     metrics.update(extra)
     if args.ced:
         plot_ced({runner.name: errors_per_sample(source, pred, idx, spec)}, args.ced)
+    measured = what_was_measured(runner, source, args)
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps({**metrics, "measured": measured}))
     else:
         threads = f", {runner.threads} thread(s)" if runner.threads else ""
         print(f"scored {runner.source} ({runner.name}, {runner.backend} backend, {runner.precision}{threads})")
         print(f"on {args.data} ({len(idx)} samples{'' if args.split == 'all' else ', ' + args.split + ' split'}"
               f"{', flip test' if args.flip else ''})")
+        print(f"crops: {measured['box']}; decode blur {measured['decode_blur']} heatmap px")
         print(format_table(metrics))
     return 0
+
+
+def what_was_measured(runner, source, args: argparse.Namespace) -> dict:
+    """How the figures were obtained, for the header and --json: a figure means little without it."""
+    return {"model": str(runner.source), "network": runner.name, "backend": runner.backend,
+            "precision": runner.precision, "threads": runner.threads, "data": args.data, "split": args.split,
+            "flip": bool(args.flip), "decode_blur": runner.config.decode_blur,
+            # The crop eval cuts is the data's own box, never a detector's: dunet.load().predict without a box
+            # crops what its detector finds, so its error on the same photos can differ.
+            "box": f"each sample's labelled box x {source.spec.box_margin:g} (the landmark set's box_margin), "
+                   "no detector"}
 
 
 def split_of(config, count: int, split: str, data: str) -> list[int]:

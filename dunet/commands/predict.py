@@ -152,6 +152,19 @@ def output_names(paths: list[Path]) -> dict[Path, str]:
     return names
 
 
+def looks_like_inputs(path: str) -> bool:
+    """An image or video file, a glob, or a folder that holds no model (a run directory has config.yaml or last/),
+    given where the model goes: the most common slip is `dunet predict photos/` without --model."""
+    from dunet.video import VIDEO_SUFFIXES
+
+    candidate = Path(path)
+    if any(c in path for c in "*?["):
+        return True
+    if candidate.is_dir():
+        return not any((candidate / name).exists() for name in ("config.yaml", "last", "model.safetensors", "card.json"))
+    return candidate.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+
+
 def run(args: argparse.Namespace) -> int:
     from dunet import DunetError
     from dunet.api import Landmarker
@@ -165,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None and checkpoint is not None:
         inputs.insert(0, checkpoint)
         checkpoint = None
+    if checkpoint is not None and looks_like_inputs(checkpoint):
+        raise DunetError(f"{checkpoint} looks like images or videos to predict on, not a model: add --model NAME "
+                         "(--model face for faces, --model pose for people; `dunet models` lists them) or give a "
+                         "run directory or model file first")
     if not inputs:
         raise DunetError("give at least one image, video, folder or glob to predict on")
     if args.box is not None and args.boxes is not None:

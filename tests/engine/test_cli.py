@@ -59,6 +59,10 @@ def test_eval_json(trained_run, capsys):
     assert main(["eval", str(trained_run), "--data", "synthetic:6:5", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["n"] == 6 and {"nme_io", "nme_ip", "fr_0.08", "auc_0.08"} <= metrics.keys()
+    measured = metrics["measured"]  # what the figures were measured with
+    assert measured["backend"] in ("torch", "onnx", "openvino") and measured["precision"] in ("fp32", "bf16")
+    assert measured["flip"] is False and measured["split"] == "all" and "box_margin" in measured["box"]
+    assert measured["threads"] >= 1 and measured["model"] == str(trained_run / "best")  # the checkpoint scored
 
 
 def test_eval_flip_and_ced(trained_run, tmp_path, capsys):
@@ -410,3 +414,15 @@ def test_an_onnx_file_whose_metadata_does_not_match_its_graph_is_one_line(traine
     assert main(["eval", str(bad), "--data", "synthetic:4:5"]) == 2
     assert "bad.onnx: the model card disagrees with itself: 5 keypoint names but model.landmarks 68" \
         in capsys.readouterr().err
+
+
+def test_predict_on_a_folder_without_model_points_at_the_model_flag(tmp_path, capsys):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (60, 50)).save(photos / "a.jpg")
+    for args in ([str(photos)], [str(photos / "a.jpg")], [str(photos), str(photos / "a.jpg")]):
+        assert main(["predict", *args, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert "not a model: add --model NAME" in err and "Traceback" not in err, args
