@@ -51,6 +51,10 @@ class Landmarks:
     names: tuple[str, ...]  # (K,) landmark names, in the model's order
     box: Box  # the box the landmarks were predicted in (given, detected, tracked, or the whole image)
 
+    def __repr__(self) -> str:
+        box = ", ".join(f"{v:.0f}" for v in self.box)
+        return f"Landmarks({len(self.points)} points, mean score {float(np.mean(self.scores)):.2f}, box ({box}))"
+
     def to_dict(self, decimals: int = 2) -> dict:
         return {"box": [round(float(v), decimals) for v in self.box],
                 "landmarks": [[round(float(x), decimals), round(float(y), decimals)] for x, y in self.points],
@@ -116,6 +120,19 @@ class Landmarker:
         return f"Landmarker({self.name}, {len(self.names)} landmarks, {self.runner.input_size} px)"
 
     # --- public calls ---------------------------------------------------------------------------------------
+
+    def draw(self, image, results) -> np.ndarray:
+        """A copy of `image` (as `predict` takes it) with `results` drawn on it: a `predict` result, a list of them,
+        or None. The skeleton in grey, the points coloured per landmark, those scoring below
+        dunet.data.draw.LOW_SCORE as rings; the names in a panel beside the image for up to 24 landmarks."""
+        from dunet.data.draw import draw_overlay
+
+        found = [r for r in (results if isinstance(results, list) else [results]) if r is not None]
+        canvas = as_rgb(image)
+        for i, r in enumerate(found):
+            canvas = draw_overlay(canvas, r.points, np.ones(len(r.points)), self.spec, scores=r.scores,
+                                  palette="keypoint", legend=i == len(found) - 1)
+        return canvas if found else canvas.copy()
 
     def predict(self, image, box: Sequence[float] | None = None, *, boxes: Iterable[Sequence[float]] | None = None):
         """Landmarks of one object in `image` (an (H, W, 3) uint8 RGB array, a PIL image or a file path).

@@ -232,3 +232,18 @@ def test_a_large_photo_is_decoded_reduced_and_gives_its_full_resolution_points(t
         error = np.abs(found.points - expected.points)
         assert found.box == expected.box and np.median(error) < 0.001 * side and error.max() < 0.005 * side
     assert factors == [1, 8, 8]  # as_rgb's full-size decode, then the whole image and the box
+
+
+def test_draw_marks_the_points_on_a_copy_and_a_result_reads_short(tiny):
+    image = face_image()
+    before = image.copy()
+    result = tiny.predict(image, box=(20, 20, 50, 50))
+    drawn = tiny.draw(image, result)
+    assert drawn.shape == image.shape and drawn.dtype == np.uint8
+    np.testing.assert_array_equal(image, before)  # the caller's image is left alone
+    x, y = np.round(result.points[np.argmax(result.scores)]).astype(int)
+    assert (drawn[y, x] != image[y, x]).any()  # a point is drawn where it was found
+    np.testing.assert_array_equal(tiny.draw(image, None), image)  # nothing found: the image as it was
+    assert tiny.draw(image, [result, result]).shape == image.shape
+    text = repr(result)
+    assert text.startswith("Landmarks(68 points, mean score ") and "box (20, 20, 50, 50)" in text and len(text) < 80

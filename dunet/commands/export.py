@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from dunet.engine.inference import LandmarkModel
 
     check_out(Path(args.out), folder=False)  # before the slow part: a typo fails at once
+    check_packages(args)
     for flag, formats in FORMAT_FLAGS.items():
         if getattr(args, flag[2:].replace("-", "_")) and args.format not in formats:
             raise DunetError(f"{flag} is for --format {' or '.join(formats)}, not {args.format}")
@@ -86,6 +87,32 @@ def run(args: argparse.Namespace) -> int:
     size = out.stat().st_size + (out.with_suffix(".bin").stat().st_size if args.format == "openvino" else 0)
     print(f"wrote {out}{' and its .bin' if args.format == 'openvino' else ''} ({size / 2**20:.2f} MiB)")
     return 0
+
+
+# The extra of pyproject.toml that installs each package an export may need.
+EXTRA_OF = {"onnx": "deploy", "onnxscript": "deploy", "onnxruntime": "deploy", "openvino": "openvino",
+            "nncf": "openvino"}
+
+
+def check_packages(args: argparse.Namespace) -> None:
+    """One line naming the extra to install, before any work, for a format whose packages are missing."""
+    import importlib.util
+
+    from dunet import DunetError
+
+    if args.format not in ("onnx", "openvino"):
+        return
+    packages = ["onnx"]  # an OpenVINO file is converted from the ONNX graph
+    if args.exporter == "dynamo":
+        packages.append("onnxscript")
+    if args.format == "openvino":
+        packages += ["openvino", "nncf"] if args.int8 else ["openvino"]
+    elif args.int8:
+        packages.append("onnxruntime")  # its int8 quantizer
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        extras = ",".join(sorted({EXTRA_OF[name] for name in missing}))
+        raise DunetError(f"--format {args.format} needs {', '.join(missing)}: pip install 'dunet[{extras}]'")
 
 
 def export_network(runner, model, out: Path, args: argparse.Namespace) -> None:

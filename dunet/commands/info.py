@@ -1,4 +1,4 @@
-"""`dunet info`: parameters, conv parameters, MACs and file size of an architecture."""
+"""`dunet info`: parameters, conv parameters, MACs and file size of an architecture, and the backend that runs\nmodels by default."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
         "landmarks": args.landmarks, "input_size": args.input_size, "channels": args.channels,
         "refine": args.refine, "quant": args.quant,
     })
-    info = profile(cfg)
+    from dunet.engine.inference import fastest_backend
+
+    info = {**profile(cfg), "backend": fastest_backend()}  # what `dunet.load`, eval and predict run by default
     if args.json:
         print(json.dumps(info))
         return 0
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         ("MACs per image", f"{info['macs']:,} ({info['macs'] / 1e9:.2f} G)"),
         ("fp32 weights", f"{info['fp32_bytes'] / 2**20:.2f} MiB"),
     ]
+    rows.append(("default backend", f"{info['backend']} (the fastest installed runtime; --backend to choose)"))
     if "packed_bytes" in info:
         rows.append(("packed weights", f"{info['packed_bytes'] / 2**20:.3f} MiB ({info['packed_bytes'] / info['fp32_bytes']:.1%})"))
     width = max(len(k) for k, _ in rows)

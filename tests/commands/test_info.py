@@ -13,6 +13,7 @@ def test_info_contract(capsys):
     assert info["params"] == 3_952_128 and info["conv_params"] == 3_901_824
     assert info["macs"] > 1e9 and info["fp32_bytes"] > 4 * info["params"]
     assert "packed_bytes" not in info
+    assert info["backend"] in ("torch", "onnx", "openvino")  # the runtime models run on by default
 
 
 def test_info_macs_scale_with_input_area(capsys):

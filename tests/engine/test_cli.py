@@ -426,3 +426,17 @@ def test_predict_on_a_folder_without_model_points_at_the_model_flag(tmp_path, ca
         assert main(["predict", *args, "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
         assert "not a model: add --model NAME" in err and "Traceback" not in err, args
+
+
+@pytest.mark.parametrize("fmt, hidden, extras", [("onnx", "onnxscript", "deploy"), ("openvino", "openvino", "openvino"),
+                                                 ("openvino", "onnx", "deploy")])
+def test_export_without_its_extra_is_one_line_naming_it_before_any_work(tmp_path, capsys, monkeypatch, fmt, hidden,
+                                                                       extras):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == hidden else find_spec(name, *a))
+    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.xml")
+    assert main(["export", "--model", "300w-dunet2-w80", "--format", fmt, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"needs {hidden}: pip install 'dunet[{extras}]'" in err and not out.exists()
