@@ -71,19 +71,19 @@ def load(name_or_path: str | Path = "face", backend: str = "auto", device: str =
     converted once and cached under $DUNET_CACHE or ~/.cache/dunet), "torch", "onnx" or "openvino".
     device: "auto", "cpu", "cuda" or "cuda:N" (GPUs run PyTorch). precision: "auto", "fp32" or "bf16".
     detect_faces: find faces with the shipped BlazeFace detector when no box is given; None (the default):
-    yes for a pretrained face model, no otherwise (the whole image is the crop).
+    yes for a shipped face model and any file exported from one (its model card says so), no otherwise (the
+    whole image is the crop).
     flip: average with the prediction on the mirrored crop (slower, a little more accurate).
     threads: CPU threads of the runtime (of PyTorch for backend torch); 0 = every usable core that other work
     does not keep busy when the model loads."""
     from dunet.engine.inference import load_runner
-    from dunet.engine.pretrained import is_face_model
 
     path = Path(name_or_path)
     is_name = not path.exists() and not any(c in str(name_or_path) for c in "/\\.")
     runner = load_runner(None if is_name else str(name_or_path), str(name_or_path) if is_name else None,
                          backend=backend, precision=precision, device=device, threads=threads)
     if detect_faces is None:
-        detect_faces = is_name and is_face_model(str(name_or_path))
+        detect_faces = finds_faces(runner)
     return Landmarker(runner, detect_faces=detect_faces, flip=flip, batch_size=batch_size)
 
 
@@ -289,6 +289,12 @@ def check_box(box, width: int, height: int) -> Box:
     if max(w, h) > 10 * max(width, height):
         raise DunetError(f"box {text}: more than 10 times the size of the {width}x{height} image")
     return values
+
+
+def finds_faces(runner) -> bool:
+    """Whether a model looks for faces itself when given no box: a shipped face model does, and so does any file
+    exported from one, whose model card keeps the shipped model's task."""
+    return runner.provenance.get("task") == "face"
 
 
 def as_rgb(image) -> np.ndarray:

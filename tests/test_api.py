@@ -247,3 +247,15 @@ def test_draw_marks_the_points_on_a_copy_and_a_result_reads_short(tiny):
     assert tiny.draw(image, [result, result]).shape == image.shape
     text = repr(result)
     assert text.startswith("Landmarks(68 points, mean score ") and "box (20, 20, 50, 50)" in text and len(text) < 80
+
+
+@pytest.mark.slow
+def test_a_file_exported_from_a_face_model_finds_faces_like_it(tmp_path):
+    from dunet.cli import main
+
+    onnx = tmp_path / "face.onnx"
+    assert main(["export", "--model", "face", "--format", "onnx", "--exporter", "torchscript", "--out", str(onnx)]) == 0
+    exported = dunet.load(onnx, backend="onnx", threads=1)
+    assert exported.detect_faces  # its model card keeps the shipped model's task
+    assert exported.predict(np.full((120, 160, 3), 128, np.uint8)) is None  # no face: None, as the shipped one
+    assert not dunet.load(onnx, backend="onnx", threads=1, detect_faces=False).detect_faces

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "image,x,y,w,h (several rows per image for several objects)")
     p.add_argument("--detect-faces", action=argparse.BooleanOptionalAction,
                    help="find the faces with the shipped BlazeFace detector (offline) and predict each "
-                        "(default: on for a pretrained face model given no --box)")
+                        "(default: on for a shipped face model, or a file exported from one, given no --box)")
     p.add_argument("--out", default="predictions", help="output folder")
     add_model_flags(p, batch_size=8)
     p.add_argument("--no-overlays", action="store_true", help="no overlay images or labelled videos")
@@ -167,7 +167,7 @@ def looks_like_inputs(path: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from dunet import DunetError
-    from dunet.api import Landmarker
+    from dunet.api import Landmarker, finds_faces
     from dunet.data.images import image_size
     from dunet.engine.inference import load_runner
     from dunet.video import is_video, process_video
@@ -193,11 +193,7 @@ def run(args: argparse.Namespace) -> int:
     table = read_boxes(args.boxes) if args.boxes is not None else None
     runner = load_runner(checkpoint, args.model, backend=args.backend, precision=args.precision, device=args.device,
                          threads=args.threads)
-    detect = args.detect_faces
-    if detect is None:
-        from dunet.engine.pretrained import is_face_model
-
-        detect = args.model is not None and is_face_model(args.model)
+    detect = finds_faces(runner) if args.detect_faces is None else args.detect_faces
     landmarker = Landmarker(runner, detect_faces=detect, flip=args.flip, batch_size=args.batch_size)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -38,11 +38,6 @@ def pretrained_entry(name: str) -> dict:
     raise DunetError(f"{name!r} is neither an existing file nor a pretrained model (pretrained: {names})")
 
 
-def is_face_model(name: str) -> bool:
-    """Whether a pretrained name is a face model: those look for faces when given no box."""
-    return pretrained_entry(name)["task"] == "face"
-
-
 def recorded_figures(validation: str) -> tuple[dict[str, str], int]:
     """A card's validation line as written: "nme_io 3.57, fr_0.08 0.008 on 121 held-out samples (...)" ->
     ({"nme_io": "3.57", ...}, 121). Figures of the flip test ("pck_0.2 with flip 78.93") are left out."""
