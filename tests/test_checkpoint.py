@@ -134,6 +134,22 @@ def test_single_file_model(tmp_path: Path):
     assert torch.equal(fresh(images)[-1], model(images)[-1])
 
 
+def test_weights_with_nan_or_inf_are_refused_at_load_naming_the_tensors(tmp_path: Path):
+    """A model of NaN weights put every point at one place with score NaN, and eval printed a number."""
+    model = small_model()
+    names = [name for name, t in model.state_dict().items() if t.is_floating_point()]
+    with torch.no_grad():
+        model.state_dict()[names[0]].fill_(float("nan"))
+        model.state_dict()[names[5]][0] = float("inf")
+    for path in (tmp_path / "m.safetensors", tmp_path / "ckpt"):
+        save_checkpoint(path, model, CARD)
+        with pytest.raises(DunetError) as caught:
+            load_checkpoint(path)
+        message = str(caught.value)
+        assert "damaged weights: tensor(s) " in message and "hold NaN or infinite values" in message
+        assert names[0] in message and names[5] in message and str(path) in message and "\n" not in message
+
+
 def test_init_weights_copies_what_fits_and_keeps_the_rest(tmp_path: Path):
     torch.manual_seed(0)
     source = small_model()
