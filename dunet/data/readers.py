@@ -318,12 +318,14 @@ def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = Non
         raise DunetError(f"{path}: not a COCO file (needs 'images' and 'annotations' lists)")
     folder = Path(image_dir) if image_dir else path.parent
     samples, bad = [], []
-    images = {}
+    images, shared = {}, {}  # shared: ids listed for several different files, with their names
     for n, img in enumerate(data["images"]):
         if not isinstance(img, dict) or not _is_id(img.get("id")) or not isinstance(img.get("file_name"), str):
             bad.append(BadItem(f"{path} images[{n}]", "needs an 'id' (a number or string) and a 'file_name' string"))
             continue
-        images[img["id"]] = img
+        earlier = images.setdefault(img["id"], img)
+        if earlier["file_name"] != img["file_name"]:  # which file its annotations label is anyone's guess
+            shared.setdefault(img["id"], [earlier["file_name"]]).append(img["file_name"])
     annotations = [a for a in data["annotations"] if isinstance(a, dict) and "keypoints" in a]
     annotations = [a for a in annotations if not a.get("iscrowd", 0)]
     if not annotations:
@@ -341,6 +343,10 @@ def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = Non
         info = images.get(image_id) if _is_id(image_id) else None
         if info is None:
             bad.append(BadItem(where, f"image id {image_id!r} is not listed in 'images'"))
+            continue
+        if image_id in shared:
+            bad.append(BadItem(where, f"image id {image_id!r} is listed for several files in 'images' "
+                                      f"({', '.join(shared[image_id])}); give each image its own id"))
             continue
         image = folder / str(info["file_name"])
         where = f"{path} annotation {ann.get('id', '?')} ({info['file_name']})"

@@ -168,6 +168,20 @@ def test_coco_annotations_pointing_at_missing_images(tmp_path):
     assert all("gone.jpg" in b.path for b in source.skipped)
 
 
+def test_coco_image_id_listed_for_two_files_labels_neither(tmp_path):
+    """The annotation of one image landed on another that shared its id; `data check` said nothing."""
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        write_image(tmp_path / name)
+    path = write_coco(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    data = json.loads(path.read_text())
+    data["images"][1]["id"] = 1
+    data["images"].append(dict(data["images"][2]))  # the same entry twice is harmless
+    path.write_text(json.dumps(data))
+    source = _expect_bad(f"coco:{path}", "keypoints.json annotation 100",
+                         "image id 1 is listed for several files in 'images' (a.jpg, b.jpg)", good=1, bad=2)
+    assert source.samples[0].image_path.endswith("c.jpg")
+
+
 def _coco_with_edited_annotation(tmp_path, instances: int, index: int, key: str, value):
     """A COCO file of one image with `instances` people whose annotation `index` has `key` set to `value`."""
     write_image(tmp_path / "here.jpg")
