@@ -29,7 +29,7 @@ import numpy as np
 from dunet import DunetError
 from dunet.data.images import IMAGE_EXTENSIONS, image_size
 from dunet.data.sample import BadItem, Sample, Source, box_from_keypoints, check_keypoints, require_samples
-from dunet.data.spec import SPECS, DatasetSpec, spec_from_coco_category, spec_from_names
+from dunet.data.spec import SPECS, DatasetSpec, names_problem, spec_from_coco_category, spec_from_names
 
 
 def _finish(name: str, spec: DatasetSpec, samples: list[Sample], bad: list[BadItem], skip_bad: bool) -> Source:
@@ -510,6 +510,9 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     if not {"scorer", "bodyparts", "coords"} <= set(header):
         raise DunetError(f"{path}: not a DeepLabCut CollectedData CSV (expected header rows scorer, bodyparts, coords)")
     names, animals = _dlc_columns(path, header)
+    problem = names_problem(names)
+    if problem:
+        raise DunetError(f"{path}: bodyparts row: {problem.replace('keypoint', 'body part')}")
     index_columns = min(columns[0] for _, columns in animals)
     header_rows = 4 if "individuals" in header else 3
     data_rows = [(number, r) for number, r in enumerate(rows[header_rows:], start=header_rows + 1)

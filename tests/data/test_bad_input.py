@@ -11,6 +11,7 @@ from PIL import Image
 from dunet import DunetError
 from dunet.data import open_source
 from dunet.data.images import load_image
+from dunet.data.spec import COCO17_FLIP, SPECS
 
 from .helpers import face_points, write_coco, write_face, write_image, write_pts
 
@@ -320,6 +321,22 @@ def test_coco_category_id_not_among_the_categories_is_refused(tmp_path):
         open_source(f"coco:{path}")
 
 
+@pytest.mark.parametrize("edit, problem", [
+    (lambda c: c["keypoints"].__setitem__(2, "left_eye"), "the name 'left_eye' is given twice (keypoints 1 and 2)"),
+    (lambda c: c.update(flip_pairs=[[0, 99]]), "bad flip pair (0, 99) for 17 keypoints"),
+    (lambda c: c.update(flip_pairs=[[2, 3], [4, 5]]), "flip_pairs [[2, 3], [4, 5]] are not the left/right pairs"),
+])
+def test_coco_keypoint_names_given_twice_or_flip_pairs_that_contradict_them_are_refused(tmp_path, edit, problem):
+    """A name given twice switched flipping off without a word; flip_pairs beside the COCO-17 names were ignored."""
+    path = _coco_file(tmp_path, lambda data: edit(data["categories"][0]))
+    with pytest.raises(DunetError) as caught:
+        open_source(f"coco:{path}")
+    assert "keypoints.json: " in str(caught.value) and problem in str(caught.value)
+    path = _coco_file(tmp_path, lambda data: data["categories"][0].update(flip_pairs=[[2, 1], [3, 4]]
+                                                                        + [[a, b] for a, b in COCO17_FLIP[2:]]))
+    assert open_source(f"coco:{path}").spec == SPECS["coco"]  # the pairs it has, in any order: fine
+
+
 def _dlc(tmp_path, header: str, row: str = "labeled-data/v/img0.png,1,2,3,4\n"):
     write_image(tmp_path / "labeled-data" / "v" / "img0.png")
     path = tmp_path / "labeled-data" / "v" / "CollectedData_me.csv"
@@ -339,6 +356,19 @@ def test_dlc_short_header_rows_are_refused(tmp_path, header, problem):
     with pytest.raises(DunetError, match=problem) as caught:
         open_source(f"dlc:{path}")
     assert "CollectedData_me.csv" in str(caught.value)
+
+
+@pytest.mark.parametrize("parts, problem", [
+    ("nose,nose,leftear,leftear,leftear,leftear", "the name 'leftear' is given twice (body parts 1 and 2)"),
+    ("nose,nose,,,tail,tail", "body part 1 has an empty name"),
+])
+def test_dlc_body_part_named_twice_or_not_at_all_is_refused(tmp_path, parts, problem):
+    """Both were accepted: the points of one name went to either label, and flipping was switched off."""
+    path = _dlc(tmp_path, f"scorer,me,me,me,me,me,me\nbodyparts,{parts}\ncoords,x,y,x,y,x,y\n",
+                "labeled-data/v/img0.png,1,2,3,4,5,6\n")
+    with pytest.raises(DunetError) as caught:
+        open_source(f"dlc:{path}")
+    assert f"{path}: bodyparts row: {problem}" in str(caught.value)
 
 
 def test_dlc_row_cut_short_is_a_bad_item(tmp_path):
