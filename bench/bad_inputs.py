@@ -173,7 +173,7 @@ ACCEPTED = {
     "300w png named jpeg": "images are decoded by their content, not their name",
     "coco bbox negative": "an unusable bbox falls back to the keypoints' box",
     "coco bbox strings": "an unusable bbox falls back to the keypoints' box",
-    "coco categories empty": "no category: a custom spec, reported as 'flip: none known'",
+    "coco categories empty": "no category and 17 keypoints: COCO-17, its names and flip pairs",
     "mpii headbox short": "no usable head box: no PCKh normaliser for that sample (NaN, skipped in PCKh)",
 }
 

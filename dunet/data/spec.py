@@ -303,12 +303,13 @@ def spec_from_coco_category(category: dict, num_keypoints: int, where: str = "")
     """Spec from a COCO category: `keypoints` names, 1-based `skeleton`, and optionally our own
     `flip_pairs` key (0-based pairs) for sets whose names carry no left/right.
 
-    A category without keypoint names (as some face datasets ship) with 68 or 98 points is taken to be
-    iBUG-68 or WFLW-98."""
+    A category without keypoint names (as some face datasets ship), or no category, with 17, 68 or 98 points is
+    taken to be COCO-17, iBUG-68 or WFLW-98: generic names would lose the names and flip pairs of the set that
+    a COCO file of that count almost always holds."""
     where = where or "COCO file"
     names = category.get("keypoints") or []
     if not names:
-        by_count = {68: "300w", 98: "wflw"}
+        by_count = {17: "coco", 68: "300w", 98: "wflw"}
         if num_keypoints in by_count:
             return SPECS[by_count[num_keypoints]]
         names = [f"kp{i}" for i in range(num_keypoints)]

@@ -337,6 +337,16 @@ def test_coco_keypoint_names_given_twice_or_flip_pairs_that_contradict_them_are_
     assert open_source(f"coco:{path}").spec == SPECS["coco"]  # the pairs it has, in any order: fine
 
 
+@pytest.mark.parametrize("edit", [lambda data: data.pop("categories"), lambda data: data.update(categories=[]),
+                                  lambda data: data["categories"][0].pop("keypoints")])
+def test_coco_17_points_without_names_are_coco_17(tmp_path, edit):
+    """Without a category the names became kp0..kp16 and COCO-17's flip pairs were lost."""
+    assert open_source(f"coco:{_coco_file(tmp_path, edit)}").spec == SPECS["coco"]
+    write_image(tmp_path / "here.jpg")
+    other = write_coco(tmp_path, ["here.jpg"], k=5, names=[])  # no known set of 5: generic names, flip off
+    assert open_source(f"coco:{other}").spec.keypoints == ("kp0", "kp1", "kp2", "kp3", "kp4")
+
+
 def _dlc(tmp_path, header: str, row: str = "labeled-data/v/img0.png,1,2,3,4\n"):
     write_image(tmp_path / "labeled-data" / "v" / "img0.png")
     path = tmp_path / "labeled-data" / "v" / "CollectedData_me.csv"
