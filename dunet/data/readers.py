@@ -355,7 +355,13 @@ def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = Non
         except (TypeError, ValueError):
             bad.append(BadItem(where, "keypoints must be numbers"))
             continue
-        points, visible = triples[:, :2], (triples[:, 2] > 0).astype(np.float32)
+        flags = triples[:, 2]
+        odd = np.flatnonzero(~np.isin(flags, COCO_VISIBILITY))
+        if odd.size:  # 7 or 1.5 are no COCO flag: a typo or another format's column, not "labelled"
+            bad.append(BadItem(where, f"keypoint {odd[0]} has visibility {flags[odd[0]]:g}; COCO's flags are "
+                                      "0 (unlabelled), 1 (occluded) and 2 (visible)"))
+            continue
+        points, visible = triples[:, :2], (flags > 0).astype(np.float32)
         size, problem = _image_checked(image, points, visible, k, sizes)
         if problem:
             bad.append(BadItem(where if size else str(image), problem + ("" if size else f" ({where})")))
@@ -376,6 +382,9 @@ def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = Non
                 "occluded": triples[:, 2] == 1, "area": ann.get("area")}
         samples.append(Sample(str(image), points, visible, centre, side, meta))
     return _finish(name, spec, samples, bad, skip_bad)
+
+
+COCO_VISIBILITY = (0, 1, 2)  # unlabelled, labelled but occluded, visible
 
 
 def _is_id(value) -> bool:

@@ -214,6 +214,13 @@ def test_coco_nan_and_negative_keypoints(tmp_path):
     _expect_bad(f"coco:{path}", "annotation 101", "not a number", good=2)
 
 
+@pytest.mark.parametrize("flag", [7, 1.5, -1, float("nan")])
+def test_coco_visibility_flag_other_than_0_1_2_is_a_bad_item(tmp_path, flag):
+    """7 and 1.5 were read as labelled points."""
+    path, _ = _coco_with_edited_annotation(tmp_path, 2, 1, "keypoints", lambda k: k[:5] + [flag] + k[6:])
+    _expect_bad(f"coco:{path}", "annotation 101", f"keypoint 1 has visibility {flag:g}; COCO's flags are 0", good=1)
+
+
 def test_not_json(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"images": [')
