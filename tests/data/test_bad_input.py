@@ -2,6 +2,7 @@
 counted with skip_bad (--skip-bad)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -430,6 +431,40 @@ def test_data_check_does_not_decode_images_at_full_size(tmp_path, monkeypatch):
     monkeypatch.setattr(Image.Image, "load", load)
     images.check_image(big)
     assert max(sizes) == (500, 500)
+
+
+def _png(width: int, height: int, *chunks: tuple[bytes, bytes]) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + b"".join(chunk(*c) for c in chunks) + chunk(b"IEND", b"")
+
+
+def test_data_check_finds_a_png_whose_pixels_are_missing_or_cut_off(tmp_path):
+    """A 20000x20000 PNG header with no pixel data passed `data check`; eval and predict then failed on it."""
+    import zlib
+
+    from dunet.commands.data import check_source
+
+    write_face(tmp_path, "a")
+    cut = tmp_path / "cut.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (120, 120, 3), np.uint8)).save(cut)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2] + _png(1, 1)[-12:])  # IEND after half the data
+    (tmp_path / "empty.png").write_bytes(_png(20000, 20000, (b"IDAT", b"")))
+    (tmp_path / "none.png").write_bytes(_png(20000, 20000))
+    (tmp_path / "junk.png").write_bytes(_png(120, 120, (b"IDAT", b"not zlib data")))
+    (tmp_path / "short.png").write_bytes(_png(120, 120, (b"IDAT", zlib.compress(bytes(1000)))))
+    for name in ("cut", "empty", "none", "junk", "short"):
+        write_pts(tmp_path / f"{name}.pts", face_points())
+    report = check_source(f"300w:{tmp_path}")
+    problems = {Path(b["path"]).stem: b["problem"] for b in report["bad"]}
+    assert report["samples"] == 1 and sorted(problems) == ["cut", "empty", "junk", "none", "short"], problems
+    assert problems["empty"] == problems["none"] == "truncated image file (pixel data for 0 % of the image)"
+    assert problems["cut"].startswith("truncated image file") and problems["junk"].startswith("corrupt image")
 
 
 def test_data_check_refuses_a_float_image_as_training_would(tmp_path):
