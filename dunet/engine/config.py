@@ -197,11 +197,17 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         if not path.is_file():
             raise DunetError(f"config file {path} not found")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:  # a model file or an image given in its place, say
+            raise DunetError(f"config file {path}: not a text file (byte {err.start} is not UTF-8); give a YAML "
+                             "recipe") from None
+        except OSError as err:
+            raise DunetError(f"config file {path}: cannot read it ({err.strerror or err})") from None
         except yaml.YAMLError as err:
             where = getattr(err, "problem_mark", None)  # one line: the problem and where, not YAML's excerpt
             at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-            raise DunetError(f"config file {path}: not valid YAML ({getattr(err, 'problem', None) or err}{at})") from None
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise DunetError(f"config file {path}: not valid YAML ({problem}{at})") from None
         if not isinstance(data, dict):
             raise DunetError(f"config file {path}: expected a mapping at the top level")
     data = apply_overrides(data, list(overrides))
