@@ -135,7 +135,9 @@ class TrainConfig:
     precision: str = choice("auto", ("auto", "fp32", "bf16"), "auto: bf16 where native, else fp32")
     device: str = "auto"  # auto (a CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:N
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPUs and GPUs
-    threads: int = 0  # torch threads per process; 0 = all usable cores (divided between distributed processes)
+    # torch threads per process; 0 = all usable cores (divided between distributed processes); more than the
+    # cores is capped to them, saying so
+    threads: int = 0
     eval_every: int = 1  # validate every N epochs (and always after the last)
     flip_test: bool = False  # average predictions with the mirrored image at validation
     max_val_samples: int = 0  # 0 = the whole validation set

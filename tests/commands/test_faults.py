@@ -173,3 +173,29 @@ def test_predict_box_values_of_the_wrong_type_are_one_line(tiny_run, tmp_path, c
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_predict_with_threads_above_the_cores_uses_the_cores_and_says_so_in_one_line(tiny_run, tmp_path, capsys,
+                                                                                      monkeypatch):
+    import sys
+    import warnings
+
+    import torch
+    from PIL import Image
+
+    from dunet.engine import hardware
+
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
+    # Shown as outside pytest (which records warnings instead): formatted, on stderr.
+    monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None, line=None:
+                        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))
+    Image.new("RGB", (60, 50)).save(tmp_path / "face.png")
+    before = torch.get_num_threads()
+    try:
+        assert main(["predict", str(tiny_run), str(tmp_path / "face.png"), "--out", str(tmp_path / "out"),
+                     "--backend", "torch", "--threads", "1000"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    err = capsys.readouterr().err
+    assert err == "dunet predict: warning: threads 1000 is more than the 2 usable core(s): using 2\n"
