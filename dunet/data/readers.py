@@ -498,6 +498,21 @@ def _dlc_points(values: list[str], names: list[str]) -> tuple[np.ndarray, np.nda
     return points, visible, None
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _refuse_hdf5(path: Path) -> None:
+    """DeepLabCut's .h5 is a pandas table in HDF5: reading it takes pandas and PyTables, which dunet does not
+    depend on, while DeepLabCut writes the same labels as a CSV beside it."""
+    with open(path, "rb") as handle:
+        if handle.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+            return
+    beside = path.with_suffix(".csv")
+    csv_name = f"dlc:{beside}" if beside.is_file() else f"its {path.stem}.csv"
+    raise DunetError(f"{path}: an HDF5 file (DeepLabCut's .h5), which dunet does not read; give the CSV that "
+                     f"DeepLabCut writes beside it: {csv_name}")
+
+
 def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None, skip_bad: bool = False,
              name: str = "") -> Source:
     """DeepLabCut labels: header rows `scorer`, [`individuals`,] `bodyparts`, `coords` (x, y per body
@@ -510,8 +525,9 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     name = name or f"dlc:{path}"
     if not path.is_file():
         raise DunetError(f"{path}: DeepLabCut CSV not found")
+    _refuse_hdf5(path)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel starts its UTF-8 with a BOM
             rows = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DunetError(f"{path}: cannot read CSV ({err})") from None

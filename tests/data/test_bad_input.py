@@ -389,6 +389,26 @@ def test_dlc_body_part_named_twice_or_not_at_all_is_refused(tmp_path, parts, pro
     assert f"{path}: bodyparts row: {problem}" in str(caught.value)
 
 
+def test_dlc_h5_points_to_the_csv_beside_it(tmp_path):
+    """DeepLabCut's .h5 (pandas in HDF5: reading it needs pandas and PyTables) failed with "cannot read CSV"."""
+    path = _dlc(tmp_path, "scorer,me,me\nbodyparts,nose,nose\ncoords,x,y\n", "labeled-data/v/img0.png,1,2\n")
+    h5 = path.with_suffix(".h5")
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    with pytest.raises(DunetError) as caught:
+        open_source(f"dlc:{h5}")
+    assert str(caught.value) == (f"{h5}: an HDF5 file (DeepLabCut's .h5), which dunet does not read; give the CSV "
+                                 f"that DeepLabCut writes beside it: dlc:{path}")
+    path.unlink()
+    with pytest.raises(DunetError, match="give the CSV that DeepLabCut writes beside it: its CollectedData_me.csv"):
+        open_source(f"dlc:{h5}")
+
+
+def test_dlc_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
+    path = _dlc(tmp_path, "\ufeffscorer,me,me\nbodyparts,nose,nose\ncoords,x,y\n", "labeled-data/v/img0.png,1,2\n")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert open_source(f"dlc:{path}").spec.keypoints == ("nose",)
+
+
 def test_dlc_row_cut_short_is_a_bad_item(tmp_path):
     path = _dlc(tmp_path, "scorer,me,me,me,me\nbodyparts,nose,nose,tail,tail\ncoords,x,y,x,y\n",
                 "labeled-data/v/img0.png,1,2,3,4\nlabeled-data/v/img0.png,1,2,3\n")
