@@ -68,6 +68,38 @@ def test_demo_checks_its_config_before_replacing_the_last_report(tmp_path, capsy
     assert "optim.epochs" in capsys.readouterr().err and (out / "metrics.json").exists()
 
 
+TINY_DEMO = ["--set", "data.train=synthetic:16:0", "--set", "data.val=synthetic:4:1", "--set", "optim.epochs=1",
+             "--set", "model.units=1", "--set", "model.channels=16", "--set", "model.bottleneck=16",
+             "--set", "model.growth=8", "--set", "threads=1", "--set", "data.workers=0"]
+
+
+def test_demo_keeps_the_earlier_report_until_the_new_one_is_done(tmp_path, capsys, monkeypatch):
+    """A bad data source, a wrong landmark count or a SIGTERM in training left only .dunet-demo of the report."""
+    from dunet.commands.demo import MARKER
+    from dunet.engine import trainer
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    earlier = {MARKER: b"", "metrics.json": b'{"trained": 1}'}
+    for name, data in earlier.items():
+        (out / name).write_bytes(data)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # what SIGTERM is during training
+
+    for extra, code in ((["--set", "data.val=300w:nope"], 2), (["--set", "model.landmarks=14"], 2), ([], 130)):
+        if code == 130:
+            monkeypatch.setattr(trainer, "train", interrupted)
+        assert main(["demo", "--out", str(out), *TINY_DEMO, *extra]) == code, extra
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no half-made report beside it
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), *TINY_DEMO]) in (0, 1)  # 1: one epoch may not beat the untrained net
+    assert json.loads((out / "metrics.json").read_text())["trained"]["n"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"] and (out / "run" / "best").is_dir()
+
+
 def test_predict_on_a_full_disk_keeps_the_earlier_files_and_says_what_was_written(tiny_run, tmp_path, capsys):
     from PIL import Image
 
