@@ -231,3 +231,36 @@ def test_predict_with_threads_above_the_cores_uses_the_cores_and_says_so_in_one_
         torch.set_num_threads(before)
     err = capsys.readouterr().err
     assert err == "dunet predict: warning: threads 1000 is more than the 2 usable core(s): using 2\n"
+
+
+def test_predict_never_writes_over_one_of_its_inputs(tiny_run, tmp_path, capsys):
+    """--out IMAGES over a folder holding a_landmarks.png beside a.jpg overwrote the user's file (exit 0)."""
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (60, 50), (90, 120, 150)).save(images / "a.jpg")
+    Image.new("RGB", (60, 50), (10, 20, 30)).save(images / "a_landmarks.png")
+    mine = (images / "a_landmarks.png").read_bytes()
+    args = ["predict", str(tiny_run), str(images), "--out", str(images), "--backend", "torch"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"the overlay of a.jpg would replace {images / 'a_landmarks.png'}, one of the inputs; choose another --out" \
+        in err and len(err.strip().splitlines()) == 1
+    assert (images / "a_landmarks.png").read_bytes() == mine and len(list(images.iterdir())) == 2
+    assert main(args + ["--no-overlays"]) == 0  # then nothing would replace an input
+    assert (images / "a_landmarks.png").read_bytes() == mine
+
+
+def test_outputs_replace_a_link_in_out_and_leave_the_file_it_points_to(tiny_run, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (60, 50)).save(tmp_path / "face.png")
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("predictions.json", "predictions.csv", "face_landmarks.png"):
+        (out / name).symlink_to(elsewhere)
+    assert main(["predict", str(tiny_run), str(tmp_path / "face.png"), "--out", str(out), "--backend", "torch"]) == 0
+    assert elsewhere.read_text() == "keep me" and not any(p.is_symlink() for p in out.iterdir())
