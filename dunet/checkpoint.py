@@ -195,8 +195,9 @@ def _sibling(path: Path, tag: str) -> Path:
 
 def atomic_write_file(target: Path, data: bytes, what: str = "the model file") -> None:
     """Write `data` to `target` through a synced temporary sibling and a rename: a failure (a full disk) leaves
-    any earlier `target` whole and no temporary file, and is one line naming `what` could not be written."""
-    tmp = _sibling(target, "tmp")
+    any earlier `target` whole and no temporary file, and is one line naming `what` could not be written. The
+    temporary file is this process's own: two commands writing one file each write it whole, the later one last."""
+    tmp = _sibling(target, f"{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_synced(tmp, data)

@@ -291,6 +291,24 @@ def test_crash_between_the_renames_falls_back_to_the_old_copy(tmp_path: Path, mo
     assert_same(load_checkpoint(target).state_dict, weights(second))
 
 
+def test_two_processes_writing_one_file_at_once_each_write_it_whole(tmp_path: Path, monkeypatch):
+    """Two `dunet predict` into one --out shared one temporary file: one renamed the other's half-written file into
+    place and the other failed. Here a second process writes the file while the first is writing it."""
+    target = tmp_path / "predictions.json"
+    real_write, real_pid = checkpoint._write_synced, os.getpid
+
+    def write(path, data):
+        real_write(path, data)
+        if data == b"A" * 20:  # the first process has written its temporary file and is about to rename it
+            monkeypatch.setattr(os, "getpid", lambda: real_pid() + 1)
+            checkpoint.atomic_write_file(target, b"B" * 10)
+            monkeypatch.setattr(os, "getpid", real_pid)
+
+    monkeypatch.setattr(checkpoint, "_write_synced", write)
+    checkpoint.atomic_write_file(target, b"A" * 20)
+    assert target.read_bytes() == b"A" * 20 and list(tmp_path.iterdir()) == [target]
+
+
 def test_refuses_to_replace_a_directory_that_is_not_a_checkpoint(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("keep me")
     with pytest.raises(DunetError, match="not a dunet checkpoint"):
