@@ -273,7 +273,7 @@ class Trainer:
                     metrics = self.validate()
                 with signals_deferred():  # best/, log.csv and last/ of an epoch are written all, or none
                     self._end_epoch(train_loss, images / seconds, seconds, metrics)
-                saved = self.epoch
+                    saved = self.epoch  # inside: a signal held during the save is raised as the block ends
         except KeyboardInterrupt:
             interrupted = True
         finally:
