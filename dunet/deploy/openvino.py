@@ -169,7 +169,12 @@ def _save_ir(model, metadata: dict[str, str], xml_path: Path) -> Path:
     for key, value in metadata.items():
         model.set_rt_info(value, [RT_INFO_KEY, key])
     xml_path.parent.mkdir(parents=True, exist_ok=True)
-    _openvino().save_model(model, str(xml_path), compress_to_fp16=False)
+    try:
+        _openvino().save_model(model, str(xml_path), compress_to_fp16=False)
+    except RuntimeError as err:  # OpenVINO's writer reports a full disk, say, as a RuntimeError of many lines
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = next((line for line in lines if not line.startswith("Exception from ")), "RuntimeError")
+        raise DunetError(f"{xml_path}: cannot write the OpenVINO model ({reason})") from None
     return xml_path
 
 

@@ -57,6 +57,26 @@ def test_export_on_a_full_disk_keeps_the_earlier_file(tiny_run, tmp_path, capsys
     assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
+def test_openvino_export_on_a_full_disk_keeps_the_earlier_files(tiny_run, tmp_path, capsys, monkeypatch):
+    """OpenVINO's writer fails past Python (tests/full_disk.py cannot fill its disk): a RuntimeError traceback."""
+    ov = pytest.importorskip("openvino")
+    out = tmp_path / "m.xml"
+    args = ["export", str(tiny_run), "--format", "openvino", "--exporter", "torchscript", "--out", str(out)]
+    assert main(args) == 0
+    good = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def disk_full(model, path, **kwargs):
+        open(path, "wb").close()  # a start, as a writer that runs out of room leaves one
+        raise RuntimeError("Exception from src/core/src/pass/serialize.cpp:1214:\nFailed to write the file\n")
+
+    monkeypatch.setattr(ov, "save_model", disk_full)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: not written ({tmp_path / '.m.partial.xml'}: cannot write the OpenVINO model (Failed to write the file))" \
+        in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == good
+
+
 def test_demo_checks_its_config_before_replacing_the_last_report(tmp_path, capsys):
     from dunet.commands.demo import MARKER
 
