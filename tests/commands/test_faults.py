@@ -2,6 +2,7 @@
 
 import errno
 import json
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,24 @@ def test_openvino_export_on_a_full_disk_keeps_the_earlier_files(tiny_run, tmp_pa
     assert f"{out}: not written ({tmp_path / '.m.partial.xml'}: cannot write the OpenVINO model (Failed to write the file))" \
         in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == good
+
+
+def test_resume_on_a_full_disk_is_one_line_and_leaves_the_run_as_it_was(tiny_run, tmp_path, capsys):
+    """An OSError traceback, and .config.yaml.tmp left in the run."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for room in (0, len(before[Path("config.yaml")]) + 50):  # nothing fits; the config fits, the checkpoint not
+        with full_disk(run, room):
+            code = main(["train", "--resume", "--out", str(run), "--set", "optim.epochs=2"])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and err.count("\n") == 1 and "No space left on device" in err
+        after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+        assert sorted(after) == sorted(before)  # no temporary file left
+        assert {k: v for k, v in after.items() if k.parts[0] == "last"} == \
+            {k: v for k, v in before.items() if k.parts[0] == "last"}
 
 
 def test_demo_checks_its_config_before_replacing_the_last_report(tmp_path, capsys):
