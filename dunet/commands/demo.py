@@ -80,6 +80,7 @@ def _report(cfg, folder: Path, out: Path, started: float) -> int:
     import torch
     from PIL import Image
 
+    from dunet import DunetError
     from dunet.data.draw import draw_overlay
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import errors_per_sample, predict_source, score
@@ -89,6 +90,10 @@ def _report(cfg, folder: Path, out: Path, started: float) -> int:
     from dunet.models import build_model
 
     held_out = open_source(cfg.data.val)
+    if cfg.model.landmarks != held_out.spec.num_keypoints:  # as training would refuse it, but before any work
+        raise DunetError(f"config key 'model.landmarks' is {cfg.model.landmarks} but {cfg.data.val} has "
+                         f"{held_out.spec.num_keypoints} keypoints per sample; set "
+                         f"model.landmarks={held_out.spec.num_keypoints}")
     print(f"dunet demo: {cfg.model.arch}({cfg.model.units}) at {cfg.model.input_size} px on {' + '.join(cfg.data.train)}, "
           f"held-out {cfg.data.val}; report -> {out}")
 

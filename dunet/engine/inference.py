@@ -177,13 +177,14 @@ class LandmarkModel:
         out = torch.as_tensor(self.network(images)).float()
         size = self.config.codec.heatmap_size
         expected = (len(images), self.spec.num_keypoints, size, size)
+        model = self.source or "the model"
         if tuple(out.shape) != expected:  # an exported file whose metadata does not describe its graph
-            raise DunetError(f"{self.source}: the network gives heatmaps of shape {tuple(out.shape)}, but its "
+            raise DunetError(f"{model}: the network gives heatmaps of shape {tuple(out.shape)}, but its "
                              f"metadata describes {expected} ({self.spec.num_keypoints} keypoints, "
                              f"{self.input_size} px input)")
         broken = int((~torch.isfinite(out).flatten(1).all(1)).sum())
         if broken:  # damaged weights, most likely: NaN scores must never leave as points
-            raise DunetError(f"{self.source or 'the model'}: the network's heatmaps hold NaN or infinite values "
+            raise DunetError(f"{model}: the network's heatmaps hold NaN or infinite values "
                              f"for {broken} of {len(out)} crop(s); the model is damaged (use an earlier checkpoint "
                              "or retrain)")
         return torch.sigmoid(out) if self.kinds[-1] == "detection" else out
