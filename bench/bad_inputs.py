@@ -2,7 +2,8 @@
 with a timeout and a memory cap, and its outcome is one of
 
     clean      refused with exit status != 0 and no traceback (the goal for every bad input)
-    ok         succeeded where success is right (a control, or a fault that must be survived)
+    ok         succeeded where success is right (a control, or a fault that must be survived); for a race
+               whose timing decides (`expect="any"`), success, a clean refusal or a clean interruption
     traceback  a Python traceback on stderr
     hang       still running at the timeout
     crash      killed by a signal (out of memory, a segfault)
@@ -13,14 +14,16 @@ with a timeout and a memory cap, and its outcome is one of
     python bench/bad_inputs.py [--only CATEGORY ...] [--timeout SECONDS] [--keep DIR]
 
 Prints a table per category and the cases that went wrong; writes bench/results/bad_inputs.json.
-Categories: control, data, flags, boxes, outputs, models, resume, card, info. Odd data that is right to
-accept (ACCEPTED) expects success; a full disk is simulated by tests/full_disk.py. The unit tests of the
+Categories: control, data, flags, boxes, outputs, models, resume, card, info, races. Odd data that is right to
+accept (ACCEPTED) expects success; a full disk is simulated by tests/full_disk.py. A race runs something beside
+the command while it runs (a second command, a file edited or replaced, a signal). The unit tests of the
 same guarantees are tests/data/test_fuzz.py, tests/commands/test_faults.py and tests/engine/test_faults.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -30,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -63,6 +67,9 @@ class Case:
     expect: str = "error"  # "error": a clean refusal; "ok": success
     check: Callable[[str], str | None] | None = None  # given stdout, what went wrong (a wrong result, lost work)
     full_disk: tuple[Path, int] | None = None  # (folder, bytes of room left): writes there fail with ENOSPC
+    # Run beside the command, given its process, until it ends: what went wrong, if anything (a race).
+    during: Callable[[subprocess.Popen], str | None] | None = None
+    wrong: str = ""  # the outcome when `check` or `during` finds a problem; default: lost (error), silent (ok)
 
 
 # --- data sets, small and valid, that the cases then break ----------------------------------------------
@@ -160,6 +167,19 @@ def make_lsp(folder: Path, layout: str = "lsp", joints=None, **fields) -> str:
     return f"{layout}:{folder}"
 
 
+def png_header(width: int, height: int, pixels: bytes | None = None) -> bytes:
+    """A PNG of `width` x `height` RGB pixels whose pixel data is `pixels` (no IDAT chunk at all for None)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    idat = b"" if pixels is None else chunk(b"IDAT", pixels)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + idat
+            + chunk(b"IEND", b""))
+
+
 def write_json(path: Path, value) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(value if isinstance(value, str) else json.dumps(value))
@@ -173,7 +193,11 @@ ACCEPTED = {
     "300w png named jpeg": "images are decoded by their content, not their name",
     "coco bbox negative": "an unusable bbox falls back to the keypoints' box",
     "coco bbox strings": "an unusable bbox falls back to the keypoints' box",
-    "coco categories empty": "no category: a custom spec, reported as 'flip: none known'",
+    "coco categories empty": "no category and 17 keypoints: COCO-17, its names and flip pairs",
+    "coco categories missing": "no category and 17 keypoints: COCO-17, its names and flip pairs",
+    "coco category without names": "17 keypoints without names: COCO-17, its names and flip pairs",
+    "coco image listed twice": "the same image entry twice names one file",
+    "dlc csv with a byte-order mark": "Excel writes UTF-8 with a BOM",
     "mpii headbox short": "no usable head box: no PCKh normaliser for that sample (NaN, skipped in PCKh)",
 }
 
@@ -181,8 +205,8 @@ ACCEPTED = {
 def data_cases(ws: Path) -> list[Case]:
     cases = []
 
-    def check(name, spec):
-        cases.append(Case("data", name, ["data", "check", spec], "ok" if name in ACCEPTED else "error"))
+    def check(name, spec, verify=None):
+        cases.append(Case("data", name, ["data", "check", spec], "ok" if name in ACCEPTED else "error", verify))
 
     def folder(name) -> Path:
         path = ws / "data" / name.replace(" ", "_").replace("/", "_")
@@ -208,6 +232,10 @@ def data_cases(ws: Path) -> list[Case]:
             pts_text(with_first(face_points(), 7.0)).replace("\n8.000 ", "\n1e400 ", 1))),
         ("300w jpg+png+pts", lambda d: face_image(d / "face0.png", index=5)),
         ("300w pts without image", lambda d: (d / "face0.jpg").unlink()),
+        ("300w png header, no pixel data", lambda d: ((d / "face0.jpg").unlink(),
+                                                     (d / "face0.png").write_bytes(png_header(20000, 20000)))),
+        ("300w png header, empty pixel data", lambda d: ((d / "face0.jpg").unlink(), (d / "face0.png").write_bytes(
+            png_header(20000, 20000, b"")))),
     ]:
         d = folder(name)
         spec = make_300w(d)
@@ -236,13 +264,24 @@ def data_cases(ws: Path) -> list[Case]:
         ("coco file_name a number", lambda j: j["images"][0].update(file_name=7)),
         ("coco image file missing", lambda j: j["images"][0].update(file_name="nothere.jpg")),
         ("coco categories empty", lambda j: j.update(categories=[])),
+        ("coco categories missing", lambda j: j.__delitem__("categories")),
+        ("coco category without names", lambda j: j["categories"][0].__delitem__("keypoints")),
+        ("coco image id twice", lambda j: j["images"][1].update(id=1)),
+        ("coco image listed twice", lambda j: j["images"].append(dict(j["images"][0]))),
+        ("coco keypoint names twice", lambda j: j["categories"][0]["keypoints"].__setitem__(2, "left_eye")),
+        ("coco keypoint name empty", lambda j: j["categories"][0]["keypoints"].__setitem__(2, "")),
+        ("coco flip_pairs out of range", lambda j: j["categories"][0].update(flip_pairs=[[0, 99]])),
+        ("coco flip_pairs against the names", lambda j: j["categories"][0].update(flip_pairs=[[2, 3]])),
+        ("coco visibility 7", lambda j: j["annotations"][0]["keypoints"].__setitem__(2, 7)),
+        ("coco visibility 1.5", lambda j: j["annotations"][0]["keypoints"].__setitem__(2, 1.5)),
         ("coco keypoint names not strings", lambda j: j["categories"][0].update(keypoints=[1] * 17)),
         ("coco skeleton out of range", lambda j: j["categories"][0].update(skeleton=[[1, 99]])),
     ]:
         d = folder(name)
         data = coco_json(d)
         changed = mutate(data)
-        check(name, f"coco:{write_json(d / 'keypoints.json', data if changed is None else changed)}")
+        check(name, f"coco:{write_json(d / 'keypoints.json', data if changed is None else changed)}",
+              in_stdout("coco (17 keypoints, flip: 8 pairs)") if name in ACCEPTED else None)
 
     # MPII JSON.
     for name, mutate in [
@@ -275,6 +314,9 @@ def data_cases(ws: Path) -> list[Case]:
         ("dlc only a header", lambda r: r.__delitem__(slice(1, None))),
         ("dlc image missing", lambda r: r[3].__setitem__(0, "labeled-data/v/gone.png")),
         ("dlc individuals row short", lambda r: r.insert(1, ["individuals"] + ["a"] * 5)),
+        ("dlc body part twice", lambda r: r[1].__setitem__(slice(5, 7), ["leftear", "leftear"])),
+        ("dlc body part empty", lambda r: r[1].__setitem__(slice(3, 5), ["", ""])),
+        ("dlc csv with a byte-order mark", lambda r: r[0].__setitem__(0, "\ufeffscorer")),
     ]:
         d = folder(name)
         rows = dlc_rows(d)
@@ -283,6 +325,11 @@ def data_cases(ws: Path) -> list[Case]:
     d = folder("dlc empty file")
     dlc_rows(d)
     check("dlc empty file", write_dlc(d, []))
+    d = folder("dlc h5 file")
+    csv_spec = write_dlc(d, dlc_rows(d))
+    h5 = Path(csv_spec.removeprefix("dlc:")).with_suffix(".h5")
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(1024))  # the HDF5 signature DeepLabCut's .h5 starts with
+    check("dlc h5 file", f"dlc:{h5}")
 
     # LSP / LSP-extended joints.mat.
     for name, layout, joints, fields in [
@@ -337,6 +384,12 @@ def flag_cases(ws: Path, recipe: Path, run: Path) -> list[Case]:
         path = write_json(ws / "recipes" / f"{name.replace(' ', '_')}.yaml", text)
         cases.append(Case("flags", f"train {name}", ["train", str(path), "--out", str(out / f"recipe{len(cases)}")]))
     cases.append(Case("flags", "train recipe missing", ["train", str(ws / "nope.yaml")]))
+    binary = ws / "recipes" / "model.safetensors"
+    binary.write_bytes((run / "last" / "model.safetensors").read_bytes())
+    cases.append(Case("flags", "train a model file as the recipe", ["train", str(binary), "--out", str(out / "bin")]))
+    cases.append(Case("flags", "train --set threads=1000", ["train", str(recipe), "--out", str(out / "threads"),
+                                                           "--set", "threads=1000"], "ok",
+                      check=in_stdout("threads 1000 is more than the")))
     cases.append(Case("flags", "train --data and --minutes -1", ["train", "--data", good_300w, "--minutes", "-1",
                                                                 "--out", str(out / "z")]))
     cases.append(Case("flags", "train --minutes nan", ["train", "--data", good_300w, "--minutes", "nan",
@@ -350,6 +403,8 @@ def flag_cases(ws: Path, recipe: Path, run: Path) -> list[Case]:
                   ["--start", "nan"], ["--end", "-5"], ["--device", "cuda:7"], ["--precision", "half"]):
         cases.append(Case("flags", f"predict {' '.join(flags)}", ["predict", str(run), image, "--out",
                                                                   str(ws / "pred_flags"), *flags]))
+    cases.append(Case("flags", "predict --threads 1000", ["predict", str(run), image, "--out", str(ws / "pred_flags"),
+                                                          "--threads", "1000"], "ok"))
     for flags in (["--decode-blur", "inf"], ["--decode-blur", "-1"], ["--format", "zip"], ["--int8", "dynamic",
                                                                                            "--format", "safetensors"]):
         args = ["export", str(run), "--out", str(ws / "exported" / "m.safetensors")]
@@ -421,17 +476,93 @@ def output_cases(ws: Path, run: Path, onnx_model: Path) -> list[Case]:
             cases.append(Case("outputs", f"export {fmt} onto a good file, full disk ({room} bytes free)",
                               ["export", str(run), "--format", fmt, "--out", str(folder / name), *extra],
                               check=unchanged({folder / name: good}, folder), full_disk=(folder, room)))
-    demo = ws / "outputs" / "demo"
-    demo.mkdir()
-    report = {demo / ".dunet-demo": b"", demo / "metrics.json": b'{"trained": 1}'}
-    for path, data in report.items():
-        path.write_bytes(data)
-    cases.append(Case("outputs", "demo with a bad --set over an earlier report",
-                      ["demo", "--out", str(demo), "--set", "optim.epochs=abc"], check=unchanged(report)))
+    for fmt_room in (0, 100_000):  # OpenVINO writes the IR itself: tests/full_disk.py cuts its files
+        folder = ws / "outputs" / f"export_full_openvino_{fmt_room}"
+        folder.mkdir(parents=True)
+        for suffix in (".xml", ".bin"):
+            (folder / f"m{suffix}").write_bytes(b"an earlier export")
+        files = {folder / f"m{suffix}": b"an earlier export" for suffix in (".xml", ".bin")}
+        cases.append(Case("outputs", f"export openvino onto earlier files, full disk ({fmt_room} bytes free)",
+                          ["export", str(run), "--format", "openvino", "--exporter", "torchscript", "--out",
+                           str(folder / "m.xml")], check=unchanged(files, folder), full_disk=(folder, fmt_room)))
+
+    # demo over an earlier report: the report must stay whole until a new one is complete.
+    bad_val = ws / "data" / "demo_val_zero_byte"
+    make_300w(bad_val)
+    (bad_val / "face0.jpg").write_bytes(b"")
+    for name, settings in [("a bad --set", ["optim.epochs=abc"]), ("a missing data.val", ["data.val=300w:nope"]),
+                           ("a missing data.train", ["data.train=300w:nope"]),
+                           ("model.landmarks=14", ["model.landmarks=14"]),
+                           ("a 0-byte image in data.val", [f"data.val=300w:{bad_val}"])]:
+        demo, report = earlier_demo(ws / "outputs" / f"demo_{len(cases)}")
+        cases.append(Case("outputs", f"demo with {name} over an earlier report",
+                          ["demo", "--out", str(demo), *sets(DEMO_TINY + settings)], check=report))
+    demo, report = earlier_demo(ws / "outputs" / "demo_sigterm")
+    started = demo.parent / ".demo_sigterm.partial" / "run" / "config.yaml"  # training has begun
+    cases.append(Case("outputs", "demo SIGTERM in training over an earlier report",
+                      ["demo", "--out", str(demo), *sets(DEMO_TINY + ["data.train=synthetic:2000:0", "optim.epochs=4"])],
+                      "any", check=report, during=signal_when(started.exists, signal.SIGTERM, delay=1.0)))
+
+    # --out the input folder: an output must never replace an input.
+    own = ws / "outputs" / "images_and_own_overlay"
+    face_image(own / "face.png", 96)
+    face_image(own / "face_landmarks.png", 96, index=3)  # the user's own file of the overlay's name
+    cases.append(Case("outputs", "predict --out the input folder, an input named as an overlay",
+                      ["predict", str(run), str(own), "--out", str(own)],
+                      check=unchanged({p: p.read_bytes() for p in own.iterdir()}, own)))
+
+    # Output paths that are links to a file outside --out: replaced, the file they point to kept.
+    outside = write_json(ws / "outside" / "keep.txt", "keep me")
+    video = face_video(ws / "inputs" / "clip.avi", 12)
+    for what, inputs, names in [("image", [image], ["predictions.json", "predictions.csv", "face_landmarks.png"]),
+                                ("video", [str(video)], ["clip.csv", "clip_labelled.mp4"])]:
+        folder = ws / "outputs" / f"links_{what}"
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).symlink_to(outside)
+        cases.append(Case("outputs", f"predict {what} outputs that are links out of --out",
+                          ["predict", str(run), *inputs, "--out", str(folder)], "ok",
+                          check=links_replaced(folder, {outside: outside.read_bytes()})))
     return cases
 
 
+DEMO_TINY = ["data.train=synthetic:16:0", "data.val=synthetic:4:1", "optim.epochs=1", "model.units=1",
+             "model.channels=16", "model.bottleneck=16", "model.growth=8", "threads=1", "data.workers=0"]
+
+
+def sets(settings: list[str]) -> list[str]:
+    return [arg for setting in settings for arg in ("--set", setting)]
+
+
+def earlier_demo(folder: Path) -> tuple[Path, Callable[[str], str | None]]:
+    """A finished demo report (as far as the demo can tell) and the check that it, and only it, is still there."""
+    folder.mkdir(parents=True)
+    report = {folder / ".dunet-demo": b"", folder / "metrics.json": b'{"trained": 1}'}
+    for path, data in report.items():
+        path.write_bytes(data)
+    kept = unchanged(report, folder)
+
+    def check(stdout: str) -> str | None:
+        left = sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}."))
+        return kept(stdout) or (f"left behind: {', '.join(left)}" if left else None)
+    return folder, check
+
+
+def face_video(path: Path, frames: int, size: int = 96) -> Path:
+    import cv2
+
+    from dunet.data.synthetic import render_face
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (size, size))
+    for i in range(frames):
+        writer.write(cv2.cvtColor(render_face(5, i, size=size), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
 def model_cases(ws: Path, run: Path, single: Path, onnx_model: Path) -> list[Case]:
+    import torch
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -457,6 +588,11 @@ def model_cases(ws: Path, run: Path, single: Path, onnx_model: Path) -> list[Cas
     models["config-not-json.safetensors"] = folder / "config-not-json.safetensors"
     save_file({}, str(folder / "no-tensors.safetensors"), metadata=metadata)
     models["no-tensors.safetensors"] = folder / "no-tensors.safetensors"
+    weights = next(name for name, t in tensors.items() if t.is_floating_point() and t.dim() == 4)
+    save_file({**tensors, weights: torch.full_like(tensors[weights], float("nan"))},
+              str(folder / "nan-weights.safetensors"), metadata=metadata)
+    models["nan-weights.safetensors"] = folder / "nan-weights.safetensors"
+    models["nan-weights.onnx"] = nan_onnx(onnx_model, folder / "nan-weights.onnx")
     models["pickle.pt"] = crafted_pickle(folder / "pickle.pt", ws / "PICKLE_RAN")
     models["text.onnx"] = write_json(folder / "text.onnx", "not onnx")
     for change in ("landmarks", "input"):
@@ -482,6 +618,12 @@ def model_cases(ws: Path, run: Path, single: Path, onnx_model: Path) -> list[Cas
             cases.append(Case("models", f"export {name}", ["export", str(path), "--format", "safetensors", "--out",
                                                            str(ws / "exported" / "again.safetensors")],
                               check=no_pickle))
+    cases.append(Case("models", "export nan-weights.safetensors to onnx",
+                      ["export", str(models["nan-weights.safetensors"]), "--format", "onnx", "--exporter",
+                       "torchscript", "--out", str(ws / "exported" / "nan.onnx")]))
+    cases.append(Case("models", "train init= a model of NaN weights", ["train", str(ws / "recipes" / "tiny.yaml"),
+                                                                      "--out", str(ws / "init_nan"), "--set",
+                                                                      f"init={models['nan-weights.safetensors']}"]))
     cases.append(Case("models", "train init= a garbage file", ["train", str(ws / "recipes" / "tiny.yaml"), "--out",
                                                               str(ws / "init_run"), "--set",
                                                               f"init={models['garbage.safetensors']}"]))
@@ -507,7 +649,115 @@ def resume_cases(ws: Path, run: Path) -> list[Case]:
     shutil.copytree(run, damaged)
     (damaged / "last" / "train_state.json").write_text("{")
     cases.append(Case("resume", "--resume with a damaged last/", ["train", "--resume", "--out", str(damaged)]))
+    for room in (0, 5000):  # nothing fits; the config fits (and says epochs: 2 now), the checkpoint does not
+        full = ws / "resume" / f"full_disk_{room}"
+        shutil.copytree(run, full)
+        cases.append(Case("resume", f"--resume on a full disk ({room} bytes free)",
+                          ["train", "--resume", "--out", str(full), "--set", "optim.epochs=2"],
+                          check=tree_unchanged(full, ignore=(".lock",) + (("config.yaml",) if room else ())),
+                          full_disk=(full, room)))
     return cases
+
+
+def race_cases(ws: Path, recipe: Path, run: Path, env: dict) -> list[Case]:
+    """Something else happens while the command runs: its label file is rewritten, its model file replaced,
+    a second command writes the same outputs, a signal comes while it saves."""
+    cases = []
+    # The label file rewritten in place (truncated, then written: an editor's save) while training reads it.
+    labels = ws / "data" / "race_labels"
+    rows = dlc_rows(labels)
+    rows += [list(r) for r in rows[3:]] * 3  # 8 frames
+    spec = write_dlc(labels, rows)
+    csv_path = Path(spec.removeprefix("dlc:"))
+    cases.append(Case("races", "train while its label file is rewritten",
+                      ["train", str(recipe), "--out", str(ws / "race_train"),
+                       *sets([f"data.train={spec}", "data.val=", "model.landmarks=4"])], "any",
+                      during=rewrite_while_running(csv_path)))
+
+    # The model file replaced by another (a garbage one) once a video's prediction has begun.
+    model_run = ws / "race_model_run"
+    shutil.copytree(run, model_run)
+    video = face_video(ws / "inputs" / "long.avi", 200)
+    out = ws / "race_video"
+    cases.append(Case("races", "predict a video while its model file is replaced",
+                      ["predict", str(model_run), str(video), "--out", str(out), "--backend", "torch"], "any",
+                      check=whole_or_absent(out / "long.csv", 201),
+                      during=replace_when(lambda: (out / "long.csv").exists(), model_run)))
+
+    # Two predictions into one --out at once.
+    images = [str(face_image(ws / "inputs" / "many" / f"f{i}.png", 96, i)) for i in range(12)]
+    out = ws / "race_two_predicts"
+    command = ["predict", str(run), *images, "--out", str(out)]
+    cases.append(Case("races", "two predicts writing one --out", command, "ok", check=whole_or_earlier(out, {}),
+                      during=alongside(command, env)))
+
+    # SIGTERM / SIGINT while epoch 1's checkpoint is written: it must say that epoch 1 was saved.
+    for name in ("SIGTERM", "SIGINT"):
+        train_out = ws / f"race_{name}_save"
+        saving = [train_out / ".best.tmp", train_out / ".last.tmp"]
+        cases.append(Case("races", f"{name} while epoch 1 is saved", ["train", str(recipe), "--out", str(train_out)],
+                          "any", check=says_what_was_saved(train_out), wrong="silent",
+                          during=signal_when(lambda saving=saving: any(p.exists() for p in saving),
+                                             getattr(signal, name))))
+    return cases
+
+
+def rewrite_while_running(path: Path) -> Callable[[subprocess.Popen], str | None]:
+    """A `during`: rewrite `path` in place, cut in half and whole by turns, until the command ends."""
+    whole = path.read_bytes()
+
+    def during(process: subprocess.Popen) -> str | None:
+        while process.poll() is None:
+            for data in (whole[: len(whole) // 2], whole):
+                with open(path, "wb") as handle:
+                    handle.write(data)
+                time.sleep(0.002)
+        path.write_bytes(whole)
+        return None
+    return during
+
+
+def replace_when(condition: Callable[[], bool], run: Path) -> Callable[[subprocess.Popen], str | None]:
+    """A `during`: once `condition()` holds, replace every model file of `run` with garbage."""
+    def during(process: subprocess.Popen) -> str | None:
+        while process.poll() is None and not condition():
+            time.sleep(0.001)
+        for model in run.rglob("model.safetensors"):
+            model.write_bytes(b"replaced by something else")
+        return None
+    return during
+
+
+def alongside(command: list[str], env: dict) -> Callable[[subprocess.Popen], str | None]:
+    """A `during`: run the same `dunet` command at the same time; what went wrong with it, if anything."""
+    def during(_process: subprocess.Popen) -> str | None:
+        other = subprocess.run([sys.executable, "-m", "dunet", *command], cwd=REPO, capture_output=True, text=True,
+                               env=env)
+        if "Traceback" in other.stderr:
+            return "the second command: a traceback"
+        return f"the second command failed: {message_lines(other.stderr)[-1:]}" if other.returncode else None
+    return during
+
+
+def whole_or_absent(table: Path, rows: int) -> Callable[[str], str | None]:
+    """`table` (a video's CSV) is absent (the command stopped before it) or has all its rows."""
+    def check(_stdout: str) -> str | None:
+        if not table.exists():
+            return None
+        found = table.read_text().count("\n")
+        return None if found == rows else f"{table.name}: {found} of {rows} rows"
+    return check
+
+
+def says_what_was_saved(run: Path) -> Callable[[str], str | None]:
+    """What an interrupted training says it saved matches what `last/` holds."""
+    def check(stdout: str) -> str | None:
+        if "nothing saved" in stdout and (run / "last").exists():
+            return "said nothing was saved, but last/ holds an epoch"
+        if "holds epoch" in stdout and not (run / "last").exists():
+            return "said an epoch was saved, but there is no last/"
+        return None
+    return check
 
 
 def card_cases(ws: Path, run: Path) -> list[Case]:
@@ -602,6 +852,50 @@ def whole_or_earlier(folder: Path, earlier: dict[Path, bytes]) -> Callable[[str]
     return check
 
 
+def in_stdout(text: str) -> Callable[[str], str | None]:
+    return lambda stdout: None if text in stdout else f"{text!r} not in the output"
+
+
+def links_replaced(folder: Path, outside: dict[Path, bytes]) -> Callable[[str], str | None]:
+    """No link is left in `folder`, and the files outside it that links pointed to are unchanged."""
+    def check(_stdout: str) -> str | None:
+        links = sorted(p.name for p in folder.iterdir() if p.is_symlink())
+        changed = sorted(p.name for p, data in outside.items() if p.read_bytes() != data)
+        return (f"written through a link to {', '.join(changed)}" if changed else None) or (
+            f"links left: {', '.join(links)}" if links else None)
+    return check
+
+
+def tree_unchanged(folder: Path, ignore: tuple[str, ...] = ()) -> Callable[[str], str | None]:
+    """Every file under `folder` (but those named in `ignore`) holds the bytes it holds now, and no file is added."""
+    def snapshot() -> dict[Path, bytes]:
+        return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ignore}
+
+    before = snapshot()
+
+    def check(_stdout: str) -> str | None:
+        after = snapshot()
+        changed = [p.name for p in before if after.get(p) != before[p]]
+        added = [p.name for p in after if p not in before]
+        return (f"changed or gone: {', '.join(changed)}" if changed else None) or (
+            f"left behind: {', '.join(added)}" if added else None)
+    return check
+
+
+def signal_when(condition: Callable[[], bool], number: int, delay: float = 0.0):
+    """A `during`: send signal `number` to the command once `condition()` holds (after `delay` seconds)."""
+    def during(process: subprocess.Popen) -> str | None:
+        while process.poll() is None:
+            if condition():
+                time.sleep(delay)
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(number)
+                return None
+            time.sleep(0.001)
+        return None
+    return during
+
+
 def absent(path: Path) -> Callable[[str], str | None]:
     return lambda _stdout: f"{path.name} exists: a pickle ran" if path.exists() else None
 
@@ -615,6 +909,20 @@ def crafted_pickle(path: Path, marker: Path) -> Path:
             return (open, (str(marker), "w"))
 
     path.write_bytes(pickle.dumps(Payload()))
+    return path
+
+
+def nan_onnx(good: Path, path: Path) -> Path:
+    """The ONNX model with its first convolution's weights NaN (written by hand: export refuses such a model)."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(good))
+    first = next(t for t in proto.graph.initializer if len(t.dims) == 4)
+    values = numpy_helper.to_array(first).copy()
+    values[...] = np.nan
+    first.CopyFrom(numpy_helper.from_array(values, first.name))
+    onnx.save(proto, str(path))
     return path
 
 
@@ -657,6 +965,10 @@ def run_case(case: Case, env: dict, timeout: float) -> dict:
     start = time.monotonic()
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, errors="replace", start_new_session=True, preexec_fn=cap_memory)
+    beside: dict[str, str | None] = {}
+    watcher = threading.Thread(target=lambda: beside.update(problem=case.during(process)), daemon=True)
+    if case.during is not None:
+        watcher.start()
     try:
         stdout, stderr = process.communicate(timeout=timeout)
         timed_out = False
@@ -664,8 +976,10 @@ def run_case(case: Case, env: dict, timeout: float) -> dict:
         os.killpg(process.pid, signal.SIGKILL)  # its own session: the data-loading workers go too
         stdout, stderr = process.communicate()
         timed_out = True
-    problem = None
-    if not timed_out and case.check is not None:
+    if case.during is not None:
+        watcher.join(timeout)
+    problem = beside.get("problem")
+    if not timed_out and case.check is not None and problem is None:
         try:
             problem = case.check(stdout)
         except Exception as err:  # an unreadable result is a wrong result
@@ -693,13 +1007,16 @@ def classify(case: Case, code: int, stderr: str, timed_out: bool, problem: str |
         return "hang"
     if "Traceback (most recent call last)" in stderr:
         return "traceback"
-    if code < 0 or code >= 128:
+    interrupted = case.expect == "any" and code == 130  # SIGTERM or Ctrl-C, handled: "interrupted"
+    if (code < 0 or code >= 128) and not interrupted:
         return "crash"
+    if case.expect == "any":
+        return (case.wrong or "lost") if problem else "ok"
     if case.expect == "ok":
-        return "refused" if code else "silent" if problem else "ok"
+        return "refused" if code else (case.wrong or "silent") if problem else "ok"
     if code == 0:
         return "silent"
-    return "lost" if problem else "clean"
+    return (case.wrong or "lost") if problem else "clean"
 
 
 def cap_memory() -> None:
@@ -735,7 +1052,8 @@ def main() -> int:
                 "flags": lambda: flag_cases(ws, recipe, run), "boxes": lambda: box_cases(ws, run),
                 "outputs": lambda: output_cases(ws, run, onnx_model),
                 "models": lambda: model_cases(ws, run, single, onnx_model),
-                "resume": lambda: resume_cases(ws, run), "card": lambda: card_cases(ws, run), "info": info_cases}
+                "resume": lambda: resume_cases(ws, run), "card": lambda: card_cases(ws, run), "info": info_cases,
+                "races": lambda: race_cases(ws, recipe, run, env)}
     unknown = set(args.only or ()) - set(builders)
     if unknown:
         parser.error(f"unknown categories {sorted(unknown)}; choose from {sorted(builders)}")

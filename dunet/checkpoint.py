@@ -195,8 +195,9 @@ def _sibling(path: Path, tag: str) -> Path:
 
 def atomic_write_file(target: Path, data: bytes, what: str = "the model file") -> None:
     """Write `data` to `target` through a synced temporary sibling and a rename: a failure (a full disk) leaves
-    any earlier `target` whole and no temporary file, and is one line naming `what` could not be written."""
-    tmp = _sibling(target, "tmp")
+    any earlier `target` whole and no temporary file, and is one line naming `what` could not be written. The
+    temporary file is this process's own: two commands writing one file each write it whole, the later one last."""
+    tmp = _sibling(target, f"{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_synced(tmp, data)
@@ -301,7 +302,19 @@ def _load_file(path: Path) -> Checkpoint:
     state_dict, metadata = _read_safetensors(path)
     _check_format(metadata, path)
     card = card_from_metadata(metadata, str(path))
-    return Checkpoint(path=path, state_dict=_dequantize_int8(state_dict, path), card=card)
+    state_dict = check_finite(_dequantize_int8(state_dict, path), path)
+    return Checkpoint(path=path, state_dict=state_dict, card=card)
+
+
+def check_finite(state_dict: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
+    """`state_dict`, or a DunetError naming its tensors that hold NaN or infinity: such a model predicts every
+    point at one place with a score of NaN, and eval would print a number as if it were real."""
+    bad = [name for name, t in state_dict.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise DunetError(f"{path}: damaged weights: tensor(s) {shown} hold NaN or infinite values; use an earlier "
+                         "checkpoint or retrain")
+    return state_dict
 
 
 def _load_dir(path: Path) -> Checkpoint:

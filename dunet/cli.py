@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from dunet import DunetError, __version__
 
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # A warning is one line, as an error is (Python's own format adds the file, line and source text).
+    previous = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"dunet {args.command}: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
     except DunetError as err:
@@ -38,3 +42,5 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dunet {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous

@@ -148,6 +148,19 @@ class VideoSummary:
                 f"{extra} -> {', '.join(self.outputs)}")
 
 
+def video_outputs(out_dir: Path, name: str) -> tuple[Path, Path]:
+    """The per-frame CSV and the labelled video that `process_video` writes for a video named `name`."""
+    return out_dir / f"{name}.csv", out_dir / f"{name}_labelled.mp4"
+
+
+def _unlinked(path: Path) -> Path:
+    """`path`, with a link there removed: an output replaces the link, never writes through it to a file elsewhere
+    (as the images' outputs do, which are renamed into place)."""
+    if path.is_symlink():
+        path.unlink()
+    return path
+
+
 def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: str | None = None,
                   every: int = 1, start: float = 0.0, end: float | None = None, box=None,
                   smooth: bool = False, track: bool = True, min_score: float = 0.3,
@@ -180,14 +193,13 @@ def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: st
                 out_dir.mkdir(parents=True, exist_ok=True)
                 if box is not None:
                     box = check_box(box, width, height)
-                csv_path = out_dir / f"{name}.csv"
-                handle = open(csv_path, "w", newline="")
+                csv_path, video_path = video_outputs(out_dir, name)
+                handle = open(_unlinked(csv_path), "w", newline="")
                 table = csv.writer(handle)
                 table.writerow(csv_header(landmarker.names))
                 summary.outputs.append(str(csv_path))
                 if labelled:
-                    video_path = out_dir / f"{name}_labelled.mp4"
-                    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"),
+                    writer = cv2.VideoWriter(str(_unlinked(video_path)), cv2.VideoWriter_fourcc(*"mp4v"),
                                              max(stats.fps / every, 1.0), (width, height))
                     if not writer.isOpened():
                         raise DunetError(f"{video_path}: OpenCV cannot write an mp4 video here")

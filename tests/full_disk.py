@@ -1,7 +1,8 @@
 """A disk that fills up, for fault tests and bench/bad_inputs.py: while `full_disk(FOLDER, ROOM)` is active,
 files opened for writing under FOLDER take ROOM bytes in all; the write that does not fit puts down what
-fits and fails with ENOSPC, as a full disk does. Python's own writes only: native libraries (OpenVINO,
-torch.onnx) write past it.
+fits and fails with ENOSPC, as a full disk does. Python's own writes, and OpenVINO's save_model (its files
+are cut to what fits and it raises a RuntimeError, as OpenVINO's writer does); other native writers
+(torch.onnx) write past it.
 
     python -m tests.full_disk FOLDER ROOM dunet ARGS...   # the CLI on such a disk; its exit status
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import builtins
 import errno
 import io
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,15 +41,44 @@ class FullDisk:
         handle.write = write
         return handle
 
+    def openvino_writer(self, real_save):
+        """openvino.save_model on this disk: the IR is written, then cut to the room left, as a full disk would."""
+        def save_model(model, path, *args, **kwargs):
+            real_save(model, path, *args, **kwargs)
+            if not str(Path(path).resolve()).startswith(self.folder):
+                return
+            for file in (Path(path), Path(path).with_suffix(".bin")):
+                size, fits = file.stat().st_size, max(self.room, 0)
+                self.room -= size
+                if size > fits:
+                    os.truncate(file, fits)
+                    raise RuntimeError(f"Exception from src/core/src/pass/serialize.cpp:\n"
+                                       f"Can't write {file}: No space left on device\n")
+        return save_model
+
 
 @contextmanager
 def full_disk(folder, room: int):
     disk = FullDisk(folder, room)
     builtins.open = io.open = disk.open
+    openvino = sys.modules.get("openvino") or _import_openvino()
+    real_save = getattr(openvino, "save_model", None)
+    if real_save is not None:
+        openvino.save_model = disk.openvino_writer(real_save)
     try:
         yield disk
     finally:
         builtins.open = io.open = disk.real_open
+        if real_save is not None:
+            openvino.save_model = real_save
+
+
+def _import_openvino():
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino
 
 
 if __name__ == "__main__":

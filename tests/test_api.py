@@ -126,6 +126,16 @@ def test_scores_are_clipped_heatmap_peaks():
     np.testing.assert_allclose(scores[0, 34], float(heat[0, 34, 5, 5].clamp(0, 1)), atol=1e-6)
 
 
+def test_nan_heatmaps_never_leave_as_points():
+    """A damaged network (here: its weights NaN in memory, past the check at load) is a one-line error, not
+    points at one place with a score of NaN."""
+    lm = tiny_landmarker()
+    with torch.no_grad():
+        next(lm.runner.model.parameters()).fill_(float("nan"))
+    with pytest.raises(DunetError, match="the network's heatmaps hold NaN or infinite values for 1 of 1 crop"):
+        lm.predict(face_image(), box=(10, 10, 70, 70))
+
+
 def test_confidence_auc():
     from dunet.engine.inference import confidence_auc
 

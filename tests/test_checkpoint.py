@@ -134,6 +134,22 @@ def test_single_file_model(tmp_path: Path):
     assert torch.equal(fresh(images)[-1], model(images)[-1])
 
 
+def test_weights_with_nan_or_inf_are_refused_at_load_naming_the_tensors(tmp_path: Path):
+    """A model of NaN weights put every point at one place with score NaN, and eval printed a number."""
+    model = small_model()
+    names = [name for name, t in model.state_dict().items() if t.is_floating_point()]
+    with torch.no_grad():
+        model.state_dict()[names[0]].fill_(float("nan"))
+        model.state_dict()[names[5]][0] = float("inf")
+    for path in (tmp_path / "m.safetensors", tmp_path / "ckpt"):
+        save_checkpoint(path, model, CARD)
+        with pytest.raises(DunetError) as caught:
+            load_checkpoint(path)
+        message = str(caught.value)
+        assert "damaged weights: tensor(s) " in message and "hold NaN or infinite values" in message
+        assert names[0] in message and names[5] in message and str(path) in message and "\n" not in message
+
+
 def test_init_weights_copies_what_fits_and_keeps_the_rest(tmp_path: Path):
     torch.manual_seed(0)
     source = small_model()
@@ -273,6 +289,24 @@ def test_crash_between_the_renames_falls_back_to_the_old_copy(tmp_path: Path, mo
     save_checkpoint(target, second, CARD, train_state={"epoch": 2})
     assert sorted(p.name for p in target.parent.iterdir()) == ["last"]
     assert_same(load_checkpoint(target).state_dict, weights(second))
+
+
+def test_two_processes_writing_one_file_at_once_each_write_it_whole(tmp_path: Path, monkeypatch):
+    """Two `dunet predict` into one --out shared one temporary file: one renamed the other's half-written file into
+    place and the other failed. Here a second process writes the file while the first is writing it."""
+    target = tmp_path / "predictions.json"
+    real_write, real_pid = checkpoint._write_synced, os.getpid
+
+    def write(path, data):
+        real_write(path, data)
+        if data == b"A" * 20:  # the first process has written its temporary file and is about to rename it
+            monkeypatch.setattr(os, "getpid", lambda: real_pid() + 1)
+            checkpoint.atomic_write_file(target, b"B" * 10)
+            monkeypatch.setattr(os, "getpid", real_pid)
+
+    monkeypatch.setattr(checkpoint, "_write_synced", write)
+    checkpoint.atomic_write_file(target, b"A" * 20)
+    assert target.read_bytes() == b"A" * 20 and list(tmp_path.iterdir()) == [target]
 
 
 def test_refuses_to_replace_a_directory_that_is_not_a_checkpoint(tmp_path: Path):

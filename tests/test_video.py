@@ -158,3 +158,16 @@ def test_one_euro_filter_smooths_jitter_and_follows_motion():
     track = np.array([[[t * 3.0, 0.0]] for t in range(100)])
     out = np.array([moving(p, t / 30) for t, p in enumerate(track)])
     assert abs(out[-1, 0, 0] - track[-1, 0, 0]) < 15  # lags a little, not seconds
+
+
+def test_outputs_replace_links_and_leave_the_files_they_point_to(tiny, video, tmp_path):
+    """The CSV and the labelled video were written through a link in the output folder, to a file elsewhere."""
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("faces.csv", "faces_labelled.mp4"):
+        (out / name).symlink_to(elsewhere)
+    process_video(tiny, video, out, every=4, progress=False)
+    assert elsewhere.read_text() == "keep me" and not any(p.is_symlink() for p in out.iterdir())
+    assert len(rows(out / "faces.csv")) == 4

@@ -21,7 +21,8 @@ def add_model_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
                    help="what runs the network; auto: the fastest installed (OpenVINO, onnxruntime, PyTorch), "
                         "a PyTorch model converted once and cached (docs/api.md)")
     p.add_argument("--threads", type=flag_range(int, 0, 4096), default=0,
-                   help="CPU threads; 0: every usable core that other work does not keep busy when the model loads")
+                   help="CPU threads; 0: every usable core that other work does not keep busy when the model loads; "
+                        "more than the usable cores: capped to them, with a warning")
 
 
 def add_decode_blur_flag(p: argparse.ArgumentParser) -> None:

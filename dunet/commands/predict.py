@@ -191,6 +191,10 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_inputs(inputs)
     fixed_box = parse_box(args.box) if args.box is not None else None
     table = read_boxes(args.boxes) if args.boxes is not None else None
+    names = output_names(paths)
+    images = [p for p in paths if not is_video(p)]
+    videos = [p for p in paths if is_video(p)]
+    check_outputs_spare_inputs(out, images, videos, names, overlays=not args.no_overlays)
     runner = load_runner(checkpoint, args.model, backend=args.backend, precision=args.precision, device=args.device,
                          threads=args.threads)
     detect = finds_faces(runner) if args.detect_faces is None else args.detect_faces
@@ -199,9 +203,6 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DunetError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
-    names = output_names(paths)
-    images = [p for p in paths if not is_video(p)]
-    videos = [p for p in paths if is_video(p)]
 
     for path in videos:
         box = fixed_box if table is None else boxes_of(path, table)[0]
@@ -240,6 +241,27 @@ def run(args: argparse.Namespace) -> int:
         listed = ", ".join(p.name for p in empty[:5]) + (", ..." if len(empty) > 5 else "")
         print(f"no face found in {len(empty)} image(s), no overlay written: {listed}")
     return 0
+
+
+def check_outputs_spare_inputs(out: Path, images: list[Path], videos: list[Path], names: dict[Path, str],
+                               overlays: bool) -> None:
+    """A DunetError, before any work, if an output would replace one of the inputs (--out IMAGES over a folder
+    that holds a_landmarks.png beside a.jpg overwrote the user's file with the overlay of a.jpg)."""
+    from dunet import DunetError
+    from dunet.video import video_outputs
+
+    planned = {out / name: "predictions" for name in ("predictions.json", "predictions.csv") if images}
+    for path in images if overlays else []:
+        planned[out / (names[path] + OVERLAY_SUFFIX)] = f"the overlay of {path.name}"
+    for path in videos:
+        table, labelled = video_outputs(out, names[path])
+        planned[table] = f"the table of {path.name}"
+        if overlays:
+            planned[labelled] = f"the labelled video of {path.name}"
+    inputs = {p.resolve() for p in images + videos}
+    for target, what in planned.items():
+        if target.resolve() in inputs:
+            raise DunetError(f"--out {out}: {what} would replace {target}, one of the inputs; choose another --out")
 
 
 class Outputs:

@@ -10,7 +10,9 @@ smaller than the image.
 from __future__ import annotations
 
 import os
+import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,11 +70,51 @@ def check_image(path: str | os.PathLike) -> None:
         with Image.open(path) as image:
             _check_mode(image, path)  # as loading for training will
             if image.format == "PNG":
+                problem = _png_data_problem(path)  # verify() passes a PNG whose pixels are cut off or absent
+                if problem:
+                    raise DunetError(f"{path}: {problem}")
                 image.verify()
                 return
             if image.format == "JPEG":
                 image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
+
+
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: grey, RGB, palette, grey + alpha, RGBA
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_data_problem(path) -> str | None:
+    """What is wrong with a PNG's pixel data, or None: its IDAT chunks are inflated as a stream, 1 MiB at a time
+    (a 20,000 px scan is checked without its 1.2 GB of pixels), and must give every row its header promises."""
+    expected, inflated, inflate, block = None, 0, zlib.decompressobj(), 2**20
+    with open(path, "rb") as file:
+        file.seek(8)  # the signature: Pillow has read it
+        while len(head := file.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"IHDR" and length == 13:
+                width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", file.read(13))
+                bits = depth * PNG_CHANNELS.get(colour, 4)
+                passes = ADAM7 if interlace else ((0, 0, 1, 1),)
+                sizes = [(-(-(width - x) // dx), -(-(height - y) // dy)) for x, y, dx, dy in passes]
+                expected = sum(h * (1 + -(-w * bits // 8)) for w, h in sizes if w > 0 and h > 0)
+                length = 0
+            elif kind == b"IDAT":
+                try:
+                    while length and (expected is None or inflated < expected):
+                        data = file.read(min(length, block))
+                        length -= len(data) if data else length
+                        inflated += len(inflate.decompress(data, block))
+                        while inflate.unconsumed_tail and inflated < (expected or 0):
+                            inflated += len(inflate.decompress(inflate.unconsumed_tail, block))
+                except zlib.error as err:
+                    return f"corrupt image ({err})"
+            elif kind == b"IEND":
+                break
+            file.seek(length + 4, 1)  # the rest of the chunk's data, then its CRC
+    if expected is not None and inflated < expected:
+        return f"truncated image file (pixel data for {inflated * 100 // expected} % of the image)"
+    return None
 
 
 def load_image(path: str | os.PathLike, *, upright: bool = False) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 from dunet import DunetError
 from dunet.data.images import IMAGE_EXTENSIONS, image_size
 from dunet.data.sample import BadItem, Sample, Source, box_from_keypoints, check_keypoints, require_samples
-from dunet.data.spec import SPECS, DatasetSpec, spec_from_coco_category, spec_from_names
+from dunet.data.spec import SPECS, DatasetSpec, names_problem, spec_from_coco_category, spec_from_names
 
 
 def _finish(name: str, spec: DatasetSpec, samples: list[Sample], bad: list[BadItem], skip_bad: bool) -> Source:
@@ -318,12 +318,14 @@ def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = Non
         raise DunetError(f"{path}: not a COCO file (needs 'images' and 'annotations' lists)")
     folder = Path(image_dir) if image_dir else path.parent
     samples, bad = [], []
-    images = {}
+    images, shared = {}, {}  # shared: ids listed for several different files, with their names
     for n, img in enumerate(data["images"]):
         if not isinstance(img, dict) or not _is_id(img.get("id")) or not isinstance(img.get("file_name"), str):
             bad.append(BadItem(f"{path} images[{n}]", "needs an 'id' (a number or string) and a 'file_name' string"))
             continue
-        images[img["id"]] = img
+        earlier = images.setdefault(img["id"], img)
+        if earlier["file_name"] != img["file_name"]:  # which file its annotations label is anyone's guess
+            shared.setdefault(img["id"], [earlier["file_name"]]).append(img["file_name"])
     annotations = [a for a in data["annotations"] if isinstance(a, dict) and "keypoints" in a]
     annotations = [a for a in annotations if not a.get("iscrowd", 0)]
     if not annotations:
@@ -342,6 +344,10 @@ def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = Non
         if info is None:
             bad.append(BadItem(where, f"image id {image_id!r} is not listed in 'images'"))
             continue
+        if image_id in shared:
+            bad.append(BadItem(where, f"image id {image_id!r} is listed for several files in 'images' "
+                                      f"({', '.join(shared[image_id])}); give each image its own id"))
+            continue
         image = folder / str(info["file_name"])
         where = f"{path} annotation {ann.get('id', '?')} ({info['file_name']})"
         try:
@@ -349,7 +355,13 @@ def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = Non
         except (TypeError, ValueError):
             bad.append(BadItem(where, "keypoints must be numbers"))
             continue
-        points, visible = triples[:, :2], (triples[:, 2] > 0).astype(np.float32)
+        flags = triples[:, 2]
+        odd = np.flatnonzero(~np.isin(flags, COCO_VISIBILITY))
+        if odd.size:  # 7 or 1.5 are no COCO flag: a typo or another format's column, not "labelled"
+            bad.append(BadItem(where, f"keypoint {odd[0]} has visibility {flags[odd[0]]:g}; COCO's flags are "
+                                      "0 (unlabelled), 1 (occluded) and 2 (visible)"))
+            continue
+        points, visible = triples[:, :2], (flags > 0).astype(np.float32)
         size, problem = _image_checked(image, points, visible, k, sizes)
         if problem:
             bad.append(BadItem(where if size else str(image), problem + ("" if size else f" ({where})")))
@@ -370,6 +382,9 @@ def read_coco(path: str | os.PathLike, image_dir: str | os.PathLike | None = Non
                 "occluded": triples[:, 2] == 1, "area": ann.get("area")}
         samples.append(Sample(str(image), points, visible, centre, side, meta))
     return _finish(name, spec, samples, bad, skip_bad)
+
+
+COCO_VISIBILITY = (0, 1, 2)  # unlabelled, labelled but occluded, visible
 
 
 def _is_id(value) -> bool:
@@ -483,6 +498,21 @@ def _dlc_points(values: list[str], names: list[str]) -> tuple[np.ndarray, np.nda
     return points, visible, None
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _refuse_hdf5(path: Path) -> None:
+    """DeepLabCut's .h5 is a pandas table in HDF5: reading it takes pandas and PyTables, which dunet does not
+    depend on, while DeepLabCut writes the same labels as a CSV beside it."""
+    with open(path, "rb") as handle:
+        if handle.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+            return
+    beside = path.with_suffix(".csv")
+    csv_name = f"dlc:{beside}" if beside.is_file() else f"its {path.stem}.csv"
+    raise DunetError(f"{path}: an HDF5 file (DeepLabCut's .h5), which dunet does not read; give the CSV that "
+                     f"DeepLabCut writes beside it: {csv_name}")
+
+
 def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None, skip_bad: bool = False,
              name: str = "") -> Source:
     """DeepLabCut labels: header rows `scorer`, [`individuals`,] `bodyparts`, `coords` (x, y per body
@@ -495,8 +525,9 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     name = name or f"dlc:{path}"
     if not path.is_file():
         raise DunetError(f"{path}: DeepLabCut CSV not found")
+    _refuse_hdf5(path)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel starts its UTF-8 with a BOM
             rows = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DunetError(f"{path}: cannot read CSV ({err})") from None
@@ -504,6 +535,9 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     if not {"scorer", "bodyparts", "coords"} <= set(header):
         raise DunetError(f"{path}: not a DeepLabCut CollectedData CSV (expected header rows scorer, bodyparts, coords)")
     names, animals = _dlc_columns(path, header)
+    problem = names_problem(names)
+    if problem:
+        raise DunetError(f"{path}: bodyparts row: {problem.replace('keypoint', 'body part')}")
     index_columns = min(columns[0] for _, columns in animals)
     header_rows = 4 if "individuals" in header else 3
     data_rows = [(number, r) for number, r in enumerate(rows[header_rows:], start=header_rows + 1)

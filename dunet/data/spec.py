@@ -46,6 +46,9 @@ class DatasetSpec:
         k = len(self.keypoints)
         if k < 1:
             raise DunetError(f"dataset spec {self.name!r}: no keypoints")
+        problem = names_problem(self.keypoints)
+        if problem:
+            raise DunetError(f"dataset spec {self.name!r}: {problem}")
         seen: set[int] = set()
         for a, b in self.flip_pairs or ():
             if not (0 <= a < k and 0 <= b < k) or a == b or a in seen or b in seen:
@@ -88,6 +91,19 @@ class DatasetSpec:
         for a, b in self.flip_pairs or ():
             side[a], side[b] = 1, -1
         return side
+
+
+def names_problem(names) -> str | None:
+    """What makes `names` unusable as keypoint names, or None: a name given twice would pair its points with
+    either label (and switch flipping off), an empty one names nothing."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if not str(name).strip():
+            return f"keypoint {i} has an empty name"
+        if name in seen:
+            return f"the name {name!r} is given twice (keypoints {seen[name]} and {i}); each keypoint needs its own"
+        seen[name] = i
+    return None
 
 
 def _chain(first: int, last: int, closed: bool = False) -> list[tuple[int, int]]:
@@ -262,11 +278,9 @@ def spec_from_names(
     skeleton: list | tuple = (),
     flip_pairs: list | tuple | None = None,
 ) -> DatasetSpec:
-    """A spec for a custom landmark set; a known set (same names as a shipped spec) gets the shipped spec."""
+    """A spec for a custom landmark set; a known set (same names as a shipped spec) gets the shipped spec, and
+    `flip_pairs` given for it must be its own."""
     names = tuple(str(n) for n in names)
-    for known in SPECS.values():
-        if names == known.keypoints:
-            return known
     if flip_pairs is None:
         pairs = flip_pairs_from_names(names)
     else:
@@ -274,19 +288,28 @@ def spec_from_names(
             pairs = tuple((int(a), int(b)) for a, b in flip_pairs)
         except (TypeError, ValueError):
             raise DunetError(f"{name}: flip_pairs must be a list of [i, j] index pairs, got {flip_pairs!r}") from None
-    return DatasetSpec(name, names, pairs, tuple(tuple(e) for e in skeleton), ("bbox", None), 1.25)
+    custom = DatasetSpec(name, names, pairs, tuple(tuple(e) for e in skeleton), ("bbox", None), 1.25)  # checks all
+    known = next((spec for spec in SPECS.values() if names == spec.keypoints), None)
+    if known is None:
+        return custom
+    if flip_pairs is not None and {frozenset(p) for p in pairs} != {frozenset(p) for p in known.flip_pairs}:
+        raise DunetError(f"{name}: flip_pairs {[list(p) for p in pairs]} are not the left/right pairs of the "
+                         f"{known.name} keypoints these names are ({[list(p) for p in known.flip_pairs]}, 0-based); "
+                         "fix them or leave them out")
+    return known
 
 
 def spec_from_coco_category(category: dict, num_keypoints: int, where: str = "") -> DatasetSpec:
     """Spec from a COCO category: `keypoints` names, 1-based `skeleton`, and optionally our own
     `flip_pairs` key (0-based pairs) for sets whose names carry no left/right.
 
-    A category without keypoint names (as some face datasets ship) with 68 or 98 points is taken to be
-    iBUG-68 or WFLW-98."""
+    A category without keypoint names (as some face datasets ship), or no category, with 17, 68 or 98 points is
+    taken to be COCO-17, iBUG-68 or WFLW-98: generic names would lose the names and flip pairs of the set that
+    a COCO file of that count almost always holds."""
     where = where or "COCO file"
     names = category.get("keypoints") or []
     if not names:
-        by_count = {68: "300w", 98: "wflw"}
+        by_count = {17: "coco", 68: "300w", 98: "wflw"}
         if num_keypoints in by_count:
             return SPECS[by_count[num_keypoints]]
         names = [f"kp{i}" for i in range(num_keypoints)]

@@ -95,7 +95,13 @@ def _read_model(path: Path):
     except DunetError:
         raise
     except Exception as err:  # OpenVINO raises RuntimeError with its own message for bad files
-        raise DunetError(f"{path}: OpenVINO cannot read it ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        raise DunetError(f"{path}: OpenVINO cannot read it ({_reason(err)})") from None
+
+
+def _reason(err: Exception) -> str:
+    """The line of an OpenVINO error that says what is wrong: its messages start with the C++ source line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return next((line for line in lines if not line.startswith("Exception from ")), type(err).__name__)
 
 
 def _metadata(path: Path, model) -> dict[str, str]:
@@ -222,7 +228,10 @@ def _save_ir(model, metadata: dict[str, str], xml_path: Path) -> Path:
     for key, value in metadata.items():
         model.set_rt_info(value, [RT_INFO_KEY, key])
     xml_path.parent.mkdir(parents=True, exist_ok=True)
-    _openvino().save_model(model, str(xml_path), compress_to_fp16=False)
+    try:
+        _openvino().save_model(model, str(xml_path), compress_to_fp16=False)
+    except RuntimeError as err:  # OpenVINO's writer reports a full disk, say, as a RuntimeError
+        raise DunetError(f"{xml_path}: cannot write the OpenVINO model ({_reason(err)})") from None
     return xml_path
 
 

@@ -135,7 +135,9 @@ class TrainConfig:
     precision: str = choice("auto", ("auto", "fp32", "bf16"), "auto: bf16 where native, else fp32")
     device: str = "auto"  # auto (a CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:N
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPUs and GPUs
-    threads: int = 0  # torch threads per process; 0 = all usable cores (divided between distributed processes)
+    # torch threads per process; 0 = all usable cores (divided between distributed processes); more than the
+    # cores is capped to them, saying so
+    threads: int = 0
     eval_every: int = 1  # validate every N epochs (and always after the last)
     flip_test: bool = False  # average predictions with the mirrored image at validation
     max_val_samples: int = 0  # 0 = the whole validation set
@@ -197,11 +199,17 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         if not path.is_file():
             raise DunetError(f"config file {path} not found")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:  # a model file or an image given in its place, say
+            raise DunetError(f"config file {path}: not a text file (byte {err.start} is not UTF-8); give a YAML "
+                             "recipe") from None
+        except OSError as err:
+            raise DunetError(f"config file {path}: cannot read it ({err.strerror or err})") from None
         except yaml.YAMLError as err:
             where = getattr(err, "problem_mark", None)  # one line: the problem and where, not YAML's excerpt
             at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-            raise DunetError(f"config file {path}: not valid YAML ({getattr(err, 'problem', None) or err}{at})") from None
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise DunetError(f"config file {path}: not valid YAML ({problem}{at})") from None
         if not isinstance(data, dict):
             raise DunetError(f"config file {path}: expected a mapping at the top level")
     data = apply_overrides(data, list(overrides))

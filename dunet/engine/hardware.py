@@ -152,6 +152,17 @@ def free_cores() -> int:
     return max(1, cores - busy_cores())
 
 
+def capped_threads(threads: int, processes: int = 1) -> tuple[int, str]:
+    """`threads` asked for by each of `processes`, at most their share of the usable cores, and a note when it
+    was more. Threads beyond the cores only wait for each other: `threads: 1000` on 2 cores trained at 0.5
+    images/s, a 16 s run unfinished after 150 s."""
+    share = max(1, usable_cores() // max(1, processes))
+    if threads <= share:
+        return threads, ""
+    per = " per process" if processes > 1 else ""
+    return share, f"threads {threads} is more than the {share} usable core(s){per}: using {share}"
+
+
 class FreeCoreWatch:
     """For a one-process CPU run with `threads: 0`: every `every` seconds, between two steps, count again the
     cores other work leaves free (free_cores), so work that starts on the machine after the run did is left its
@@ -195,7 +206,7 @@ def plan_threads(threads: int = 0, workers: int = -1, processes: int = 1, device
     # A torchrun job's processes start together: each would count its siblings' start as other work.
     busy = 0 if threads or processes > 1 else cores - free_cores()
     share = max(1, (cores - busy) // max(1, processes))
-    chosen_threads = threads or share
+    chosen_threads, capped = capped_threads(threads, processes) if threads else (share, "")
     if workers >= 0:
         chosen_workers, why = workers, "as asked"
     elif device_type == "cuda":
@@ -203,7 +214,7 @@ def plan_threads(threads: int = 0, workers: int = -1, processes: int = 1, device
     else:
         chosen_workers, why = 1, "auto for a CPU: one worker keeps training fed"
     if threads:
-        cores_note = ""
+        cores_note = f" ({capped})" if capped else ""
     elif busy:
         cores_note = f" ({busy} busy with other work, left to it)"
     else:

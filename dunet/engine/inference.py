@@ -10,6 +10,7 @@ final head's raw heatmaps: `TorchNetwork` here, or a `dunet.deploy` predictor (o
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -176,10 +177,16 @@ class LandmarkModel:
         out = torch.as_tensor(self.network(images)).float()
         size = self.config.codec.heatmap_size
         expected = (len(images), self.spec.num_keypoints, size, size)
+        model = self.source or "the model"
         if tuple(out.shape) != expected:  # an exported file whose metadata does not describe its graph
-            raise DunetError(f"{self.source}: the network gives heatmaps of shape {tuple(out.shape)}, but its "
+            raise DunetError(f"{model}: the network gives heatmaps of shape {tuple(out.shape)}, but its "
                              f"metadata describes {expected} ({self.spec.num_keypoints} keypoints, "
                              f"{self.input_size} px input)")
+        broken = int((~torch.isfinite(out).flatten(1).all(1)).sum())
+        if broken:  # damaged weights, most likely: NaN scores must never leave as points
+            raise DunetError(f"{model}: the network's heatmaps hold NaN or infinite values "
+                             f"for {broken} of {len(out)} crop(s); the model is damaged (use an earlier checkpoint "
+                             "or retrain)")
         return torch.sigmoid(out) if self.kinds[-1] == "detection" else out
 
     @torch.no_grad()
@@ -267,7 +274,7 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
     a pretrained model that ships an OpenVINO int8 IR runs it whenever OpenVINO is the backend.
     threads: of the runtime, or of PyTorch on the CPU; 0 = every usable core that other work does not keep busy
     now (`free_cores`: a thread on a core another process holds stalls the others at every layer)."""
-    from dunet.engine.hardware import free_cores
+    from dunet.engine.hardware import capped_threads, free_cores
 
     if (checkpoint is None) == (model_name is None):
         raise DunetError("give either a CHECKPOINT path or --model NAME")
@@ -275,6 +282,10 @@ def load_runner(checkpoint: str | None, model_name: str | None, *, backend: str 
         raise DunetError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if threads < 0:
         raise DunetError(f"threads {threads}: must be >= 0 (0 = every usable core that other work leaves free)")
+    if threads:
+        threads, capped = capped_threads(threads)
+        if capped:
+            warnings.warn(capped, stacklevel=2)
     threads = threads or free_cores()
     runner = _runner_for(checkpoint, model_name, backend, precision, device, threads)
     if runner.backend != "torch":

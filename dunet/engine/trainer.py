@@ -14,6 +14,7 @@ logs and writes checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -32,6 +33,7 @@ from torch.optim.swa_utils import AveragedModel
 from dunet import DunetError
 from dunet.card import ModelCard
 from dunet.checkpoint import (
+    atomic_write_file,
     init_weights,
     load_checkpoint,
     load_weights,
@@ -273,7 +275,7 @@ class Trainer:
                     metrics = self.validate()
                 with signals_deferred():  # best/, log.csv and last/ of an epoch are written all, or none
                     self._end_epoch(train_loss, images / seconds, seconds, metrics)
-                saved = self.epoch
+                    saved = self.epoch  # inside: a signal held during the save is raised as the block ends
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -396,10 +398,9 @@ def signals_deferred():
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary sibling, then rename it over `path`: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write `text` to a temporary sibling, then rename it over `path`: never a half-written file, and on a full
+    disk a one-line error with no temporary file left."""
+    atomic_write_file(path, text.encode(), what="this file")
 
 
 def trim_log(path: Path, epochs: int) -> None:
@@ -421,11 +422,14 @@ def trim_log(path: Path, epochs: int) -> None:
 
 def write_log(path: Path, row: dict) -> None:
     new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    try:
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+    except OSError as err:  # a row cut short belongs to an epoch `last` does not hold: trim_log drops it on resume
+        raise DunetError(f"{path}: cannot write the training log ({err.strerror or err})") from None
 
 
 def plot_curves(log_path: Path, png_path: Path) -> None:
@@ -446,9 +450,14 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
         axes[1].set(xlabel="epoch", ylabel=rows[-1]["metric"], title="validation")
     fig.tight_layout()
     tmp = png_path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    try:
+        fig.savefig(tmp, dpi=90)
+        os.replace(tmp, png_path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise DunetError(f"{png_path}: cannot write the training curves ({err.strerror or err})") from None
+    finally:
+        plt.close(fig)
 
 
 LOCK_FILE = ".lock"
@@ -473,10 +482,11 @@ def run_dir_lock(out: Path):
             owner = handle.read().strip() or "unknown"
             raise DunetError(f"{out}: another `dunet train` (pid {owner}) is training in this run directory; "
                              "wait for it to end, or stop it first (SIGTERM or Ctrl-C; its last completed epoch is kept)") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        with contextlib.suppress(OSError):  # the pid only helps the message above: a full disk may keep it out
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
         try:
             yield
         finally:

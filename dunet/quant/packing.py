@@ -36,6 +36,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from dunet import DunetError
+from dunet.checkpoint import check_finite
 from dunet.quant.layers import QConv2d, folded_batch_norm
 from dunet.quant.quantizers import weight_levels
 
@@ -196,7 +197,7 @@ def load_packed(path: str | Path) -> tuple[dict[str, str], dict[str, Tensor]]:
         state = _decode(layout, tensors["bits"].numpy(), tensors["floats"])
     except (KeyError, ValueError, TypeError, zlib.error, RuntimeError) as err:
         raise DunetError(f"{path}: damaged packed model ({type(err).__name__}: {err})") from None
-    return metadata, state
+    return metadata, check_finite(state, path)
 
 
 def _decode(layout: list[dict], bits: np.ndarray, floats: Tensor) -> dict[str, Tensor]:

@@ -2,6 +2,7 @@
 
 import errno
 import json
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,45 @@ def test_export_on_a_full_disk_keeps_the_earlier_file(tiny_run, tmp_path, capsys
     assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
+def test_openvino_export_on_a_full_disk_keeps_the_earlier_files(tiny_run, tmp_path, capsys, monkeypatch):
+    """OpenVINO's writer fails past Python (tests/full_disk.py cannot fill its disk): a RuntimeError traceback."""
+    ov = pytest.importorskip("openvino")
+    out = tmp_path / "m.xml"
+    args = ["export", str(tiny_run), "--format", "openvino", "--exporter", "torchscript", "--out", str(out)]
+    assert main(args) == 0
+    good = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def disk_full(model, path, **kwargs):
+        open(path, "wb").close()  # a start, as a writer that runs out of room leaves one
+        raise RuntimeError("Exception from src/core/src/pass/serialize.cpp:1214:\nFailed to write the file\n")
+
+    monkeypatch.setattr(ov, "save_model", disk_full)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    partial = tmp_path / ".m.partial.xml"
+    assert f"{out}: not written ({partial}: cannot write the OpenVINO model (Failed to write the file))" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == good
+
+
+def test_resume_on_a_full_disk_is_one_line_and_leaves_the_run_as_it_was(tiny_run, tmp_path, capsys):
+    """An OSError traceback, and .config.yaml.tmp left in the run."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for room in (0, len(before[Path("config.yaml")]) + 50):  # nothing fits; the config fits, the checkpoint not
+        with full_disk(run, room):
+            code = main(["train", "--resume", "--out", str(run), "--set", "optim.epochs=2"])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and err.count("\n") == 1 and "No space left on device" in err
+        after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+        assert sorted(after) == sorted(before)  # no temporary file left
+        assert {k: v for k, v in after.items() if k.parts[0] == "last"} == \
+            {k: v for k, v in before.items() if k.parts[0] == "last"}
+
+
 def test_demo_checks_its_config_before_replacing_the_last_report(tmp_path, capsys):
     from dunet.commands.demo import MARKER
 
@@ -66,6 +106,40 @@ def test_demo_checks_its_config_before_replacing_the_last_report(tmp_path, capsy
     (out / "metrics.json").write_text(json.dumps({"trained": 1}))
     assert main(["demo", "--out", str(out), "--set", "optim.epochs=abc"]) == 2
     assert "optim.epochs" in capsys.readouterr().err and (out / "metrics.json").exists()
+
+
+TINY_DEMO = ["--set", "data.train=synthetic:16:0", "--set", "data.val=synthetic:4:1", "--set", "optim.epochs=1",
+             "--set", "model.units=1", "--set", "model.channels=16", "--set", "model.bottleneck=16",
+             "--set", "model.growth=8", "--set", "threads=1", "--set", "data.workers=0"]
+
+
+def test_demo_keeps_the_earlier_report_until_the_new_one_is_done(tmp_path, capsys, monkeypatch):
+    """A bad data source, a wrong landmark count or a SIGTERM in training left only .dunet-demo of the report."""
+    from dunet.commands.demo import MARKER
+    from dunet.engine import trainer
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    earlier = {MARKER: b"", "metrics.json": b'{"trained": 1}'}
+    for name, data in earlier.items():
+        (out / name).write_bytes(data)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # what SIGTERM is during training
+
+    for extra, code in ((["--set", "data.val=300w:nope"], 2), (["--set", "model.landmarks=14"], 2), ([], 130)):
+        if code == 130:
+            monkeypatch.setattr(trainer, "train", interrupted)
+        assert main(["demo", "--out", str(out), *TINY_DEMO, *extra]) == code, extra
+        if extra == ["--set", "model.landmarks=14"]:
+            assert "'model.landmarks' is 14 but synthetic:4:1 has 68 keypoints" in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no half-made report beside it
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), *TINY_DEMO]) in (0, 1)  # 1: one epoch may not beat the untrained net
+    assert json.loads((out / "metrics.json").read_text())["trained"]["n"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"] and (out / "run" / "best").is_dir()
 
 
 def test_predict_on_a_full_disk_keeps_the_earlier_files_and_says_what_was_written(tiny_run, tmp_path, capsys):
@@ -173,3 +247,62 @@ def test_predict_box_values_of_the_wrong_type_are_one_line(tiny_run, tmp_path, c
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_predict_with_threads_above_the_cores_uses_the_cores_and_says_so_in_one_line(tiny_run, tmp_path, capsys,
+                                                                                      monkeypatch):
+    import sys
+    import warnings
+
+    import torch
+    from PIL import Image
+
+    from dunet.engine import hardware
+
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
+    # Shown as outside pytest (which records warnings instead): formatted, on stderr.
+    monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None, line=None:
+                        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))
+    Image.new("RGB", (60, 50)).save(tmp_path / "face.png")
+    before = torch.get_num_threads()
+    try:
+        assert main(["predict", str(tiny_run), str(tmp_path / "face.png"), "--out", str(tmp_path / "out"),
+                     "--backend", "torch", "--threads", "1000"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    err = capsys.readouterr().err
+    assert err == "dunet predict: warning: threads 1000 is more than the 2 usable core(s): using 2\n"
+
+
+def test_predict_never_writes_over_one_of_its_inputs(tiny_run, tmp_path, capsys):
+    """--out IMAGES over a folder holding a_landmarks.png beside a.jpg overwrote the user's file (exit 0)."""
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (60, 50), (90, 120, 150)).save(images / "a.jpg")
+    Image.new("RGB", (60, 50), (10, 20, 30)).save(images / "a_landmarks.png")
+    mine = (images / "a_landmarks.png").read_bytes()
+    args = ["predict", str(tiny_run), str(images), "--out", str(images), "--backend", "torch"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"the overlay of a.jpg would replace {images / 'a_landmarks.png'}, one of the inputs; choose another --out" \
+        in err and len(err.strip().splitlines()) == 1
+    assert (images / "a_landmarks.png").read_bytes() == mine and len(list(images.iterdir())) == 2
+    assert main(args + ["--no-overlays"]) == 0  # then nothing would replace an input
+    assert (images / "a_landmarks.png").read_bytes() == mine
+
+
+def test_outputs_replace_a_link_in_out_and_leave_the_file_it_points_to(tiny_run, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (60, 50)).save(tmp_path / "face.png")
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("predictions.json", "predictions.csv", "face_landmarks.png"):
+        (out / name).symlink_to(elsewhere)
+    assert main(["predict", str(tiny_run), str(tmp_path / "face.png"), "--out", str(out), "--backend", "torch"]) == 0
+    assert elsewhere.read_text() == "keep me" and not any(p.is_symlink() for p in out.iterdir())

@@ -2,6 +2,7 @@
 counted with skip_bad (--skip-bad)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from dunet import DunetError
 from dunet.data import open_source
 from dunet.data.images import load_image
+from dunet.data.spec import COCO17_FLIP, SPECS
 
 from .helpers import face_points, write_coco, write_face, write_image, write_pts
 
@@ -168,6 +170,20 @@ def test_coco_annotations_pointing_at_missing_images(tmp_path):
     assert all("gone.jpg" in b.path for b in source.skipped)
 
 
+def test_coco_image_id_listed_for_two_files_labels_neither(tmp_path):
+    """The annotation of one image landed on another that shared its id; `data check` said nothing."""
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        write_image(tmp_path / name)
+    path = write_coco(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    data = json.loads(path.read_text())
+    data["images"][1]["id"] = 1
+    data["images"].append(dict(data["images"][2]))  # the same entry twice is harmless
+    path.write_text(json.dumps(data))
+    source = _expect_bad(f"coco:{path}", "keypoints.json annotation 100",
+                         "image id 1 is listed for several files in 'images' (a.jpg, b.jpg)", good=1, bad=2)
+    assert source.samples[0].image_path.endswith("c.jpg")
+
+
 def _coco_with_edited_annotation(tmp_path, instances: int, index: int, key: str, value):
     """A COCO file of one image with `instances` people whose annotation `index` has `key` set to `value`."""
     write_image(tmp_path / "here.jpg")
@@ -197,6 +213,13 @@ def test_coco_nan_and_negative_keypoints(tmp_path):
     data["annotations"][1]["keypoints"][3] = float("nan")
     path.write_text(json.dumps(data))  # Python writes NaN, which json.load reads back
     _expect_bad(f"coco:{path}", "annotation 101", "not a number", good=2)
+
+
+@pytest.mark.parametrize("flag", [7, 1.5, -1, float("nan")])
+def test_coco_visibility_flag_other_than_0_1_2_is_a_bad_item(tmp_path, flag):
+    """7 and 1.5 were read as labelled points."""
+    path, _ = _coco_with_edited_annotation(tmp_path, 2, 1, "keypoints", lambda k: k[:5] + [flag] + k[6:])
+    _expect_bad(f"coco:{path}", "annotation 101", f"keypoint 1 has visibility {flag:g}; COCO's flags are 0", good=1)
 
 
 def test_not_json(tmp_path):
@@ -306,6 +329,32 @@ def test_coco_category_id_not_among_the_categories_is_refused(tmp_path):
         open_source(f"coco:{path}")
 
 
+@pytest.mark.parametrize("edit, problem", [
+    (lambda c: c["keypoints"].__setitem__(2, "left_eye"), "the name 'left_eye' is given twice (keypoints 1 and 2)"),
+    (lambda c: c.update(flip_pairs=[[0, 99]]), "bad flip pair (0, 99) for 17 keypoints"),
+    (lambda c: c.update(flip_pairs=[[2, 3], [4, 5]]), "flip_pairs [[2, 3], [4, 5]] are not the left/right pairs"),
+])
+def test_coco_keypoint_names_given_twice_or_flip_pairs_that_contradict_them_are_refused(tmp_path, edit, problem):
+    """A name given twice switched flipping off without a word; flip_pairs beside the COCO-17 names were ignored."""
+    path = _coco_file(tmp_path, lambda data: edit(data["categories"][0]))
+    with pytest.raises(DunetError) as caught:
+        open_source(f"coco:{path}")
+    assert "keypoints.json: " in str(caught.value) and problem in str(caught.value)
+    path = _coco_file(tmp_path, lambda data: data["categories"][0].update(flip_pairs=[[2, 1], [3, 4]]
+                                                                        + [[a, b] for a, b in COCO17_FLIP[2:]]))
+    assert open_source(f"coco:{path}").spec == SPECS["coco"]  # the pairs it has, in any order: fine
+
+
+@pytest.mark.parametrize("edit", [lambda data: data.pop("categories"), lambda data: data.update(categories=[]),
+                                  lambda data: data["categories"][0].pop("keypoints")])
+def test_coco_17_points_without_names_are_coco_17(tmp_path, edit):
+    """Without a category the names became kp0..kp16 and COCO-17's flip pairs were lost."""
+    assert open_source(f"coco:{_coco_file(tmp_path, edit)}").spec == SPECS["coco"]
+    write_image(tmp_path / "here.jpg")
+    other = write_coco(tmp_path, ["here.jpg"], k=5, names=[])  # no known set of 5: generic names, flip off
+    assert open_source(f"coco:{other}").spec.keypoints == ("kp0", "kp1", "kp2", "kp3", "kp4")
+
+
 def _dlc(tmp_path, header: str, row: str = "labeled-data/v/img0.png,1,2,3,4\n"):
     write_image(tmp_path / "labeled-data" / "v" / "img0.png")
     path = tmp_path / "labeled-data" / "v" / "CollectedData_me.csv"
@@ -325,6 +374,39 @@ def test_dlc_short_header_rows_are_refused(tmp_path, header, problem):
     with pytest.raises(DunetError, match=problem) as caught:
         open_source(f"dlc:{path}")
     assert "CollectedData_me.csv" in str(caught.value)
+
+
+@pytest.mark.parametrize("parts, problem", [
+    ("nose,nose,leftear,leftear,leftear,leftear", "the name 'leftear' is given twice (body parts 1 and 2)"),
+    ("nose,nose,,,tail,tail", "body part 1 has an empty name"),
+])
+def test_dlc_body_part_named_twice_or_not_at_all_is_refused(tmp_path, parts, problem):
+    """Both were accepted: the points of one name went to either label, and flipping was switched off."""
+    path = _dlc(tmp_path, f"scorer,me,me,me,me,me,me\nbodyparts,{parts}\ncoords,x,y,x,y,x,y\n",
+                "labeled-data/v/img0.png,1,2,3,4,5,6\n")
+    with pytest.raises(DunetError) as caught:
+        open_source(f"dlc:{path}")
+    assert f"{path}: bodyparts row: {problem}" in str(caught.value)
+
+
+def test_dlc_h5_points_to_the_csv_beside_it(tmp_path):
+    """DeepLabCut's .h5 (pandas in HDF5: reading it needs pandas and PyTables) failed with "cannot read CSV"."""
+    path = _dlc(tmp_path, "scorer,me,me\nbodyparts,nose,nose\ncoords,x,y\n", "labeled-data/v/img0.png,1,2\n")
+    h5 = path.with_suffix(".h5")
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    with pytest.raises(DunetError) as caught:
+        open_source(f"dlc:{h5}")
+    assert str(caught.value) == (f"{h5}: an HDF5 file (DeepLabCut's .h5), which dunet does not read; give the CSV "
+                                 f"that DeepLabCut writes beside it: dlc:{path}")
+    path.unlink()
+    with pytest.raises(DunetError, match="give the CSV that DeepLabCut writes beside it: its CollectedData_me.csv"):
+        open_source(f"dlc:{h5}")
+
+
+def test_dlc_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
+    path = _dlc(tmp_path, "\ufeffscorer,me,me\nbodyparts,nose,nose\ncoords,x,y\n", "labeled-data/v/img0.png,1,2\n")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert open_source(f"dlc:{path}").spec.keypoints == ("nose",)
 
 
 def test_dlc_row_cut_short_is_a_bad_item(tmp_path):
@@ -369,6 +451,40 @@ def test_data_check_does_not_decode_images_at_full_size(tmp_path, monkeypatch):
     monkeypatch.setattr(Image.Image, "load", load)
     images.check_image(big)
     assert max(sizes) == (500, 500)
+
+
+def _png(width: int, height: int, *chunks: tuple[bytes, bytes]) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + b"".join(chunk(*c) for c in chunks) + chunk(b"IEND", b"")
+
+
+def test_data_check_finds_a_png_whose_pixels_are_missing_or_cut_off(tmp_path):
+    """A 20000x20000 PNG header with no pixel data passed `data check`; eval and predict then failed on it."""
+    import zlib
+
+    from dunet.commands.data import check_source
+
+    write_face(tmp_path, "a")
+    cut = tmp_path / "cut.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (120, 120, 3), np.uint8)).save(cut)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2] + _png(1, 1)[-12:])  # IEND after half the data
+    (tmp_path / "empty.png").write_bytes(_png(20000, 20000, (b"IDAT", b"")))
+    (tmp_path / "none.png").write_bytes(_png(20000, 20000))
+    (tmp_path / "junk.png").write_bytes(_png(120, 120, (b"IDAT", b"not zlib data")))
+    (tmp_path / "short.png").write_bytes(_png(120, 120, (b"IDAT", zlib.compress(bytes(1000)))))
+    for name in ("cut", "empty", "none", "junk", "short"):
+        write_pts(tmp_path / f"{name}.pts", face_points())
+    report = check_source(f"300w:{tmp_path}")
+    problems = {Path(b["path"]).stem: b["problem"] for b in report["bad"]}
+    assert report["samples"] == 1 and sorted(problems) == ["cut", "empty", "junk", "none", "short"], problems
+    assert problems["empty"] == problems["none"] == "truncated image file (pixel data for 0 % of the image)"
+    assert problems["cut"].startswith("truncated image file") and problems["junk"].startswith("corrupt image")
 
 
 def test_data_check_refuses_a_float_image_as_training_would(tmp_path):

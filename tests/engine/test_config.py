@@ -126,6 +126,18 @@ def test_dunet_info_refuses_an_absurd_model_at_once(capsys):
     assert "units 100000: must be <= 64" in capsys.readouterr().err
 
 
+def test_a_binary_file_as_the_recipe_is_one_line(tmp_path):
+    """A model file given as the config was a UnicodeDecodeError traceback."""
+    recipe = tmp_path / "model.safetensors"
+    recipe.write_bytes(b"\x08\x00\x00\x00\xff\xfe\x89PNG" * 10)
+    with pytest.raises(DunetError, match=f"config file {recipe}: not a text file \\(byte 4 is not UTF-8\\)"):
+        load_config(recipe)
+    recipe.write_bytes(b"model: 1\n\x00\x01")  # UTF-8, but characters YAML refuses: its message had two lines
+    with pytest.raises(DunetError) as caught:
+        load_config(recipe)
+    assert "not valid YAML (unacceptable character #x0000" in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_a_malformed_recipe_is_one_line_naming_the_file_and_place(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("model:\n  units: [4\n")

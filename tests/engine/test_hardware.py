@@ -105,6 +105,16 @@ def test_thread_plan_leaves_cores_that_other_work_keeps_busy(monkeypatch):
     assert hardware.plan_threads().threads == 1  # never none
 
 
+def test_threads_above_the_cores_are_capped_saying_so(monkeypatch):
+    """threads=1000 on 2 cores was accepted and crawled (0.5 images/s)."""
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 0)
+    plan = hardware.plan_threads(threads=1000, workers=0)
+    assert plan.threads == 2 and "threads 1000 is more than the 2 usable core(s): using 2" in plan.reason
+    assert hardware.plan_threads(threads=1000, processes=2).threads == 1
+    assert hardware.plan_threads(threads=2).reason.startswith("2 thread(s) x 1 process(es) on 2 usable core(s);")
+
+
 def test_busy_cores_counts_the_usable_cores_more_than_half_busy(monkeypatch):
     """(busy, total) ticks of each core, read twice: core 0 busy 90 % of the interval, core 1 10 %, core 2 60 %
     but not this process's to use."""

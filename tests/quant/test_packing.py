@@ -119,3 +119,13 @@ def test_damaged_packed_file_is_a_clear_error(tmp_path):
     assert is_packed_file(path)
     with pytest.raises(DunetError, match="m.safetensors: damaged packed model"):
         load_packed(path)
+
+
+def test_packed_weights_with_nan_are_refused_at_load(tmp_path):
+    model = build_model(ModelConfig(**SMALL, quant="bw-alpha"))
+    name = next(n for n, t in model.state_dict().items() if t.is_floating_point() and t.dim() == 1)
+    with torch.no_grad():
+        model.state_dict()[name][0] = float("nan")
+    path = save_packed(model, {}, tmp_path / "m.safetensors")
+    with pytest.raises(DunetError, match=f"m.safetensors: damaged weights: tensor\\(s\\) {name} hold NaN"):
+        load_packed(path)
