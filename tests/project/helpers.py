@@ -15,9 +15,9 @@ POINTS = ["snout", "leftear", "rightear", "tailbase"]
 OPENFIELD = SHARED_DATA / "dlc_openfield" / "labeled-data" / "m4s1"
 
 
-def small_project(folder: Path, frames: int = 3) -> Path:
+def small_project(folder: Path, frames: int = 3, points: list[str] = POINTS) -> Path:
     root = folder / "mouse"
-    new_project(root, POINTS, [("snout", "leftear"), ("snout", "rightear")])
+    new_project(root, points, [(a, b) for a, b in [("snout", "leftear"), ("snout", "rightear")] if b in points])
     video = root / "labeled-data" / "m4s1"
     video.mkdir()
     for n in range(frames):
