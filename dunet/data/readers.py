@@ -594,7 +594,8 @@ def read_dlc_labels(path: str | os.PathLike) -> DlcLabels:
         if not any(cell.strip() for cell in row):
             continue
         row = row + [""] * (columns[-1] + 2 - len(row))
-        key = "/".join(cell for cell in row[:columns[0]] if cell)
+        # DeepLabCut on Windows writes labeled-data\VIDEO\img.png in one cell: the same frame as on Linux.
+        key = "/".join(cell for cell in row[:columns[0]] if cell).replace("\\", "/")
         points, visible, problem = _dlc_points([row[c] for i in columns for c in (i, i + 1)], names)
         if problem:
             raise DunetError(f"{path} row {number}: {problem}")

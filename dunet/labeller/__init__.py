@@ -263,9 +263,10 @@ def make_server(labeller: Labeller, port: int = 8042, token: str | None = None) 
                 return self._send(404, {"error": "not found"})
             if not self._token_ok():
                 return self._send(403, {"error": "refused: no valid token (reload the labeller's page)"})
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > 1_000_000:
-                return self._send(413, {"error": "request too large"})
+            length = self.headers.get("Content-Length", "0")
+            length = int(length) if length.isdigit() else -1
+            if not 0 <= length <= 1_000_000:
+                return self._send(413, {"error": "request too large, or no Content-Length"})
             try:
                 body = json.loads(self.rfile.read(length))
                 key, changes = body["frame"], body["points"]

@@ -84,3 +84,17 @@ def test_labels_naming_points_the_config_lacks_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "labels name points the config does not: rightear, tailbase" in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_a_csv_written_by_deeplabcut_on_windows_names_the_same_frames(tmp_path):
+    from dunet.labeller import Labeller
+
+    root = small_project(tmp_path)
+    csv = root / "labeled-data/m4s1/CollectedData_dunet.csv"
+    csv.write_text("scorer,dunet,dunet\nbodyparts,snout,snout\ncoords,x,y\nlabeled-data\\m4s1\\img0001.png,4.5,6\n")
+    labeller = Labeller(open_project(root))
+    assert labeller.missing_images() == []
+    labeller.set_points("labeled-data/m4s1/img0001.png", {"leftear": [1, 2]})
+    frames = read_dlc_labels(csv).frames
+    assert list(frames) == ["labeled-data/m4s1/img0001.png"]  # one row, not a second one for the same image
+    assert frames["labeled-data/m4s1/img0001.png"][:2].tolist() == [[4.5, 6], [1, 2]]

@@ -163,8 +163,14 @@ async function show(index) {
   const first = S.points.findIndex((n) => frame().points[n] === null);
   S.current = first >= 0 ? first : 0;
   const image = new Image();
-  image.src = "/image/" + encodeURI(frame().key);
-  await image.decode();
+  image.src = "/image/" + frame().key.split("/").map(encodeURIComponent).join("/");
+  try {
+    await image.decode();
+  } catch {
+    S.error = `cannot show ${frame().key}`;
+    showStatus();
+    return;
+  }
   const sameSize = S.image && S.image.naturalWidth === image.naturalWidth && S.image.naturalHeight === image.naturalHeight;
   S.image = image;
   if (!sameSize) fit();  // keep the zoom while stepping through frames of one video
