@@ -299,6 +299,14 @@ def test_labels_placed_moved_and_hidden_in_the_browser_survive_a_killed_server(b
     try:
         open_page(browser, url)
         assert page_labels(browser) == left
+        # The command as users run it: 127.0.0.1 only, and no write without the page's token.
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.2", port), timeout=2).close()
+        forged = browser.execute_script(
+            "return fetch('/api/label', {method: 'POST', body: JSON.stringify("
+            "{frame: arguments[0], points: {snout: [1, 1]}})}).then(r => r.status)", FRAMES[0])
+        assert forged == 403 and read_dlc_labels(csv).frames[FRAMES[0]][0].tolist() == left[FRAMES[0]]["snout"]
     finally:
         server.terminate()
         server.wait(10)
