@@ -126,6 +126,9 @@ def new_project(path: str | os.PathLike, points: list[str], skeleton: list[tuple
         video = Path(video).resolve()
         if not video.is_file():
             raise DunetError(f"{video}: video not found")
+        if any(Path(other).stem == video.stem for other in sets):
+            raise DunetError(f"{video}: another video is also named {video.stem}; their frames would share "
+                             f"labeled-data/{video.stem}/ (rename one)")
         width, height = _video_size(video)
         sets[str(video)] = {"crop": f"0, {width}, 0, {height}"}
     # The keys DeepLabCut's own create_new_project writes and its tools read; the rest take their defaults.

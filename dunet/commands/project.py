@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from dunet import DunetError
     from dunet.project import new_project, open_project
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     for video in project.videos:
         labels = project.labels(video)
         images = [f for f in frames if f.split("/")[1] == video]
-        labelled = sum(1 for xy in labels.frames.values() if (xy == xy).any())
+        labelled = sum(1 for xy in labels.frames.values() if not np.isnan(xy).all())
         gone = sorted(set(labels.frames) - frames)
         print(f"  {video}: {len(images)} frames, {labelled} labelled, in {project.label_file(video).name}"
               + (f"; {len(gone)} labelled frames have no image (labels kept): {', '.join(gone[:3])}" if gone else ""))

@@ -8,6 +8,7 @@ import yaml
 from dunet.cli import main
 import numpy as np
 
+from dunet import DunetError
 from dunet.data.readers import DlcLabels, read_dlc, read_dlc_labels, write_dlc_labels
 from dunet.project import new_project, open_project
 from tests.project.helpers import POINTS, small_project
@@ -26,6 +27,10 @@ def test_new_project_is_laid_out_as_deeplabcut_does(tmp_path):
         "bodyparts,,," + ",".join(p for p in POINTS for _ in "xy"),
         "coords,,," + ",".join(["x", "y"] * 4)]
     assert project.videos == ["clip"] and read_dlc_labels(csv).frames == {}
+    (tmp_path / "day2").mkdir()
+    shutil.copy(video, tmp_path / "day2" / "clip.mp4")
+    with pytest.raises(DunetError, match="another video is also named clip"):
+        new_project(tmp_path / "two", POINTS, videos=[video, tmp_path / "day2" / "clip.mp4"])
 
 
 def _write_video(path):
