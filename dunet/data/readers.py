@@ -494,16 +494,7 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     folder or its parents."""
     path = Path(path)
     name = name or f"dlc:{path}"
-    if not path.is_file():
-        raise DunetError(f"{path}: DeepLabCut CSV not found")
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DunetError(f"{path}: cannot read CSV ({err})") from None
-    header = {row[0]: row for row in rows[:4] if row}
-    if not {"scorer", "bodyparts", "coords"} <= set(header):
-        raise DunetError(f"{path}: not a DeepLabCut CollectedData CSV (expected header rows scorer, bodyparts, coords)")
+    rows, header = _dlc_rows(path)
     names, animals = _dlc_columns(path, header)
     index_columns = min(columns[0] for _, columns in animals)
     header_rows = 4 if "individuals" in header else 3
@@ -558,6 +549,22 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     return _finish(name, spec, samples, bad, skip_bad)
 
 
+def _dlc_rows(path: Path) -> tuple[list[list[str]], dict[str, list[str]]]:
+    """The rows of a CollectedData CSV and its header rows by their first cell (scorer, [individuals,] bodyparts,
+    coords)."""
+    if not path.is_file():
+        raise DunetError(f"{path}: DeepLabCut CSV not found")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DunetError(f"{path}: cannot read CSV ({err})") from None
+    header = {row[0]: row for row in rows[:4] if row}
+    if not {"scorer", "bodyparts", "coords"} <= set(header):
+        raise DunetError(f"{path}: not a DeepLabCut CollectedData CSV (expected header rows scorer, bodyparts, coords)")
+    return rows, header
+
+
 @dataclasses.dataclass
 class DlcLabels:
     """The labels of one single-animal DeepLabCut CollectedData CSV as a table, images not opened: what the
@@ -575,16 +582,7 @@ def read_dlc_labels(path: str | os.PathLike) -> DlcLabels:
     """A CollectedData CSV as a `DlcLabels` table. Multi-animal files are refused (the labeller edits one
     animal per frame); a bad cell raises, naming its row, so that no label is silently dropped."""
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except FileNotFoundError:
-        raise DunetError(f"{path}: DeepLabCut CSV not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DunetError(f"{path}: cannot read CSV ({err})") from None
-    header = {row[0]: row for row in rows[:4] if row}
-    if not {"scorer", "bodyparts", "coords"} <= set(header):
-        raise DunetError(f"{path}: not a DeepLabCut CollectedData CSV (expected header rows scorer, bodyparts, coords)")
+    rows, header = _dlc_rows(path)
     if "individuals" in header:
         raise DunetError(f"{path}: a multi-animal project; dunet edits single-animal labels only")
     names, animals = _dlc_columns(path, header)
