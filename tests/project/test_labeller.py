@@ -190,6 +190,7 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's own errors, checked below
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,720",
                  "--force-device-scale-factor=1", "--disable-dev-shm-usage"):
         options.add_argument(flag)
@@ -276,6 +277,7 @@ def test_labels_placed_moved_and_hidden_in_the_browser_survive_a_killed_server(b
         ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(canvas, 0, 0), 0, -240).perform()
         WebDriverWait(browser, 5).until(lambda d: d.execute_script("return window.labeller.state.view.scale") > scale)
         assert page_labels(browser) == left  # zooming changes no label
+        assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         server.send_signal(signal.SIGKILL)  # as a crash: no chance to tidy up
         server.wait(10)

@@ -280,7 +280,11 @@ document.addEventListener("keydown", (e) => {
   else if (key === "ArrowUp" || key === "w") S.current = (S.current + n - 1) % n;
   else if (/^[1-9]$/.test(key) && Number(key) <= n) S.current = Number(key) - 1;
   else if (key === "h") hideCurrent();
-  else if (key === "Delete" || key === "Backspace") save(S.points[S.current], null);
+  else if (key === "Delete" || key === "Backspace") {
+    const current = S.current;
+    save(S.points[current], null);
+    S.current = current;  // cleared to be placed again: it stays current
+  }
   else if (key === "z" || (key === "Z" && e.ctrlKey)) undo();
   else if (key === "Enter") acceptSuggestions();
   else if (key === "0" || key === "f") fit();
