@@ -1,7 +1,8 @@
 """dunet finds landmarks (face points, body joints, animal body parts) in images and videos with DU-Net models.
 
 Start with `dunet models` (pretrained models), `dunet predict --model NAME IMAGES_OR_VIDEOS`, or train your
-own: `dunet train RECIPE.yaml`, `dunet eval`, `dunet export`. From Python: `dunet.load(NAME).predict(IMAGE)`.
+own: `dunet train RECIPE.yaml`, `dunet eval`, `dunet export`. Your own keypoints: `dunet project new`, `dunet label`
+(in the browser), `dunet train --data`. From Python: `dunet.load(NAME).predict(IMAGE)`.
 """
 
 # Each subcommand lives in dunet/commands/<name>.py: add_parser(subparsers) registers it and sets func(args) -> int.
@@ -15,7 +16,7 @@ import warnings
 
 from dunet import DunetError, __version__
 
-COMMANDS = ["info", "data", "train", "eval", "predict", "export", "models", "demo"]
+COMMANDS = ["info", "data", "train", "eval", "predict", "export", "models", "demo", "project", "label"]
 
 
 def build_parser() -> argparse.ArgumentParser:

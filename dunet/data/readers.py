@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -523,17 +524,7 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     folder or its parents."""
     path = Path(path)
     name = name or f"dlc:{path}"
-    if not path.is_file():
-        raise DunetError(f"{path}: DeepLabCut CSV not found")
-    _refuse_hdf5(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel starts its UTF-8 with a BOM
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DunetError(f"{path}: cannot read CSV ({err})") from None
-    header = {row[0]: row for row in rows[:4] if row}
-    if not {"scorer", "bodyparts", "coords"} <= set(header):
-        raise DunetError(f"{path}: not a DeepLabCut CollectedData CSV (expected header rows scorer, bodyparts, coords)")
+    rows, header = _dlc_rows(path)
     names, animals = _dlc_columns(path, header)
     problem = names_problem(names)
     if problem:
@@ -589,6 +580,95 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     if not animals[0][0]:
         spec = dataclasses.replace(spec, box_margin=1.0)  # the crop is the frame itself: no margin around it
     return _finish(name, spec, samples, bad, skip_bad)
+
+
+def _dlc_rows(path: Path) -> tuple[list[list[str]], dict[str, list[str]]]:
+    """The rows of a CollectedData CSV and its header rows by their first cell (scorer, [individuals,] bodyparts,
+    coords)."""
+    if not path.is_file():
+        raise DunetError(f"{path}: DeepLabCut CSV not found")
+    _refuse_hdf5(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel starts its UTF-8 with a BOM
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DunetError(f"{path}: cannot read CSV ({err})") from None
+    header = {row[0]: row for row in rows[:4] if row}
+    if not {"scorer", "bodyparts", "coords"} <= set(header):
+        raise DunetError(f"{path}: not a DeepLabCut CollectedData CSV (expected header rows scorer, bodyparts, coords)")
+    return rows, header
+
+
+@dataclasses.dataclass
+class DlcLabels:
+    """The labels of one single-animal DeepLabCut CollectedData CSV as a table, images not opened: what the
+    labeller edits and writes back. `frames` maps an image path relative to the project ("labeled-data/VIDEO/
+    img0001.png") to one (x, y) per body part, NaN for an empty cell (unlabelled). `index_columns` is 1
+    (the path in one cell, older DeepLabCut) or 3 (labeled-data, VIDEO, image: DeepLabCut 2.2 and later)."""
+
+    scorer: str
+    names: list[str]
+    frames: dict[str, np.ndarray]
+    index_columns: int = 3
+
+
+def read_dlc_labels(path: str | os.PathLike) -> DlcLabels:
+    """A CollectedData CSV as a `DlcLabels` table. Multi-animal files are refused (the labeller edits one
+    animal per frame); a bad cell raises, naming its row, so that no label is silently dropped."""
+    path = Path(path)
+    rows, header = _dlc_rows(path)
+    if "individuals" in header:
+        raise DunetError(f"{path}: a multi-animal project; dunet edits single-animal labels only")
+    names, animals = _dlc_columns(path, header)
+    columns = animals[0][1]
+    frames: dict[str, np.ndarray] = {}
+    for number, row in enumerate(rows[3:], start=4):
+        if not any(cell.strip() for cell in row):
+            continue
+        row = row + [""] * (columns[-1] + 2 - len(row))
+        # DeepLabCut on Windows writes labeled-data\VIDEO\img.png in one cell: the same frame as on Linux.
+        key = "/".join(cell for cell in row[:columns[0]] if cell).replace("\\", "/")
+        points, visible, problem = _dlc_points([row[c] for i in columns for c in (i, i + 1)], names)
+        if problem:
+            raise DunetError(f"{path} row {number}: {problem}")
+        points[visible == 0] = np.nan
+        frames[key] = points
+    return DlcLabels(header["scorer"][columns[0]], names, frames, columns[0])
+
+
+def write_dlc_labels(path: str | os.PathLike, labels: DlcLabels) -> None:
+    """Write `labels` as DeepLabCut writes CollectedData CSVs (3 header rows, frames sorted, empty cells for
+    unlabelled points), atomically: a reader, or a process killed mid-write, sees the old file or the new one."""
+    path = Path(path)
+    blank = [""] * (labels.index_columns - 1)
+    rows = [["scorer", *blank, *[labels.scorer] * (2 * len(labels.names))],
+            ["bodyparts", *blank, *[n for n in labels.names for _ in "xy"]],
+            ["coords", *blank, *["x", "y"] * len(labels.names)]]
+    for key in sorted(labels.frames):
+        parts = key.split("/")
+        if labels.index_columns > 1:  # labeled-data, VIDEO, image; a deeper path keeps its folders in the last
+            parts = parts[:labels.index_columns - 1] + ["/".join(parts[labels.index_columns - 1:])]
+        index = ["/".join(parts)] if labels.index_columns == 1 else parts + [""] * (labels.index_columns - len(parts))
+        # repr keeps every digit: an untouched label is written back exactly as it was read.
+        rows.append(index + ["" if math.isnan(v) else repr(float(v)) for v in labels.frames[key].reshape(-1)])
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    write_atomic(path, text.getvalue())
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """`text` into `path` through a temporary file in the same folder and os.replace: whoever reads the file,
+    even after a crash mid-write, finds the old content or the new, never half of it."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 # --- FORMAT:PATH ---------------------------------------------------------------------------------
