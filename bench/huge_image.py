@@ -8,7 +8,7 @@
 2. NME-io of 300-W faces (../shared/data/300w) upscaled 8x to JPEG: predicted from the file (decoded at 1/8
    or 1/4) and from its full-size pixels, with the landmarks' box.
 
-Writes bench/results/huge_image.json; docs/benchmarks.md has the figures.
+Writes bench/results/huge_image.json; docs/research/benchmarks.md has the figures.
 """
 
 from __future__ import annotations

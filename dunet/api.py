@@ -56,6 +56,7 @@ class Landmarks:
         return f"Landmarks({len(self.points)} points, mean score {float(np.mean(self.scores)):.2f}, box ({box}))"
 
     def to_dict(self, decimals: int = 2) -> dict:
+        """`{"box": [x, y, w, h], "landmarks": [[x, y], ...], "scores": [...]}`, rounded: what predictions.json holds."""
         return {"box": [round(float(v), decimals) for v in self.box],
                 "landmarks": [[round(float(x), decimals), round(float(y), decimals)] for x, y in self.points],
                 "scores": [round(float(s), 4) for s in self.scores]}
@@ -106,14 +107,17 @@ class Landmarker:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The landmark names, in the order of `Landmarks.points`."""
         return tuple(self.runner.spec.keypoints)
 
     @property
     def spec(self):
+        """The landmark spec (`dunet.data.spec.DatasetSpec`): names, flip pairs, skeleton, normaliser, box margin."""
         return self.runner.spec
 
     @property
     def name(self) -> str:
+        """A short description of the model that runs (its architecture and file)."""
         return self.runner.name
 
     def __repr__(self) -> str:

@@ -12,7 +12,7 @@ from dunet.config import flag_range
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a data set and print its metrics")
     p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory, or a .safetensors / packed / .onnx / OpenVINO .xml model")
-    p.add_argument("--data", required=True, help="FORMAT:PATH, e.g. 300w:../shared/data/300w")
+    p.add_argument("--data", required=True, help="FORMAT:PATH, e.g. 300w:/path/to/300w (docs/data.md)")
     add_model_flags(p, batch_size=16)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--ced", metavar="PNG", help="write the cumulative error distribution plot here")

@@ -1,4 +1,4 @@
-"""OpenVINO: the fastest CPU runtime measured on this machine (bench/infer.py, docs/deployment.md).
+"""OpenVINO: the fastest CPU runtime measured on this machine (bench/infer.py, docs/research/deployment.md).
 
 OpenVINO fuses each BN-ReLU into one pass and runs convolutions on this Xeon's AMX tiles, in bfloat16
 for a float model and in int8 for a model quantized here. Both read an ONNX file from `export_onnx`.

@@ -3,7 +3,7 @@
     predictor = TorchPredictor(model, precision="bf16")     # or OnnxPredictor("model.onnx")
     heatmaps = predictor(images)   # (B, 3, S, S) float32 in [0, 1] -> (B, K, S/4, S/4) float32 numpy
 
-What was measured on this machine (bench/infer.py, docs/deployment.md):
+What was measured on this machine (bench/infer.py, docs/research/deployment.md):
 - torch runs channels_last (oneDNN's blocked NHWC convolutions; ~1.2x over NCHW in fp32). For bf16
   the whole model is cast (`model.to(bfloat16)`), which on this Xeon's AMX tiles was 1.2x faster than
   autocast: autocast keeps the memory-bound BN / ReLU / concat passes in fp32 and re-casts weights
