@@ -222,24 +222,32 @@ def _decode(layout: list[dict], bits: np.ndarray, floats: Tensor) -> dict[str, T
         return plane
 
     for entry in layout:
-        shape = torch.Size(entry["shape"])
-        kind = entry["kind"]
-        if kind in ("float", "folded"):
-            value = take_floats(shape.numel()).view(shape)
-        elif kind == "fill":
-            value = torch.full(shape, entry["value"], dtype=torch.float32)
-        elif kind == "value":
-            value = torch.tensor(entry["value"], dtype=_VALUE_DTYPES[entry["dtype"]]).view(shape)
-        elif kind == "binary":
-            value = torch.from_numpy(np.where(take_plane(shape.numel()), 1.0, -1.0).astype(np.float32)).view(shape)
-        elif kind == "ternary":
-            nonzero, negative = take_plane(shape.numel()), take_plane(shape.numel())
-            value = torch.from_numpy((nonzero * np.where(negative, -1.0, 1.0)).astype(np.float32)).view(shape)
-        else:
-            raise ValueError(f"unknown kind {kind!r} for {entry['key']}")
-        if kind in ("binary", "ternary") and entry["alpha"]:
-            value = value * take_floats(shape[0]).view(-1, *([1] * (len(shape) - 1)))
-        state[entry["key"]] = value
+        try:
+            state[entry["key"]] = _decode_entry(entry, take_floats, take_plane)
+        except ValueError as err:  # name the tensor whose data is missing or wrong
+            raise ValueError(f"tensor {entry.get('key')!r}: {err}") from None
     if bit_pos != bits.size or float_pos != floats.numel():
         raise ValueError("data left over after the last entry")
     return state
+
+
+def _decode_entry(entry: dict, take_floats, take_plane) -> Tensor:
+    """One tensor of the layout, its bits and floats taken from the streams in file order."""
+    shape = torch.Size(entry["shape"])
+    kind = entry["kind"]
+    if kind in ("float", "folded"):
+        value = take_floats(shape.numel()).view(shape)
+    elif kind == "fill":
+        value = torch.full(shape, entry["value"], dtype=torch.float32)
+    elif kind == "value":
+        value = torch.tensor(entry["value"], dtype=_VALUE_DTYPES[entry["dtype"]]).view(shape)
+    elif kind == "binary":
+        value = torch.from_numpy(np.where(take_plane(shape.numel()), 1.0, -1.0).astype(np.float32)).view(shape)
+    elif kind == "ternary":
+        nonzero, negative = take_plane(shape.numel()), take_plane(shape.numel())
+        value = torch.from_numpy((nonzero * np.where(negative, -1.0, 1.0)).astype(np.float32)).view(shape)
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    if kind in ("binary", "ternary") and entry["alpha"]:
+        value = value * take_floats(shape[0]).view(-1, *([1] * (len(shape) - 1)))
+    return value

@@ -1,6 +1,7 @@
 """Packed files: 1 bit per binary and 2 bits per ternary weight, bit-identical outputs after loading."""
 
 import json
+import zlib
 
 import pytest
 import torch
@@ -117,7 +118,11 @@ def test_damaged_packed_file_is_a_clear_error(tmp_path):
     tensors["bits"] = tensors["bits"][:-10]  # truncated bit planes
     save_file(tensors, str(path), metadata=metadata)
     assert is_packed_file(path)
-    with pytest.raises(DunetError, match="m.safetensors: damaged packed model"):
+    # The last binary tensor in the file is the one whose bits are cut off: it is named.
+    layout = json.loads(zlib.decompress(tensors["layout"].numpy().tobytes()))
+    last_binary = [entry["key"] for entry in layout if entry["kind"] == "binary"][-1]
+    with pytest.raises(DunetError, match=f"m.safetensors: damaged packed model .*tensor '{last_binary}': bit data "
+                                         "ends early"):
         load_packed(path)
 
 
