@@ -14,7 +14,7 @@ import sys
 
 from dunet import DunetError, __version__
 
-COMMANDS = ["info", "data", "train", "eval", "predict", "export", "models", "demo"]
+COMMANDS = ["info", "data", "frames", "train", "eval", "predict", "analyse", "outliers", "export", "models", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -557,6 +557,58 @@ def read_dlc(path: str | os.PathLike, image_dir: str | os.PathLike | None = None
     return _finish(name, spec, samples, bad, skip_bad)
 
 
+
+def write_dlc(path: str | os.PathLike, scorer: str, names: list[str], rows: dict[str, np.ndarray]) -> Path:
+    """Write a single-animal DeepLabCut CollectedData CSV that `read_dlc` and DeepLabCut read: header rows
+    scorer / bodyparts / coords, then per image (its path relative to the project, e.g.
+    labeled-data/VIDEO/img0042.png) x, y per body part, empty cells for NaN (not labelled). `rows`: image ->
+    (K, 2) points; written through a temporary file and a rename, so a killed process leaves the old file."""
+    import io
+
+    from dunet.checkpoint import atomic_write_file
+
+    path = Path(path)
+    text = io.StringIO(newline="")
+    table = csv.writer(text, lineterminator="\n")
+    table.writerow(["scorer"] + [scorer] * (2 * len(names)))
+    table.writerow(["bodyparts"] + [n for n in names for _ in range(2)])
+    table.writerow(["coords"] + ["x", "y"] * len(names))
+    for image in sorted(rows):
+        points = np.asarray(rows[image], np.float64).reshape(len(names), 2)
+        table.writerow([image] + ["" if not math.isfinite(v) else f"{v:.3f}" for v in points.ravel()])
+    atomic_write_file(path, text.getvalue().encode("utf-8"), what="the labels")
+    return path
+
+
+def read_dlc_rows(path: str | os.PathLike) -> tuple[str, list[str], dict[str, np.ndarray]]:
+    """(scorer, body parts, image -> (K, 2) points with NaN where not labelled) of a single-animal DeepLabCut
+    CSV, every row kept as it is (images need not exist): what `write_dlc` writes back when a file is merged."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DunetError(f"{path}: cannot read CSV ({err})") from None
+    header = {row[0]: row for row in rows[:4] if row}
+    if not {"scorer", "bodyparts", "coords"} <= set(header) or "individuals" in header:
+        raise DunetError(f"{path}: not a single-animal DeepLabCut CSV (expected header rows scorer, bodyparts, coords)")
+    names, animals = _dlc_columns(path, header)
+    columns = animals[0][1]
+    scorer = header["scorer"][columns[0]]
+    table = {}
+    for row in rows[3:]:
+        if not any(cell.strip() for cell in row):
+            continue
+        row = row + [""] * (len(header["coords"]) - len(row))
+        image = "/".join(cell for cell in row[:columns[0]] if cell)
+        values = [row[c].strip() for i in columns for c in (i, i + 1)]
+        try:
+            table[image] = np.array([float(v) if v else np.nan for v in values]).reshape(len(names), 2)
+        except ValueError:
+            raise DunetError(f"{path}: {image}: expected numbers or empty cells") from None
+    return scorer, names, table
+
+
 # --- FORMAT:PATH ---------------------------------------------------------------------------------
 
 

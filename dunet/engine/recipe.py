@@ -72,23 +72,43 @@ def step_seconds(cfg: TrainConfig, input_size: int, batch: int, steps: int = 3) 
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
-def own_data_config(data: str, val: str, source, minutes: float, overrides: list[str] = (),
-                    timer=step_seconds) -> tuple[TrainConfig, list[str]]:
-    """The recipe for `source` (opened from `data`) in about `minutes` of training on this machine, and the
-    lines that say what was chosen and why. `overrides` (--set) apply last and win."""
+def previous_run(run: str, spec) -> tuple[int, int]:
+    """(input size, units) of the run `--init RUN` continues from; one line when its points are not the data's."""
+    from dunet.checkpoint import load_checkpoint
+
+    card = load_checkpoint(run).card
+    if tuple(card.spec.keypoints) != tuple(spec.keypoints):
+        raise DunetError(f"--init {run}: the run predicts {list(card.spec.keypoints)}, the data has "
+                         f"{list(spec.keypoints)}; they must be the same, in the same order")
+    return card.config.model.input_size, card.config.model.units
+
+
+def own_data_config(data: str | list[str], val: str, source, minutes: float, overrides: list[str] = (),
+                    timer=step_seconds, init_run: str = "") -> tuple[TrainConfig, list[str]]:
+    """The recipe for `source` (opened from `data`, one FORMAT:PATH or several merged) in about `minutes` of
+    training on this machine, and the lines that say what was chosen and why. `init_run`: refine that run
+    (its weights, heads included, and its input size) instead of starting from a shipped model.
+    `overrides` (--set) apply last and win."""
     check_own_data(source)
     init, why = starting_model(source.spec)
+    sizes, units = SIZES, 4
+    if init_run:
+        size, units = previous_run(init_run, source.spec)
+        sizes, init, why = (size,), init_run, "refine the earlier run: the same points, the same input size"
+    data = [data] if isinstance(data, str) else list(data)
     held_out = 0.0 if val else 0.2
     frames = len(source) - (0 if val else max(1, round(len(source) * held_out)))
     base = {
-        "model": {"arch": "dunet", "units": 4, "order": 1, "landmarks": source.spec.num_keypoints,
+        "model": {"arch": "dunet", "units": units, "order": 1, "landmarks": source.spec.num_keypoints,
                   "memory_efficient": False},
         "data": {"train": data, "val": val, "val_fraction": held_out, "split_seed": 0,
                  "rotation": 30.0, "scale_range": [0.75, 1.25]},
         "optim": {"optimizer": "rmsprop", "lr": 5e-4, "batch_size": 8, "milestones": [0.7, 0.9],
                   "gammas": [0.2, 0.5]},
         "init": init,
-        "flip_test": source.spec.can_flip,
+        # No flip averaging at validation: `dunet eval` and `dunet predict` do not flip unless asked, and the
+        # figure training prints must be the one they reproduce.
+        "flip_test": False,
     }
     cfg = from_dict(TrainConfig, apply_overrides(base, list(overrides)))
     plan = plan_threads(cfg.threads, cfg.data.workers)
@@ -96,7 +116,7 @@ def own_data_config(data: str, val: str, source, minutes: float, overrides: list
     batch = cfg.optim.batch_size
     budget = minutes * 60 * 0.85  # the rest goes to validation, checkpoints and data start-up
     chosen = None
-    for size in SIZES:
+    for size in sizes:
         seconds = timer(cfg, size, batch)
         epoch_seconds = seconds * -(-frames // batch)
         epochs = int(budget // epoch_seconds)
@@ -109,9 +129,9 @@ def own_data_config(data: str, val: str, source, minutes: float, overrides: list
                                    f"eval_every={max(1, epochs // 5)}", *overrides])
     cfg = from_dict(TrainConfig, final)
     lines = [
-        f"own-data recipe for {data}: {len(source)} frames, {source.spec.num_keypoints} keypoints "
+        f"own-data recipe for {' + '.join(data)}: {len(source)} frames, {source.spec.num_keypoints} keypoints "
         f"({', '.join(source.spec.keypoints)})",
-        f"  start: {cfg.init} ({why}); heads start fresh" if cfg.init else "  start: from scratch (init is empty)",
+        f"  start: {cfg.init} ({why})" + ("" if init_run else "; heads start fresh") if cfg.init else "  start: from scratch (init is empty)",
         f"  held out: {'all of ' + val if val else '20 % of the frames (split_seed 0)'}",
         f"  model: DU-Net({cfg.model.units}) at {cfg.model.input_size} px; {cfg.optim.epochs} epochs of "
         f"{frames} frames, lr {cfg.optim.lr:g}"
