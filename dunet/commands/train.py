@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if metrics:
         from dunet.metrics import format_table
 
+        print(f"{out / 'best'} on the held-out data (the model and figures `dunet eval {out}` reproduces):")
         print(format_table(metrics))
     return 0
 
