@@ -72,15 +72,16 @@ def step_seconds(cfg: TrainConfig, input_size: int, batch: int, steps: int = 3) 
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
-def previous_run(run: str, spec) -> tuple[int, int]:
-    """(input size, units) of the run `--init RUN` continues from; one line when its points are not the data's."""
+def previous_run(run: str, spec) -> dict:
+    """The model config of the run `--init RUN` refines (its weights fit only the same network); one line when
+    its points are not the data's."""
     from dunet.checkpoint import load_checkpoint
 
     card = load_checkpoint(run).card
     if tuple(card.spec.keypoints) != tuple(spec.keypoints):
         raise DunetError(f"--init {run}: the run predicts {list(card.spec.keypoints)}, the data has "
                          f"{list(spec.keypoints)}; they must be the same, in the same order")
-    return card.config.model.input_size, card.config.model.units
+    return config_to_dict(card.config)["model"]
 
 
 def own_data_config(data: str | list[str], val: str, source, minutes: float, overrides: list[str] = (),
@@ -91,16 +92,16 @@ def own_data_config(data: str | list[str], val: str, source, minutes: float, ove
     `overrides` (--set) apply last and win."""
     check_own_data(source)
     init, why = starting_model(source.spec)
-    sizes, units = SIZES, 4
+    model = {"arch": "dunet", "units": 4, "order": 1, "landmarks": source.spec.num_keypoints, "memory_efficient": False}
+    sizes = SIZES
     if init_run:
-        size, units = previous_run(init_run, source.spec)
-        sizes, init, why = (size,), init_run, "refine the earlier run: the same points, the same input size"
+        model = previous_run(init_run, source.spec)
+        sizes, init, why = (model["input_size"],), init_run, "refine the earlier run: the same network and input size"
     data = [data] if isinstance(data, str) else list(data)
     held_out = 0.0 if val else 0.2
     frames = len(source) - (0 if val else max(1, round(len(source) * held_out)))
     base = {
-        "model": {"arch": "dunet", "units": units, "order": 1, "landmarks": source.spec.num_keypoints,
-                  "memory_efficient": False},
+        "model": model,
         "data": {"train": data, "val": val, "val_fraction": held_out, "split_seed": 0,
                  "rotation": 30.0, "scale_range": [0.75, 1.25]},
         "optim": {"optimizer": "rmsprop", "lr": 5e-4, "batch_size": 8, "milestones": [0.7, 0.9],
