@@ -151,10 +151,11 @@ def plot_trajectories(analysis: Analysis, out_dir: Path, name: str, size: tuple[
         else:
             axis.invert_yaxis()
         axis.set_aspect("equal")
-        axis.set_title(f"{name}: {part} ({int(keep.sum())} of {len(keep)} frames, score >= 0.1)")
+        axis.set_title(f"{name}: {part}\n{int(keep.sum())} of {len(keep)} frames (score >= 0.1)", fontsize=10)
         axis.set_xlabel("x (px)")
         axis.set_ylabel("y (px)")
         path = out_dir / f"{name}_trajectory_{_safe(part)}.png"
+        figure.tight_layout()
         figure.savefig(path)
         plt.close(figure)
         paths.append(path)

@@ -110,6 +110,8 @@ def pick_frames(video: str | Path, count: int, method: str = "kmeans", seed: int
     if count < 1:
         raise DunetError(f"--count {count}: must be at least 1")
     total = video_frames(video)
+    if total and count > total:  # the header's count: said at once rather than after decoding the whole video
+        raise DunetError(f"{video}: --count {count} but the video has {total} frames")
     step = max(1, total // MAX_SCANNED) if method == "kmeans" else max(1, total // max(count, 1))
     stats = FrameStats()
     indices, features = [], []
