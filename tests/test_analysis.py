@@ -57,18 +57,16 @@ def test_suspicion_finds_low_scores_jumps_and_broken_lengths():
     assert max(s[:5].max() for s in signs.values()) < 0.5  # steady frames stay unsuspected
 
 
-def test_outliers_are_written_into_the_project_with_the_models_points(pose, clip, tmp_path, capsys):
+def test_outliers_are_written_into_the_project_with_the_models_points(clip, tmp_path, capsys):
     project = tmp_path / "p"
     assert main(["outliers", "lsp-dunet4", str(clip), "--count", "4", "--project", str(project),
-                 "--backend", "torch", "--threads", "1"]) == 2  # a model name is not a run: one line
-    (tmp_path / "run").mkdir()
-    from dunet.analysis import find_outliers
-
-    found = find_outliers(pose, clip, 4, project, progress=False)
-    assert 1 <= len(found.frames) <= 4 and all(p.is_file() for p in found.images)
-    scorer, names, rows = read_dlc_rows(found.labels)
-    assert scorer == "machine" and names == list(pose.names) and len(rows) == len(found.frames)
-    assert sorted(rows) == [f"labeled-data/clip/{p.name}" for p in found.images]
+                 "--backend", "torch", "--threads", "1"]) == 0
+    assert "suspect frame(s)" in capsys.readouterr().out
+    images = sorted((project / "labeled-data" / "clip").glob("img*.png"))
+    scorer, names, rows = read_dlc_rows(project / "labeled-data" / "clip" / "machinelabels.csv")
+    assert 1 <= len(images) <= 4 and scorer == "machine" and len(names) == 14
+    assert sorted(rows) == [f"labeled-data/clip/{p.name}" for p in images]
+    assert all(np.isfinite(points).all() for points in rows.values())
 
 
 def test_analyse_cli_reports_frames_per_second_and_bad_videos_in_one_line(clip, tmp_path, capsys):

@@ -11,7 +11,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from dunet.config import flag_range
 
     p = sub.add_parser("outliers", help="find the frames of a video where the model is likely wrong, for correction")
-    p.add_argument("checkpoint", help="run directory, checkpoint or model file")
+    p.add_argument("checkpoint", help="run directory, checkpoint or model file (or a pretrained model's name)")
     p.add_argument("video", help="the video to look through")
     p.add_argument("--count", type=flag_range(int, 1), default=20, metavar="N", help="how many frames (default 20)")
     p.add_argument("--project", metavar="PROJECT",
@@ -24,15 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from collections import Counter
-    from pathlib import Path
 
-    from dunet import DunetError, load
+    from dunet import load
     from dunet.analysis import find_outliers
     from dunet.project import video_frames
 
     video_frames(args.video)  # a missing or undecodable video is one line before the model loads
-    if not Path(args.checkpoint).exists():
-        raise DunetError(f"{args.checkpoint}: no such run or model file")
     landmarker = load(args.checkpoint, backend=args.backend, device=args.device, precision=args.precision,
                       flip=args.flip, batch_size=args.batch_size, threads=args.threads)
     found = find_outliers(landmarker, args.video, args.count, args.project, min_score=args.min_score)
