@@ -99,7 +99,9 @@ def own_data_config(data: str | list[str], val: str, source, minutes: float, ove
         sizes, init, why = (model["input_size"],), init_run, "refine the earlier run: the same network and input size"
     data = [data] if isinstance(data, str) else list(data)
     held_out = 0.0 if val else 0.2
-    frames = len(source) - (0 if val else max(1, round(len(source) * held_out)))
+    # The trainer splits the held-out frames off the first source only, so adding label files keeps them.
+    first = sum(s.meta.get("source", 0) == 0 for s in source.samples)
+    frames = len(source) - (0 if val else max(1, round(first * held_out)))
     base = {
         "model": model,
         "data": {"train": data, "val": val, "val_fraction": held_out, "split_seed": 0,
@@ -133,7 +135,8 @@ def own_data_config(data: str | list[str], val: str, source, minutes: float, ove
         f"own-data recipe for {' + '.join(data)}: {len(source)} frames, {source.spec.num_keypoints} keypoints "
         f"({', '.join(source.spec.keypoints)})",
         f"  start: {cfg.init} ({why})" + ("" if init_run else "; heads start fresh") if cfg.init else "  start: from scratch (init is empty)",
-        f"  held out: {'all of ' + val if val else '20 % of the frames (split_seed 0)'}",
+        f"  held out: {'all of ' + val if val else '20 % of the frames (split_seed 0)'}"
+        + (f" of the first label file, {data[0]}" if len(data) > 1 and not val else ""),
         f"  model: DU-Net({cfg.model.units}) at {cfg.model.input_size} px; {cfg.optim.epochs} epochs of "
         f"{frames} frames, lr {cfg.optim.lr:g}"
         + "".join(f" x{g:g} from epoch {e + 1}" for e, g in zip(cfg.optim.milestone_epochs(), cfg.optim.gammas)),
