@@ -243,10 +243,12 @@ def suspicion(points: np.ndarray, scores: np.ndarray, edges: list[tuple[int, int
     return {"score": low, "jump": jump, "length": length}
 
 
-def pick_outliers(signs: dict[str, np.ndarray], count: int, gap: int = 10) -> list[int]:
+def pick_outliers(signs: dict[str, np.ndarray], count: int, gap: int | None = None) -> list[int]:
     """Positions of the `count` most suspect frames (max over the signs), at least `gap` frames apart so
-    one bad stretch does not take every pick; only frames with some sign (> 0) are picked."""
+    one bad stretch does not take every pick (default: 10, less in a video too short for `count` picks
+    that far apart); only frames with some sign (> 0) are picked."""
     total = np.max(np.stack(list(signs.values())), axis=0)
+    gap = gap if gap is not None else max(1, min(10, len(total) // (2 * count)))
     chosen: list[int] = []
     for i in np.argsort(-total, kind="stable"):
         if total[i] <= 0 or len(chosen) == count:
