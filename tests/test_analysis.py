@@ -71,7 +71,7 @@ def test_outliers_are_written_into_the_project_with_the_models_points(clip, tmp_
 
 def test_analyse_cli_reports_frames_per_second_and_bad_videos_in_one_line(clip, tmp_path, capsys):
     assert main(["analyse", "--model", "lsp-dunet4", str(clip), "--out", str(tmp_path / "a"), "--backend", "torch",
-                 "--threads", "1", "--no-video", "--no-plots"]) == 0
+                 "--threads", "1", "--no-video", "--no-plots", "--filter", "oneeuro"]) == 0
     assert "frames/s" in capsys.readouterr().out
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 4096)
