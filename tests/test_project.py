@@ -71,3 +71,11 @@ def test_labels_naming_points_the_config_does_not_are_one_line_naming_the_file(t
     assert main(["train", "--data", str(root), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "paw" in err[0]
+
+
+def test_frames_of_a_projects_video_go_into_that_project(clip, tmp_path):
+    root = make_project(tmp_path / "p")
+    (root / "videos").mkdir()
+    video = clip.rename(root / "videos" / "mouse.mp4")
+    paths = extract_frames(video, 3, "uniform")
+    assert [p.parent for p in paths] == [root.resolve() / "labeled-data" / "mouse"] * 3
