@@ -16,7 +16,8 @@ import warnings
 
 from dunet import DunetError, __version__
 
-COMMANDS = ["info", "data", "train", "eval", "predict", "export", "models", "demo", "project", "label"]
+COMMANDS = ["info", "data", "project", "frames", "label", "train", "eval", "predict", "analyse", "outliers",
+            "export", "models", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
 """`dunet train CONFIG.yaml [--out RUN_DIR] [--set key=value ...] [--resume]`, or with no config file,
-`dunet train --data FORMAT:PATH [--val FORMAT:PATH] --out RUN_DIR`: the own-data recipe (dunet/engine/recipe.py)."""
+`dunet train --data FORMAT:PATH|PROJECT [--val FORMAT:PATH] [--init RUN] --out RUN_DIR`: the own-data recipe
+(dunet/engine/recipe.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model: on your own data (--data), or from a YAML recipe (see configs/)")
     p.add_argument("config", nargs="?", help="YAML recipe; optional with --resume (the run's own config is used) "
                                               "and with --data")
-    p.add_argument("--data", metavar="FORMAT:PATH",
+    p.add_argument("--data", metavar="FORMAT:PATH|PROJECT",
                    help="your own labelled data, no config needed: fine-tunes the closest shipped model in about "
-                        "--minutes on this machine, e.g. --data dlc:project/labeled-data/CollectedData_me.csv")
+                        "--minutes on this machine, e.g. --data dlc:project/labeled-data/CollectedData_me.csv, or "
+                        "a DeepLabCut project folder (every labeled-data/*/CollectedData_*.csv, merged)")
+    p.add_argument("--init", metavar="RUN", default="",
+                   help="with --data: refine this earlier run (its weights and input size) instead of a shipped model")
     p.add_argument("--val", metavar="FORMAT:PATH", default="",
                    help="with --data: held-out data to score on (default: 20 %% of --data)")
     p.add_argument("--minutes", type=float, default=10.0, help="with --data: the training time to plan for")
@@ -37,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None and not args.resume and not args.data:
         raise DunetError("give your data (--data FORMAT:PATH), a config file (e.g. configs/demo.yaml), "
                          "or --resume with --out RUN_DIR")
+    if args.init and not args.data:
+        raise DunetError("--init RUN goes with --data (a recipe file sets `init:` itself)")
     if args.data and (args.config or args.resume):
         raise DunetError("--data builds its own recipe: leave out the config file (and --resume: a run resumes "
                          "with `dunet train --resume --out RUN_DIR`)")
@@ -61,22 +67,30 @@ def run(args: argparse.Namespace) -> int:
     if metrics:
         from dunet.metrics import format_table
 
+        print(f"{out / 'best'} on the held-out data (the model and figures `dunet eval {out}` reproduces):")
         print(format_table(metrics))
     return 0
 
 
 def _own_data_config(args: argparse.Namespace):
     from dunet import DunetError
-    from dunet.data.readers import open_source
+    from dunet.data.readers import combine_sources, open_source
     from dunet.engine.recipe import own_data_config
 
-    source = open_source(args.data)
+    data = [args.data]
+    if Path(args.data).is_dir():  # a DeepLabCut project: its label files, merged
+        from dunet.project import project_data
+
+        data = project_data(args.data)
+    source = combine_sources([open_source(name) for name in data])
     if args.val:
         val = open_source(args.val)
         if val.spec.keypoints != source.spec.keypoints:
             raise DunetError(f"--val {args.val} has keypoints {list(val.spec.keypoints)} but --data {args.data} "
                              f"has {list(source.spec.keypoints)}; they must be the same, in the same order")
-    cfg, lines = own_data_config(args.data, args.val, source, args.minutes, args.overrides)
+    if args.init and not Path(args.init).exists():
+        raise DunetError(f"--init {args.init}: no such run or checkpoint")
+    cfg, lines = own_data_config(data, args.val, source, args.minutes, args.overrides, init_run=args.init)
     print("\n".join(lines), flush=True)
     return cfg
 

@@ -640,6 +640,7 @@ def write_dlc_labels(path: str | os.PathLike, labels: DlcLabels) -> None:
     """Write `labels` as DeepLabCut writes CollectedData CSVs (3 header rows, frames sorted, empty cells for
     unlabelled points), atomically: a reader, or a process killed mid-write, sees the old file or the new one."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a video's folder in labeled-data/ may be new
     blank = [""] * (labels.index_columns - 1)
     rows = [["scorer", *blank, *[labels.scorer] * (2 * len(labels.names))],
             ["bodyparts", *blank, *[n for n in labels.names for _ in "xy"]],

@@ -72,23 +72,46 @@ def step_seconds(cfg: TrainConfig, input_size: int, batch: int, steps: int = 3) 
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
-def own_data_config(data: str, val: str, source, minutes: float, overrides: list[str] = (),
-                    timer=step_seconds) -> tuple[TrainConfig, list[str]]:
-    """The recipe for `source` (opened from `data`) in about `minutes` of training on this machine, and the
-    lines that say what was chosen and why. `overrides` (--set) apply last and win."""
+def previous_run(run: str, spec) -> dict:
+    """The model config of the run `--init RUN` refines (its weights fit only the same network); one line when
+    its points are not the data's."""
+    from dunet.checkpoint import load_checkpoint
+
+    card = load_checkpoint(run).card
+    if tuple(card.spec.keypoints) != tuple(spec.keypoints):
+        raise DunetError(f"--init {run}: the run predicts {list(card.spec.keypoints)}, the data has "
+                         f"{list(spec.keypoints)}; they must be the same, in the same order")
+    return config_to_dict(card.config)["model"]
+
+
+def own_data_config(data: str | list[str], val: str, source, minutes: float, overrides: list[str] = (),
+                    timer=step_seconds, init_run: str = "") -> tuple[TrainConfig, list[str]]:
+    """The recipe for `source` (opened from `data`, one FORMAT:PATH or several merged) in about `minutes` of
+    training on this machine, and the lines that say what was chosen and why. `init_run`: refine that run
+    (its weights, heads included, and its input size) instead of starting from a shipped model.
+    `overrides` (--set) apply last and win."""
     check_own_data(source)
     init, why = starting_model(source.spec)
+    model = {"arch": "dunet", "units": 4, "order": 1, "landmarks": source.spec.num_keypoints, "memory_efficient": False}
+    sizes = SIZES
+    if init_run:
+        model = previous_run(init_run, source.spec)
+        sizes, init, why = (model["input_size"],), init_run, "refine the earlier run: the same network and input size"
+    data = [data] if isinstance(data, str) else list(data)
     held_out = 0.0 if val else 0.2
-    frames = len(source) - (0 if val else max(1, round(len(source) * held_out)))
+    # The trainer splits the held-out frames off the first source only, so adding label files keeps them.
+    first = sum(s.meta.get("source", 0) == 0 for s in source.samples)
+    frames = len(source) - (0 if val else max(1, round(first * held_out)))
     base = {
-        "model": {"arch": "dunet", "units": 4, "order": 1, "landmarks": source.spec.num_keypoints,
-                  "memory_efficient": False},
+        "model": model,
         "data": {"train": data, "val": val, "val_fraction": held_out, "split_seed": 0,
                  "rotation": 30.0, "scale_range": [0.75, 1.25]},
         "optim": {"optimizer": "rmsprop", "lr": 5e-4, "batch_size": 8, "milestones": [0.7, 0.9],
                   "gammas": [0.2, 0.5]},
         "init": init,
-        "flip_test": source.spec.can_flip,
+        # No flip averaging at validation: `dunet eval` and `dunet predict` do not flip unless asked, and the
+        # figure training prints must be the one they reproduce.
+        "flip_test": False,
     }
     cfg = from_dict(TrainConfig, apply_overrides(base, list(overrides)))
     plan = plan_threads(cfg.threads, cfg.data.workers)
@@ -96,7 +119,7 @@ def own_data_config(data: str, val: str, source, minutes: float, overrides: list
     batch = cfg.optim.batch_size
     budget = minutes * 60 * 0.85  # the rest goes to validation, checkpoints and data start-up
     chosen = None
-    for size in SIZES:
+    for size in sizes:
         seconds = timer(cfg, size, batch)
         epoch_seconds = seconds * -(-frames // batch)
         epochs = int(budget // epoch_seconds)
@@ -109,10 +132,11 @@ def own_data_config(data: str, val: str, source, minutes: float, overrides: list
                                    f"eval_every={max(1, epochs // 5)}", *overrides])
     cfg = from_dict(TrainConfig, final)
     lines = [
-        f"own-data recipe for {data}: {len(source)} frames, {source.spec.num_keypoints} keypoints "
+        f"own-data recipe for {' + '.join(data)}: {len(source)} frames, {source.spec.num_keypoints} keypoints "
         f"({', '.join(source.spec.keypoints)})",
-        f"  start: {cfg.init} ({why}); heads start fresh" if cfg.init else "  start: from scratch (init is empty)",
-        f"  held out: {'all of ' + val if val else '20 % of the frames (split_seed 0)'}",
+        f"  start: {cfg.init} ({why})" + ("" if init_run else "; heads start fresh") if cfg.init else "  start: from scratch (init is empty)",
+        f"  held out: {'all of ' + val if val else '20 % of the frames (split_seed 0)'}"
+        + (f" of the first label file, {data[0]}" if len(data) > 1 and not val else ""),
         f"  model: DU-Net({cfg.model.units}) at {cfg.model.input_size} px; {cfg.optim.epochs} epochs of "
         f"{frames} frames, lr {cfg.optim.lr:g}"
         + "".join(f" x{g:g} from epoch {e + 1}" for e, g in zip(cfg.optim.milestone_epochs(), cfg.optim.gammas)),

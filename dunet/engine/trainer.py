@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import os
 import signal
 import time
@@ -289,7 +290,19 @@ class Trainer:
                 self.log(f"interrupted: saved {self.out / 'last'} holds epoch {saved}, the last completed one; "
                          f"--resume continues with epoch {saved + 1}")
             raise KeyboardInterrupt
-        return metrics
+        return self._run_metrics(metrics)
+
+    def _run_metrics(self, last: dict) -> dict:
+        """The held-out metrics of the model the run directory resolves to (best/, else last/): the figure
+        `dunet eval RUN --split val` and `dunet predict RUN` reproduce, not the last epoch's when an earlier
+        epoch scored better."""
+        best = self.out / "best" / "card.json"
+        if not self.ddp.main or not best.is_file():
+            return last
+        try:
+            return json.loads(best.read_text(encoding="utf-8")).get("provenance", {}).get("metrics") or last
+        except (OSError, ValueError):
+            return last
 
     def _train_epoch(self) -> tuple[float, int]:
         cfg = self.cfg

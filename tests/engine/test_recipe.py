@@ -101,3 +101,38 @@ def test_the_own_data_recipe_learns_a_real_deeplabcut_project(openfield, tmp_pat
     pred, idx = predict_source(model.predict_crops, source, model.input_size, indices=held_out)
     metrics = score(source, pred, idx, model.spec)
     assert metrics["pck_0.2"] >= 60 and metrics["mean_error_px"] < 40, metrics
+
+
+def test_a_project_folder_trains_on_its_merged_labels_and_init_refines_a_run(shared_data, tmp_path, capsys):
+    """`dunet train --data PROJECT --init RUN`: every labeled-data/*/CollectedData_*.csv merged, the run's
+    network and input size kept, its weights (heads included) the start."""
+    import yaml
+
+    from dunet.data.readers import DlcLabels, read_dlc_labels, write_dlc_labels
+    from dunet.engine.config import config_from_dict
+    from dunet.engine.trainer import train
+    from tests.engine.conftest import TINY
+
+    table = read_dlc_labels(shared_data / DLC)
+    names, rows = table.names, table.frames
+    project = tmp_path / "project"
+    (project / "labeled-data").mkdir(parents=True)
+    (project / "config.yaml").write_text(yaml.safe_dump({"scorer": "me", "bodyparts": names}))
+    images = sorted(rows)
+    for part, chosen in (("a", images[:12]), ("b", images[12:24])):
+        folder = project / "labeled-data" / part
+        folder.mkdir()
+        for image in chosen:  # the real frames, linked into this project's layout
+            (folder / image.split("/")[-1]).symlink_to(shared_data / "dlc_openfield" / image)
+        write_dlc_labels(folder / "CollectedData_me.csv",
+                         DlcLabels("me", names, {f"labeled-data/{part}/{i.split('/')[-1]}": rows[i] for i in chosen}))
+    first = config_from_dict({**TINY, "model": {**TINY["model"], "landmarks": 4},
+                              "data": {"train": [f"dlc:{project}/labeled-data/a/CollectedData_me.csv"],
+                                       "val_fraction": 0.2, "workers": 0}, "optim": {**TINY["optim"], "epochs": 1}})
+    train(first, tmp_path / "run1", log=lambda *a: None)
+    assert main(["train", "--data", str(project), "--init", str(tmp_path / "run1"), "--out", str(tmp_path / "run2"),
+                 "--minutes", "0.2", "--set", "optim.epochs=1", "--set", "threads=1", "--set", "data.workers=0"]) == 0
+    out = capsys.readouterr().out
+    assert "24 frames" in out and f"start: {tmp_path / 'run1'}" in out
+    cfg = yaml.safe_load((tmp_path / "run2" / "config.yaml").read_text())
+    assert cfg["model"]["input_size"] == 64 and cfg["model"]["units"] == 1 and len(cfg["data"]["train"]) == 2

@@ -384,3 +384,21 @@ def test_free_core_watch_counts_only_when_due(monkeypatch):
     assert watch.poll() is None  # at 10 s: not due, not counted
     assert watch.poll() == 1  # at 61 s: one core taken by other work
     assert watch.poll() is None  # at 130 s: counted again, unchanged
+
+
+def test_the_figure_training_returns_is_the_one_eval_reproduces(tiny_config, tmp_path, capsys):
+    """One model, one figure: training reports the checkpoint a run resolves to (best/), scored as
+    `dunet eval RUN` scores it (no flip), not the last epoch's figure."""
+    import json
+
+    from dunet.cli import main
+
+    cfg = load_config(tiny_config, ["optim.epochs=3"])
+    metrics = train(cfg, tmp_path / "run", log=lambda *a: None)
+    best = json.loads((tmp_path / "run" / "best" / "card.json").read_text())["provenance"]["metrics"]
+    assert metrics == best
+    assert main(["eval", str(tmp_path / "run"), "--data", cfg.data.val, "--backend", "torch", "--json",
+                 "--threads", "1"]) == 0
+    shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    key = next(k for k in ("nme_io", "pck_0.2", "mean_error_px") if k in metrics)
+    assert shown[key] == pytest.approx(metrics[key], abs=0.05)
