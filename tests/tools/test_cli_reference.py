@@ -3,21 +3,11 @@ flag or a changed default shows up here instead of in a user's terminal."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "cli_reference.py"
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("cli_reference", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.tools.helpers import load_tool
 
 
 def test_docs_cli_md_matches_the_parsers():
-    tool = load_tool()
+    tool = load_tool("cli_reference")
     current = tool.OUT.read_text(encoding="utf-8") if tool.OUT.is_file() else ""
     assert current == tool.render(), f"docs/cli.md is out of date with dunet.cli's parsers; run: {tool.COMMAND}"
 
@@ -27,7 +17,7 @@ def test_every_command_and_flag_is_in_the_reference():
 
     from dunet.cli import build_parser
 
-    text = load_tool().render()
+    text = load_tool("cli_reference").render()
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, child in sub.choices.items():
@@ -39,7 +29,7 @@ def test_every_command_and_flag_is_in_the_reference():
 
 
 def test_check_mode_names_the_command_to_run(tmp_path, capsys):
-    tool = load_tool()
+    tool = load_tool("cli_reference")
     stale = tmp_path / "cli.md"
     stale.write_text("old\n", encoding="utf-8")
     assert tool.main(["--check", "--out", str(stale)]) == 1

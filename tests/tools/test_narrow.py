@@ -4,8 +4,6 @@ tensor keeps the matching inputs."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,16 +15,7 @@ from dunet.engine.config import config_from_dict
 from dunet.models import build_model
 from dunet.models.blocks import DenseLayer
 from tests.engine.conftest import TINY
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "narrow.py"
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("narrow", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.tools.helpers import load_tool
 
 def wide_model(**changes):
     """A small DU-Net whose BNs have non-trivial statistics, and in which a channel that is 0 everywhere passes
@@ -61,7 +50,7 @@ def outputs(model, size):
 
 
 def test_dropping_bottleneck_channels_that_pass_nothing_on_leaves_the_output_unchanged(tmp_path):
-    tool = load_tool()
+    tool = load_tool("narrow")
     config, model = wide_model()
     silence_half_of_each_bottleneck(model)
     source = save_checkpoint(tmp_path / "wide", model, ModelCard(config, synthetic_source(1).spec))
@@ -78,7 +67,7 @@ def test_dropping_bottleneck_channels_that_pass_nothing_on_leaves_the_output_unc
 def test_a_width_cut_computes_what_the_wide_model_does_with_the_dropped_channels_zeroed(tmp_path, order, bottleneck_too):
     """Zeroing a producer's dropped output channels needs no knowledge of who reads them; if the cut took the wrong
     inputs of any reader (a concatenation's offsets, an earlier U-Net's input, a skip), the outputs would differ."""
-    tool = load_tool()
+    tool = load_tool("narrow")
     config, model = wide_model(units=3, order=order, levels=2)
     if bottleneck_too:
         silence_half_of_each_bottleneck(model)
@@ -107,7 +96,7 @@ def test_a_width_cut_computes_what_the_wide_model_does_with_the_dropped_channels
 
 
 def test_narrowing_needs_a_full_precision_dunet(tmp_path):
-    tool = load_tool()
+    tool = load_tool("narrow")
     config, _ = wide_model()
     config = dataclasses.replace(config, model=config.model.replace(quant="bw"))
     model = build_model(config.model)
@@ -117,7 +106,7 @@ def test_narrowing_needs_a_full_precision_dunet(tmp_path):
 
 
 def test_a_width_the_model_does_not_have_is_refused_in_one_line(tmp_path):
-    tool = load_tool()
+    tool = load_tool("narrow")
     config, model = wide_model()
     source = save_checkpoint(tmp_path / "wide", model, ModelCard(config, synthetic_source(1).spec))
     with pytest.raises(SystemExit, match=f"--width 99: .* has {config.model.width} channels"):
