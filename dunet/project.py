@@ -178,51 +178,35 @@ def is_project(path: str | Path) -> bool:
     return path.is_dir() and (path / "config.yaml").is_file()
 
 
-def project_config(root: str | Path) -> dict:
-    """The project's config.yaml as a dict ({} when it is unreadable: it is a help, not a requirement)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load((Path(root) / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def skeleton_of(root: str | Path | None, names) -> list[tuple[int, int]]:
-    """The config's skeleton as index pairs of `names` (edges naming unknown body parts are left out)."""
+    """The project's skeleton as index pairs of `names` (edges naming other body parts are left out); none
+    when `root` is no readable project: a skeleton helps, it is not required."""
     if root is None or not is_project(root):
         return []
-    edges = project_config(root).get("skeleton")
+    try:
+        edges = open_project(root).skeleton
+    except DunetError:
+        return []
     index = {n: i for i, n in enumerate(names)}
-    return [(index[a], index[b]) for a, b in (e for e in (edges or []) if isinstance(e, list) and len(e) == 2)
-            if a in index and b in index]
-
-
-def label_files(root: str | Path) -> list[Path]:
-    """Every labeled-data/*/CollectedData_*.csv of a project, sorted."""
-    return sorted(Path(root).glob("labeled-data/*/CollectedData_*.csv"))
+    return [(index[a], index[b]) for a, b in edges if a in index and b in index]
 
 
 def project_data(root: str | Path) -> list[str]:
-    """The project's label files as FORMAT:PATH data sources (one per labelled video), each checked against
-    the config's body parts: a file naming a point the config does not is one line naming the file."""
-    root = Path(root)
-    if not is_project(root):
-        raise DunetError(f"{root}: not a DeepLabCut project (no config.yaml)")
-    files = label_files(root)
+    """The project's label files as FORMAT:PATH data sources (one per labelled video). `open_project` refuses
+    a file naming a point the config does not; here a file must also list the config's body parts in its
+    order, as the sources of one training must."""
+    project = open_project(root)
+    files = [project.label_file(video) for video in project.videos]
+    files = [file for file in files if file.is_file()]
     if not files:
-        raise DunetError(f"{root}: no labels yet (labeled-data/*/CollectedData_*.csv); pick frames with "
+        raise DunetError(f"{project.root}: no labels yet (labeled-data/*/CollectedData_*.csv); pick frames with "
                          "`dunet frames VIDEO --out PROJECT` and label them")
-    parts = project_config(root).get("bodyparts")
     for file in files:
         names = read_dlc_labels(file).names
-        if isinstance(parts, list) and names != parts:
-            unknown = [n for n in names if n not in parts]
-            what = (f"names point(s) {', '.join(unknown)} that config.yaml does not" if unknown
-                    else f"has body parts {names}, config.yaml {parts} (the same, in the same order, are needed)")
-            raise DunetError(f"{file}: {what}")
-    return [f"dlc:{file}:{root}" for file in files]
+        if names != project.points:
+            raise DunetError(f"{file}: has body parts {names}, config.yaml {project.points} (the same, in the same "
+                             "order, are needed)")
+    return [f"dlc:{file}:{project.root}" for file in files]
 
 
 def frame_name(index: int, frames: int) -> str:
