@@ -13,6 +13,7 @@ the long side of the joints' box (so that a box the size of the whole picture do
 box to one person, most confident box first. Also given: recall at IoU >= 0.5 with the joints' box (strict
 for boxes that hold a whole person with a margin, as both detectors' do). A false positive is a box that
 matches nobody; LSP images sometimes show other, unlabelled people, which count as false positives here.
+box/j: the median long side of a finding box over the long side of the person's joints' box.
 Prints a table and writes bench/results/person_detect_<cpu>.json.
 """
 
@@ -84,9 +85,10 @@ def scene(rng, lspet, load_image) -> tuple[np.ndarray, list[np.ndarray]]:
     return canvas, truths
 
 
-def match(boxes, truths) -> tuple[list[bool], list[bool], int]:
-    """Per person: found (joints criterion), found (IoU >= 0.5); and the boxes that matched nobody."""
-    found, by_iou, used, used_iou = [False] * len(truths), [False] * len(truths), set(), set()
+def match(boxes, truths) -> tuple[list[bool], list[bool], int, list[float]]:
+    """Per person: found (joints criterion), found (IoU >= 0.5); the boxes that matched nobody; and for each
+    found person, the long side of its box over the long side of its joints' box."""
+    found, by_iou, used, used_iou, ratios = [False] * len(truths), [False] * len(truths), set(), set(), []
     for b, (x, y, w, h) in enumerate(boxes):
         for t, joints in enumerate(truths):
             lo, hi = joints.min(0), joints.max(0)
@@ -95,23 +97,25 @@ def match(boxes, truths) -> tuple[list[bool], list[bool], int]:
             if not found[t] and b not in used and inside >= 0.8 and 0.5 <= ratio <= 3:
                 found[t] = True
                 used.add(b)
+                ratios.append(ratio)
             ix = max(0.0, min(x + w, hi[0]) - max(x, lo[0]))
             iy = max(0.0, min(y + h, hi[1]) - max(y, lo[1]))
             union = w * h + (hi - lo).prod() - ix * iy
             if not by_iou[t] and b not in used_iou and ix * iy / max(union, 1e-9) >= 0.5:
                 by_iou[t] = True
                 used_iou.add(b)
-    return found, by_iou, len(boxes) - len(used)
+    return found, by_iou, len(boxes) - len(used), ratios
 
 
 def measure(detect, images, truths) -> dict:
-    found, by_iou, heights, false_pos, times = [], [], [], [], []
+    found, by_iou, heights, false_pos, times, ratios = [], [], [], [], [], []
     detect(images[0])  # warm-up: network loading
     for image, people_here in zip(images, truths):
         start = time.perf_counter()
         boxes = detect(image)
         times.append(time.perf_counter() - start)
-        hit, hit_iou, extra = match(boxes, people_here)
+        hit, hit_iou, extra, box_ratios = match(boxes, people_here)
+        ratios += box_ratios
         found += hit
         by_iou += hit_iou
         false_pos.append(extra)
@@ -121,7 +125,8 @@ def measure(detect, images, truths) -> dict:
                for lo, hi in SIZE_BINS for sel in [(heights >= lo) & (heights < hi)]}
     return {"images": len(images), "people": len(found), "recall": float(found.mean()),
             "recall_iou50": float(by_iou.mean()), "false_positives_per_image": float(np.mean(false_pos)),
-            "ms_per_image": 1000 * float(np.median(times)), "recall_by_height": by_size}
+            "ms_per_image": 1000 * float(np.median(times)), "recall_by_height": by_size,
+            "box_side_over_joints_side": float(np.median(ratios)) if ratios else None}
 
 
 # The shipped detectors, BlazePose also on the whole image only (no squares) and with a finer grid of squares.
@@ -155,7 +160,7 @@ def main() -> None:
     sets["scenes 1280x960, 1-3 people"] = ([s[0] for s in scenes], [s[1] for s in scenes])
 
     results = {"machine": machine(), "seed": args.seed, "opencv": cv2.__version__, "sets": {}}
-    print(f"{'set':30s} {'detector':15s} {'people':>6s} {'recall':>7s} {'IoU.5':>6s} {'FP/img':>7s} {'ms/img':>7s}"
+    print(f"{'set':30s} {'detector':15s} {'people':>6s} {'recall':>7s} {'IoU.5':>6s} {'FP/img':>7s} {'ms/img':>7s} {'box/j':>5s}"
           "  recall by height (<100 / 100-200 / 200-400 / >400 px)")
     for set_name, (images, truths) in sets.items():
         for detector in args.detectors:
@@ -165,7 +170,7 @@ def main() -> None:
                                  for v in r["recall_by_height"].values())
             print(f"{set_name:30s} {detector:15s} {r['people']:6d} {100 * r['recall']:6.1f}% "
                   f"{100 * r['recall_iou50']:5.1f}% {r['false_positives_per_image']:7.2f} {r['ms_per_image']:7.1f}"
-                  f"  {heights}")
+                  f" {r['box_side_over_joints_side'] or 0:5.2f}  {heights}", flush=True)
     cpu = re.sub(r"[^a-z0-9]+", "_", results["machine"]["cpu"].lower()).strip("_")
     out = Path(args.out or REPO / "bench" / "results" / f"person_detect_{cpu}.json")
     out.write_text(json.dumps(results, indent=1) + "\n")

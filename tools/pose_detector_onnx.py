@@ -106,8 +106,11 @@ def convert(tflite_path: Path) -> onnx.ModelProto:
             # (an explicit PAD op precedes them).
             assert opts.Padding() != SAME or opts.StrideW() == 1
             pads = [kh // 2, kw // 2, kh // 2, kw // 2] if opts.Padding() == SAME else [0, 0, 0, 0]
+            # Weights stay float16 in the file (half its size) and become float32 when the net is loaded.
+            nodes.append(helper.make_node("Cast", [init(out + "_w16", weight.astype(np.float16))], [out + "_w"],
+                                          to=TensorProto.FLOAT))
             nodes.append(helper.make_node(
-                "Conv", [name(ins[0]), init(out + "_w", weight.astype(np.float16)), init(out + "_b", bias)], [out],
+                "Conv", [name(ins[0]), out + "_w", init(out + "_b", bias)], [out],
                 kernel_shape=[kh, kw], strides=[opts.StrideH(), opts.StrideW()], pads=pads,
                 group=weight.shape[0] if depthwise else 1))
             activation(out, opts.FusedActivationFunction())
@@ -153,7 +156,7 @@ def convert(tflite_path: Path) -> onnx.ModelProto:
                                producer_name="dunet tools/pose_detector_onnx.py")
     result.doc_string = ("MediaPipe BlazePose person detector (pose_detection.tflite of the mediapipe 0.10.14 wheel, "
                          "Apache License 2.0), converted to ONNX by dunet")
-    onnx.checker.check_model(result)
+    onnx.checker.check_model(result, full_check=True)  # types too: onnxruntime runs the file as well
     return result
 
 

@@ -1,4 +1,5 @@
-"""Offline face boxes for faces without a given box: MediaPipe's BlazeFace (default) or OpenCV's Haar cascade.
+"""Offline detectors, one home for them: faces (`detect_faces`: MediaPipe's BlazeFace, default, or OpenCV's
+Haar cascade) and people (`detect_people`: MediaPipe's BlazePose person detector, default, or OpenCV's HOG).
 
 BlazeFace (short range, 128x128 input; Apache-2.0, the file `face_detection_short_range.tflite` of the
 mediapipe 0.10.14 wheel) ships in `dunet/pretrained/` (224 KB) and runs through OpenCV's own TFLite reader
@@ -10,6 +11,10 @@ images are face crops; BlazeFace short range is made for faces that fill a good 
 The Haar cascade ships inside the opencv-python(-headless) 4.x wheels (cv2.data.haarcascades). OpenCV 5
 dropped it: with it, or without OpenCV, `detect_faces(..., detector="haar")` raises a DunetError that says
 what to install.
+
+The person detector (Apache-2.0, `pose_detection.tflite` of the same wheel) ships as ONNX, 6.0 MB: OpenCV's
+TFLite reader cannot run the original (tools/pose_detector_onnx.py says why and converts it). Its recall and
+false positives against OpenCV's HOG: `python bench/person_detect.py`, docs/pose.md "Finding people".
 """
 
 from __future__ import annotations
