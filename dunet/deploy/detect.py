@@ -166,7 +166,7 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 POSE_DETECTOR_FILE = Path(__file__).resolve().parents[1] / "pretrained" / "pose_detection.onnx"
 PERSON_DETECTORS = ("blazepose", "hog")
 POSE_SIZE = 224
-POSE_TILES = (2,)  # besides the whole image: squares of half its short side
+POSE_TILES = (1, 2)  # besides the whole image: squares of its short side and of half of it
 
 
 def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: float = 0.5,
@@ -179,10 +179,11 @@ def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: 
     by tools/pose_detector_onnx.py so that cv2.dnn runs it). Its box is MediaPipe's body region: a square
     centred on the hips whose side is twice the detector's body radius, so it holds the whole person in any
     pose; `min_score` is its confidence threshold. It sees an image at 224x224, where a person under about a
-    third of the picture's height is often missed; so it also looks at overlapping squares of 1/n of the
-    short side for each n in `tiles` (default: halves; `tiles=()` looks at the whole image only, 15x faster
-    on a 1280x960 photo; `(2, 3)` finds more of the smallest people, 4x slower): docs/pose.md, "Finding
-    people".
+    third of the picture's height is often missed; so it also looks at overlapping squares (half a square
+    apart) of 1/n of the short side for each n in `tiles`. The default, squares of the short side and of
+    half of it, finds people down to about 100 px tall in a 1280x960 photo at 18 passes; `tiles=()` looks at
+    the whole image only (1 pass, for photos framed on a person); `(1, 2, 3)` also looks at thirds:
+    docs/pose.md, "Finding people".
     "hog": OpenCV's HOG + linear SVM people detector (no file; upright, walking people at least ~100 px
     tall); `min_score` applies to its SVM margin; `tiles` does not apply."""
     if detector not in PERSON_DETECTORS:
@@ -211,13 +212,14 @@ def _pose_anchors() -> np.ndarray:
 
 def _blazepose(rgb: np.ndarray, min_score: float, tiles: tuple[int, ...] = POSE_TILES) -> list[tuple[Box, float]]:
     """The whole image, then overlapping squares of 1/n of its short side for each n in `tiles` (half a
-    square apart), so that people far smaller than the picture fill enough of the model's 224 px input."""
+    square apart), so that people far smaller than the picture fill enough of the model's 224 px input.
+    All boxes are merged by MediaPipe's weighted suppression."""
     height, width = rgb.shape[:2]
     corners, scores = _pose_window(rgb)
     found_corners, found_scores = [corners], [scores]
     for n in tiles:
         side = min(height, width) // n
-        if side < POSE_SIZE // 2:
+        if side < POSE_SIZE // 2 or side == max(height, width):  # too small to hold a person, or the whole image
             continue
         for y in _starts(height, side):
             for x in _starts(width, side):
