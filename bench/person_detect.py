@@ -160,8 +160,8 @@ def main() -> None:
     sets["scenes 1280x960, 1-3 people"] = ([s[0] for s in scenes], [s[1] for s in scenes])
 
     results = {"machine": machine(), "seed": args.seed, "opencv": cv2.__version__, "sets": {}}
-    print(f"{'set':30s} {'detector':15s} {'people':>6s} {'recall':>7s} {'IoU.5':>6s} {'FP/img':>7s} {'ms/img':>7s} {'box/j':>5s}"
-          "  recall by height (<100 / 100-200 / 200-400 / >400 px)")
+    print(f"{'set':30s} {'detector':15s} {'people':>6s} {'recall':>7s} {'IoU.5':>6s} {'FP/img':>7s} {'ms/img':>7s}"
+          f" {'box/j':>5s}  recall by height (<100 / 100-200 / 200-400 / >400 px)")
     for set_name, (images, truths) in sets.items():
         for detector in args.detectors:
             r = measure(CANDIDATES[detector], images, truths)
