@@ -1,4 +1,5 @@
-"""Offline face boxes for faces without a given box: MediaPipe's BlazeFace (default) or OpenCV's Haar cascade.
+"""Offline detectors, one home for them: faces (`detect_faces`: MediaPipe's BlazeFace, default, or OpenCV's
+Haar cascade) and people (`detect_people`: MediaPipe's BlazePose person detector, default, or OpenCV's HOG).
 
 BlazeFace (short range, 128x128 input; Apache-2.0, the file `face_detection_short_range.tflite` of the
 mediapipe 0.10.14 wheel) ships in `dunet/pretrained/` (224 KB) and runs through OpenCV's own TFLite reader
@@ -10,6 +11,10 @@ images are face crops; BlazeFace short range is made for faces that fill a good 
 The Haar cascade ships inside the opencv-python(-headless) 4.x wheels (cv2.data.haarcascades). OpenCV 5
 dropped it: with it, or without OpenCV, `detect_faces(..., detector="haar")` raises a DunetError that says
 what to install.
+
+The person detector (Apache-2.0, `pose_detection.tflite` of the same wheel) ships as ONNX, 6.0 MB: OpenCV's
+TFLite reader cannot run the original (tools/pose_detector_onnx.py says why and converts it). Its recall and
+false positives against OpenCV's HOG: `python bench/person_detect.py`, docs/pose.md "Finding people".
 """
 
 from __future__ import annotations
@@ -37,10 +42,11 @@ def _cv2():
     return cv2
 
 
-def _check_image(image) -> np.ndarray:
+def _check_image(image, caller: str = "detect_faces") -> np.ndarray:
     image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-        raise DunetError(f"detect_faces: expected an RGB or grey uint8 image, got {image.dtype} {image.shape}")
+    if (image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4))
+            or 0 in image.shape[:2]):
+        raise DunetError(f"{caller}: expected an RGB or grey uint8 image, got {image.dtype} {image.shape}")
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
     return np.ascontiguousarray(image[..., :3])
@@ -75,28 +81,44 @@ def _blazeface_net():
 def _blazeface_anchors() -> np.ndarray:
     """(896, 2) anchor centres in [0, 1] of the short-range model: 2 per cell of the 16x16 grid (stride 8),
     then 6 per cell of the 8x8 grid (its three stride-16 layers share one grid)."""
+    return _ssd_anchors(((16, 2), (8, 6)))
+
+
+def _ssd_anchors(grids: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Anchor centres in [0, 1] of MediaPipe's SSD detectors, grid by grid: `per_cell` anchors at the centre
+    of each cell, row by row (their sizes are fixed at 1, so only the centres matter)."""
     centres = []
-    for grid, per_cell in ((16, 2), (8, 6)):
+    for grid, per_cell in grids:
         ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
         cells = np.stack([(xs.ravel() + 0.5) / grid, (ys.ravel() + 0.5) / grid], axis=1)
         centres.append(np.repeat(cells, per_cell, axis=0))
     return np.concatenate(centres).astype(np.float32)
 
 
-def _blazeface(rgb: np.ndarray, min_score: float) -> list[Box]:
+def _letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, int, float, float]:
+    """The image padded to a square with black, as MediaPipe does so that shapes keep their proportions,
+    resized to `size` and scaled to [-1, 1] in NCHW for cv2.dnn; with the square's side and the padding."""
     cv2 = _cv2()
     height, width = rgb.shape[:2]
-    # Letterbox to a square, as MediaPipe does, so faces keep their shape.
     side = max(height, width)
     pad_x, pad_y = (side - width) / 2, (side - height) / 2
     square = cv2.copyMakeBorder(rgb, int(pad_y), side - height - int(pad_y), int(pad_x), side - width - int(pad_x),
                                 cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    small = cv2.resize(square, (BLAZE_SIZE, BLAZE_SIZE), interpolation=cv2.INTER_AREA)
-    blob = (small.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]  # [-1, 1], NCHW for cv2.dnn
+    small = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+    return (small.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None], side, pad_x, pad_y
+
+
+def _sigmoid(raw: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.clip(raw.reshape(-1).astype(np.float64), -100, 100)))
+
+
+def _blazeface(rgb: np.ndarray, min_score: float) -> list[Box]:
+    height, width = rgb.shape[:2]
+    blob, side, pad_x, pad_y = _letterbox(rgb, BLAZE_SIZE)
     net = _blazeface_net()
     net.setInput(blob)
     raw_scores, raw_boxes = net.forward(["classificators", "regressors"])
-    scores = 1 / (1 + np.exp(-np.clip(raw_scores.reshape(-1).astype(np.float64), -100, 100)))
+    scores = _sigmoid(raw_scores)
     keep = scores >= min_score
     if not keep.any():
         return []
@@ -113,8 +135,9 @@ def _blazeface(rgb: np.ndarray, min_score: float) -> list[Box]:
     return boxes
 
 
-def _weighted_nms(corners: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3) -> list[np.ndarray]:
-    """MediaPipe's weighted suppression: each cluster of overlapping boxes becomes their score-weighted mean."""
+def _weighted_nms(corners: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3, with_scores: bool = False):
+    """MediaPipe's weighted suppression: each cluster of overlapping boxes becomes their score-weighted mean
+    (with the cluster's best score when `with_scores`)."""
     order = np.argsort(-scores)
     corners, scores = corners[order], scores[order]
     merged = []
@@ -124,7 +147,8 @@ def _weighted_nms(corners: np.ndarray, scores: np.ndarray, iou_threshold: float 
         ious = _iou(corners[first], corners)
         cluster = remaining & (ious > iou_threshold)
         weights = scores[cluster][:, None]
-        merged.append((corners[cluster] * weights).sum(0) / weights.sum())
+        box = (corners[cluster] * weights).sum(0) / weights.sum()
+        merged.append((box, float(scores[first])) if with_scores else box)
         remaining &= ~cluster
     return merged
 
@@ -135,6 +159,136 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
     area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
     return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
+
+
+# --- people ----------------------------------------------------------------------------------------------
+
+POSE_DETECTOR_FILE = Path(__file__).resolve().parents[1] / "pretrained" / "pose_detection.onnx"
+PERSON_DETECTORS = ("blazepose", "hog")
+POSE_SIZE = 224
+POSE_TILES = (1, 2)  # besides the whole image: squares of its short side and of half of it
+
+
+def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: float = 0.5,
+                  tiles: tuple[int, ...] = POSE_TILES) -> list[Box]:
+    """People in an RGB (H, W, 3) or grey (H, W) uint8 image as (x, y, w, h) boxes, most confident first;
+    an empty list when there is nobody.
+
+    "blazepose" (default): MediaPipe's BlazePose person detector (Google, Apache License 2.0: the
+    `pose_detection.tflite` of the mediapipe 0.10.14 wheel, converted to `dunet/pretrained/pose_detection.onnx`
+    by tools/pose_detector_onnx.py so that cv2.dnn runs it). Its box is MediaPipe's body region: a square
+    centred on the hips whose side is twice the detector's body radius, so it holds the whole person in any
+    pose; `min_score` is its confidence threshold. It sees an image at 224x224, where a person under about a
+    third of the picture's height is often missed; so it also looks at overlapping squares (half a square
+    apart) of 1/n of the short side for each n in `tiles`. The default, squares of the short side and of
+    half of it, finds people down to about 100 px tall in a 1280x960 photo at 18 passes; `tiles=()` looks at
+    the whole image only (1 pass, for photos framed on a person); `(1, 2, 3)` also looks at thirds:
+    docs/pose.md, "Finding people".
+    "hog": OpenCV's HOG + linear SVM people detector (no file; upright, walking people at least ~100 px
+    tall); `min_score` applies to its SVM margin; `tiles` does not apply."""
+    if detector not in PERSON_DETECTORS:
+        raise DunetError(f"person detector {detector!r}: choose one of {', '.join(PERSON_DETECTORS)}")
+    rgb = _check_image(image, "detect_people")
+    if not all(isinstance(n, int) and n >= 1 for n in tiles):
+        raise DunetError(f"detect_people: tiles must be whole numbers >= 1, got {tiles!r}")
+    found = _blazepose(rgb, min_score, tuple(tiles)) if detector == "blazepose" else _hog(rgb, min_score)
+    return [box for box, _ in sorted(found, key=lambda f: f[1], reverse=True)]
+
+
+@lru_cache(maxsize=1)
+def _pose_net():
+    cv2 = _cv2()
+    if not POSE_DETECTOR_FILE.is_file():
+        raise DunetError(f"{POSE_DETECTOR_FILE}: the person detector model is missing from the installation")
+    return cv2.dnn.readNetFromONNX(str(POSE_DETECTOR_FILE))
+
+
+@lru_cache(maxsize=1)
+def _pose_anchors() -> np.ndarray:
+    """(2254, 2): MediaPipe's pose detection anchors (SSD, strides 8, 16, 32, 32, 32 on 224 px, 2 anchors per
+    layer and cell): 2 per cell of the 28x28 grid, 2 per cell of 14x14, 6 per cell of 7x7."""
+    return _ssd_anchors(((28, 2), (14, 2), (7, 6)))
+
+
+def _blazepose(rgb: np.ndarray, min_score: float, tiles: tuple[int, ...] = POSE_TILES) -> list[tuple[Box, float]]:
+    """The whole image, then overlapping squares of 1/n of its short side for each n in `tiles` (half a
+    square apart), so that people far smaller than the picture fill enough of the model's 224 px input.
+    All boxes are merged by MediaPipe's weighted suppression."""
+    height, width = rgb.shape[:2]
+    corners, scores = _pose_window(rgb)
+    found_corners, found_scores = [corners], [scores]
+    for n in tiles:
+        side = min(height, width) // n
+        if side < POSE_SIZE // 2 or side == max(height, width):  # too small to hold a person, or the whole image
+            continue
+        for y in _starts(height, side):
+            for x in _starts(width, side):
+                corners, scores = _pose_window(rgb[y: y + side, x: x + side])
+                corners = corners + [x, y, x, y]
+                # A person cut by an inner edge of the square is whole in a neighbouring one: drop it here.
+                margin = 0.1 * (corners[:, 2] - corners[:, 0])
+                whole = (((corners[:, 0] >= x - margin) | (x == 0)) & ((corners[:, 1] >= y - margin) | (y == 0))
+                         & ((corners[:, 2] <= x + side + margin) | (x + side == width))
+                         & ((corners[:, 3] <= y + side + margin) | (y + side == height)))
+                found_corners.append(corners[whole])
+                found_scores.append(scores[whole])
+    corners, scores = np.concatenate(found_corners), np.concatenate(found_scores)
+    keep = scores >= min_score
+    found = []
+    for (x0, y0, x1, y1), score in _weighted_nms(corners[keep], scores[keep], with_scores=True):
+        x0, y0 = max(0.0, x0), max(0.0, y0)
+        x1, y1 = min(float(width), x1), min(float(height), y1)
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            found.append(((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))), score))
+    return found
+
+
+def _starts(length: int, side: int) -> list[int]:
+    """Where squares of `side` start along `length`, half a square apart, the last one flush with the end."""
+    if length <= side:
+        return [0]
+    starts = list(range(0, length - side + 1, max(side // 2, 1)))
+    return starts if starts[-1] == length - side else starts + [length - side]
+
+
+def _pose_window(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One pass of the detector over an image: every anchor's body square (x0, y0, x1, y1) in image pixels
+    and its score."""
+    blob, side, pad_x, pad_y = _letterbox(rgb, POSE_SIZE)
+    net = _pose_net()
+    net.setInput(blob)
+    raw_boxes, raw_scores = net.forward(["boxes", "scores"])
+    scores = _sigmoid(raw_scores)
+    keep = scores >= 0.1  # below any useful threshold; saves work in the merge
+    # Each row: the face box (x, y, w, h), then 4 keypoints (x, y): hips centre, a point at the body's radius
+    # from it, shoulders centre, a point at the upper body's radius; offsets in input pixels from the anchor.
+    raw = raw_boxes.reshape(-1, 12)[keep] / POSE_SIZE
+    anchors = _pose_anchors()[keep]
+    hips = anchors + raw[:, 4:6]
+    radius = np.linalg.norm(anchors + raw[:, 6:8] - hips, axis=1)
+    corners = np.concatenate([hips - radius[:, None], hips + radius[:, None]], axis=1)
+    return corners * side - [pad_x, pad_y, pad_x, pad_y], scores[keep]
+
+
+@lru_cache(maxsize=1)
+def _hog_detector():
+    cv2 = _cv2()
+    hog = cv2.HOGDescriptor()  # the default 64x128 window of Dalal and Triggs
+    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    return hog
+
+
+def _hog(rgb: np.ndarray, min_score: float, min_side: int = 480) -> list[tuple[Box, float]]:
+    cv2 = _cv2()
+    # Its window is 128 px tall and it only scales the image down: enlarge small images so that the people
+    # of a person-sized crop fit it.
+    factor = max(1.0, min_side / min(rgb.shape[:2]))
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if factor > 1:
+        grey = cv2.resize(grey, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    rects, weights = _hog_detector().detectMultiScale(grey, winStride=(8, 8), padding=(8, 8), scale=1.05)
+    return [(tuple(int(round(v / factor)) for v in rect), float(weight))
+            for rect, weight in zip(np.asarray(rects).reshape(-1, 4), np.ravel(weights)) if weight >= min_score]
 
 
 # --- Haar cascade ------------------------------------------------------------------------------------------

@@ -71,3 +71,64 @@ def test_blazeface_sees_no_face_in_flat_or_noise_images():
     assert detect.detect_faces(rng.integers(0, 255, (90, 70, 3), dtype=np.uint8)) == []
     with pytest.raises(DunetError, match="face detector 'yolo'"):
         detect.detect_faces(np.zeros((32, 32, 3), np.uint8), detector="yolo")
+
+
+# --- people ------------------------------------------------------------------------------------------------
+
+def _lsp_person(shared_data, number: int):
+    """An LSP image and its 14 joints (0-based pixels)."""
+    import scipy.io
+
+    joints = scipy.io.loadmat(str(shared_data / "lsp" / "joints.mat"))["joints"][:2, :, number - 1].T - 1
+    image = np.asarray(Image.open(shared_data / "lsp" / "images" / f"im{number:04d}.jpg").convert("RGB"))
+    return image, joints
+
+
+def _holds(box, joints, share: float = 0.8) -> bool:
+    x, y, w, h = box
+    return (((joints >= [x, y]) & (joints <= [x + w, y + h])).all(1)).mean() >= share
+
+
+def test_finds_the_person_in_real_lsp_images(shared_data):
+    """BlazePose's first box holds at least 80 % of the person's joints (bench/person_detect.py: 80 % of the
+    1,000 LSP images pass)."""
+    for number in (1, 2, 6, 9):
+        image, joints = _lsp_person(shared_data, number)
+        boxes = detect.detect_people(image)
+        assert boxes and _holds(boxes[0], joints), (number, boxes)
+        x, y, w, h = boxes[0]
+        assert max(w, h) <= 2 * np.ptp(joints, axis=0).max()  # a body box, not the whole picture
+
+
+def test_finds_a_small_person_pasted_into_a_large_scene(shared_data):
+    """A 180 px person in a 1280x960 picture: too small for the whole-image pass alone, found by the squares."""
+    import cv2
+
+    image, joints = _lsp_person(shared_data, 1)
+    factor = 180 / np.ptp(joints[:, 1])
+    person = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    rng = np.random.default_rng(0)
+    scene = np.clip(np.linspace(60, 200, 1280)[None, :, None] + rng.normal(0, 8, (960, 1280, 1)), 0, 255)
+    scene = np.repeat(scene, 3, axis=2).astype(np.uint8)
+    x, y = 900, 500
+    scene[y: y + person.shape[0], x: x + person.shape[1]] = person
+    boxes = detect.detect_people(scene)
+    assert any(_holds(box, joints * factor + [x, y]) for box in boxes), boxes
+    assert len(boxes) <= 2
+
+
+def test_nobody_in_plain_images():
+    rng = np.random.default_rng(0)
+    assert detect.detect_people(np.full((480, 640, 3), 128, np.uint8)) == []
+    assert detect.detect_people(rng.integers(0, 255, (300, 200), dtype=np.uint8)) == []  # grey noise
+    assert detect.detect_people(np.full((120, 160, 3), 30, np.uint8), detector="hog") == []
+
+
+def test_bad_input_to_the_person_detector_is_one_line():
+    for bad in (np.zeros((32, 32, 3), np.float32), np.zeros((0, 40, 3), np.uint8)):
+        with pytest.raises(DunetError, match="detect_people: expected an RGB or grey uint8 image"):
+            detect.detect_people(bad)
+    with pytest.raises(DunetError, match="person detector 'yolo'"):
+        detect.detect_people(np.zeros((32, 32, 3), np.uint8), detector="yolo")
+    with pytest.raises(DunetError, match="tiles"):
+        detect.detect_people(np.zeros((32, 32, 3), np.uint8), tiles=(0,))
