@@ -67,8 +67,14 @@ def run(args: argparse.Namespace) -> int:
     if metrics:
         from dunet.metrics import format_table
 
-        print(f"{out / 'best'} on the held-out data (the model and figures `dunet eval {out}` reproduces):")
+        from dunet.engine.inference import fastest_backend
+
+        print(f"{out / 'best'} on the held-out data, by PyTorch (`dunet eval {out} --backend torch` reproduces them):")
         print(format_table(metrics))
+        backend = fastest_backend(cfg.device)
+        if backend != "torch":  # a converted network rounds otherwise (bf16, int8): say so rather than promise
+            print(f"note: `dunet eval` and `dunet predict` run it by {backend} unless given --backend torch; "
+                  "their figures may differ a little")
     return 0
 
 
