@@ -9,11 +9,13 @@ tests/tools/test_api_reference.py fails when the page is out of date.
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import re
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, also when a test loads this file
+from generated_page import write_or_check  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "api.md"
@@ -114,20 +116,7 @@ def updated(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    args.add_argument("--check", action="store_true", help="exit 1 if docs/api.md is out of date; write nothing")
-    args.add_argument("--out", type=Path, default=OUT, help="the page to update (default docs/api.md)")
-    opts = args.parse_args(argv)
-    current = opts.out.read_text(encoding="utf-8") if opts.out.is_file() else ""
-    text = updated(current)
-    if opts.check:
-        if current != text:
-            print(f"{opts.out} is out of date with the docstrings of dunet.api; run: {COMMAND}", file=sys.stderr)
-            return 1
-        return 0
-    opts.out.write_text(text, encoding="utf-8")
-    print(f"wrote {opts.out}")
-    return 0
+    return write_or_check(argv, __doc__.splitlines()[0], OUT, updated, "the docstrings of dunet.api", COMMAND)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, also when a test loads this file
+from generated_page import write_or_check  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "cli.md"
 COMMAND = "python tools/cli_reference.py"
@@ -126,20 +129,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    args.add_argument("--check", action="store_true", help="exit 1 if docs/cli.md is out of date; write nothing")
-    args.add_argument("--out", type=Path, default=OUT, help="where to write (default docs/cli.md)")
-    opts = args.parse_args(argv)
-    text = render()
-    if opts.check:
-        current = opts.out.read_text(encoding="utf-8") if opts.out.is_file() else ""
-        if current != text:
-            print(f"{opts.out} is out of date with the parsers of dunet.cli; run: {COMMAND}", file=sys.stderr)
-            return 1
-        return 0
-    opts.out.write_text(text, encoding="utf-8")
-    print(f"wrote {opts.out}")
-    return 0
+    return write_or_check(argv, __doc__.splitlines()[0], OUT, lambda current: render(), "the parsers of dunet.cli", COMMAND)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,14 @@ def add_model_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
                         "more than the usable cores: capped to them, with a warning")
 
 
+def model_and_inputs(checkpoint: str | None, inputs: list[str], model: str | None) -> tuple[str | None, list[str]]:
+    """(the model path, the inputs) of a command taking `[CHECKPOINT] INPUTS... [--model NAME]`: with --model,
+    argparse took the first input for the checkpoint, so every positional argument is an input."""
+    if model is not None and checkpoint is not None:
+        return None, [checkpoint, *inputs]
+    return checkpoint, list(inputs)
+
+
 def add_decode_blur_flag(p: argparse.ArgumentParser) -> None:
     """--decode-blur, range-checked when it is parsed (the range of the config key decode_blur)."""
     from dunet.config import flag_range

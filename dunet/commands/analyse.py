@@ -29,14 +29,10 @@ def run(args: argparse.Namespace) -> int:
 
     from dunet import DunetError, load
     from dunet.analysis import analyse_video
-    from dunet.commands import check_out
+    from dunet.commands import check_out, model_and_inputs
 
-    videos = list(args.videos)
-    target = args.checkpoint
-    if args.model is not None and target is not None:
-        videos.insert(0, target)
-        target = args.model
-    target = target or args.model
+    checkpoint, videos = model_and_inputs(args.checkpoint, args.videos, args.model)
+    target = checkpoint or args.model
     if target is None or not videos:
         raise DunetError("give a model (a run directory, or --model NAME) and at least one video")
     out = Path(args.out)

@@ -15,7 +15,7 @@ import glob
 import json
 from pathlib import Path
 
-from dunet.commands import add_model_flags, check_out
+from dunet.commands import add_model_flags, check_out, model_and_inputs
 from dunet.config import flag_range
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -172,12 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from dunet.engine.inference import load_runner
     from dunet.video import is_video, process_video
 
-    # With --model, every positional argument is an input.
-    inputs = list(args.inputs)
-    checkpoint = args.checkpoint
-    if args.model is not None and checkpoint is not None:
-        inputs.insert(0, checkpoint)
-        checkpoint = None
+    checkpoint, inputs = model_and_inputs(args.checkpoint, args.inputs, args.model)
     if checkpoint is not None and looks_like_inputs(checkpoint):
         raise DunetError(f"{checkpoint} looks like images or videos to predict on, not a model: add --model NAME "
                          "(--model face for faces, --model pose for people; `dunet models` lists them) or give a "
