@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> dict:
                     maps = torch.cat([model.heatmaps(image[None]) for image in images])
                 else:
                     maps = model.heatmaps(images)
-                xy[name].append(codec.decode(maps)[0].numpy())
-                in_image[name].append(codec.decode_to_image(maps, crop_to_image)[0].numpy())
+                xy[name].append(codec.decode(maps)[0])
+                in_image[name].append(codec.decode_to_image(maps, crop_to_image)[0])
     indices = np.asarray(val_idx)
     scores = {name: score(source, np.concatenate(pred), indices) for name, pred in in_image.items()}
     metric, _ = main_metric(scores["training"])

@@ -173,14 +173,14 @@ class Landmarker:
         """(3, S, S) crop and its crop-to-image affine for an object box (the spec's margin around it) or the
         whole image (kind "image": used as it is). The box is in the pixels of the full image; the crop is
         cut from `image.pixels`, and the affine maps it to the full image."""
-        from dunet.data.dataset import crop_image
+        from dunet.data.transforms import crop_image
 
         x, y, w, h = box
         centre = image.from_full([[x + w / 2 - 0.5, y + h / 2 - 0.5]])[0]
         crop, affine = crop_image(image.pixels, centre, self._crop_side(box, kind) / image.factor,
                                   self.runner.input_size)
         affine = affine * image.factor  # crop pixels -> reduced pixels -> full-image pixels
-        affine[:, 2] += affine.new_tensor(image.offset)
+        affine[:, 2] += np.asarray(image.offset, np.float32)
         return crop, affine
 
     def _crop_side(self, box: Box, kind: str) -> float:
@@ -222,8 +222,6 @@ class Landmarker:
         return [(b, "object") for b in found]
 
     def _run(self, jobs: Iterable[tuple[ReducedImage | np.ndarray, list[tuple[Box, str]]]]) -> list[list[Landmarks]]:
-        import torch
-
         from dunet.data.images import ReducedImage
 
         results: list[list[Landmarks]] = []
@@ -232,8 +230,8 @@ class Landmarker:
         def flush():
             if not pending:
                 return
-            coords, scores = self.runner.predict_crops(torch.stack([p[2] for p in pending]),
-                                                       torch.stack([p[3] for p in pending]), self.flip)
+            coords, scores = self.runner.predict_crops(np.stack([p[2] for p in pending]),
+                                                       np.stack([p[3] for p in pending]), self.flip)
             for (index, box, _, _), pts, score in zip(pending, coords, scores):
                 results[index].append(Landmarks(np.asarray(pts, np.float32), np.asarray(score, np.float32),
                                                  self.names, tuple(float(v) for v in box)))

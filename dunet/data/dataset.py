@@ -19,30 +19,13 @@ from dunet import DunetError
 from dunet.data.heatmaps import HeatmapCodec
 from dunet.data.sample import BadItem, Source, normaliser
 from dunet.data.transforms import (
-    AugmentParams, Augmentation, apply_affine, apply_color, apply_occluder, crop_matrix, invert_affine, warp_image,
+    AugmentParams, Augmentation, apply_affine, apply_color, apply_occluder, crop_matrix, invert_affine, network_input,
+    unit_range, warp_image,
 )
 
 log = logging.getLogger("dunet.data")
 
 MAX_REPLACEMENTS = 20
-
-
-def crop_image(image: np.ndarray, center, scale: float, input_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain crop for prediction: the square of side `scale` pixels around `center` of an (H, W, 3)
-    uint8 RGB image, resized to input_size. For a box from a data set the side is
-    `sample.scale * spec.box_margin`. Returns the (3, S, S) float image in [0, 1] and the (2, 3) affine
-    that maps crop pixels back to image pixels (apply it to decoded keypoints)."""
-    matrix = crop_matrix(np.asarray(center, dtype=np.float64), scale, input_size)
-    crop = _to_float(warp_image(image, matrix, input_size))
-    return _to_chw(crop), torch.from_numpy(invert_affine(matrix)).float()
-
-
-def _to_float(crop: np.ndarray) -> np.ndarray:
-    return crop.astype(np.float32) * np.float32(1.0 / 255.0)
-
-
-def _to_chw(crop: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
 
 
 class LandmarkDataset(Dataset):
@@ -140,7 +123,7 @@ class LandmarkDataset(Dataset):
         image = self.source.load_image(index)
         size = self.input_size
         matrix = crop_matrix(sample.center, self.crop_side(index) * params.scale, size, params.rotation, params.flip)
-        crop = _to_float(warp_image(image, matrix, size))
+        crop = unit_range(warp_image(image, matrix, size))
         if params.color != (1.0, 1.0, 1.0):
             crop = apply_color(crop, params.color)
         if params.occluder is not None:
@@ -153,7 +136,7 @@ class LandmarkDataset(Dataset):
         # Gaussian targets for every head: a detection head's disk is cut from them in the loss.
         heatmaps, visible = self.codec.encode(keypoints, visible)
         return {
-            "image": _to_chw(crop),
+            "image": torch.from_numpy(network_input(crop)),
             "heatmaps": torch.from_numpy(heatmaps),
             "visible": torch.from_numpy(visible.astype(np.float32)),
             "keypoints": torch.from_numpy(keypoints),

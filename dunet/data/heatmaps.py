@@ -6,7 +6,7 @@ aligned: heatmap pixel j covers input pixels [stride*j, stride*(j+1)), so
 which commutes with a horizontal flip (needed for flip-averaged testing). `HeatmapCodec` holds every
 setting of both directions; `encode_gaussian` and `decode` below it work in heatmap pixels on batched
 arrays (any leading dimensions). The encoder returns what it is given (torch or numpy); the decoder takes
-either and returns CPU torch tensors.
+either and returns numpy arrays. PyTorch is never imported here: inference runs without it.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from dunet import DunetError
 
@@ -53,37 +51,44 @@ class HeatmapCodec:
 
     def to_heatmap(self, points):
         """Input (crop) pixels to heatmap pixels; numpy or torch."""
-        points = points if isinstance(points, (np.ndarray, Tensor)) else np.asarray(points, dtype=np.float64)
-        return (points + 0.5) / self.stride - 0.5
+        return (_array(points) + 0.5) / self.stride - 0.5
 
     def to_input(self, points):
         """Heatmap pixels to input (crop) pixels; numpy or torch."""
-        points = points if isinstance(points, (np.ndarray, Tensor)) else np.asarray(points, dtype=np.float64)
-        return (points + 0.5) * self.stride - 0.5
+        return (_array(points) + 0.5) * self.stride - 0.5
 
     def encode(self, keypoints, visible):
         """(..., K, H, W) float32 Gaussian targets of (..., K, 2) keypoints in input pixels, and the (..., K)
         visibility left once keypoints off the heatmap are dropped. numpy in: single-threaded, what data workers
         want; torch in: batched, on the tensors' device (tools/gpu_train.py makes its targets on the GPU)."""
-        if not isinstance(keypoints, Tensor):
+        if not _is_torch(keypoints):
             keypoints = np.asarray(keypoints, dtype=np.float32)
         on_map = self.to_heatmap(keypoints)
         inside = ((on_map >= -0.5) & (on_map <= self.heatmap_size - 0.5)).all(-1)
         visible = visible * inside
         return encode_gaussian(on_map, visible, self.heatmap_size, self.sigma), visible
 
-    def decode(self, heatmaps) -> tuple[Tensor, Tensor]:
+    def decode(self, heatmaps) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints (..., K, 2) in input pixels and peak values (..., K) from (..., K, H, W) heatmaps."""
         coords, peak = decode(heatmaps, refine=self.refine, blur_sigma=self.blur)
         return self.to_input(coords), peak
 
-    def decode_to_image(self, heatmaps, crop_to_image) -> tuple[Tensor, Tensor]:
+    def decode_to_image(self, heatmaps, crop_to_image) -> tuple[np.ndarray, np.ndarray]:
         """Decode (B, K, H, W) heatmaps to (B, K, 2) original-image coordinates through each sample's
         (B, 2, 3) crop-to-image affine; also returns the (B, K) peak values."""
         crop, peak = self.decode(heatmaps)
-        affine = torch.as_tensor(crop_to_image, dtype=torch.float32)
-        image = crop @ affine[..., :2].transpose(-1, -2) + affine[..., None, :, 2]
-        return image, peak
+        affine = np.asarray(crop_to_image, dtype=np.float32)
+        image = crop @ np.swapaxes(affine[..., :2], -1, -2) + affine[..., None, :, 2]
+        return image.astype(np.float32), peak
+
+
+def _is_torch(value) -> bool:
+    return type(value).__module__.startswith("torch")
+
+
+def _array(points):
+    """numpy and torch arrays as they are (both do the arithmetic of the pixel conventions); anything else as numpy."""
+    return points if isinstance(points, np.ndarray) or _is_torch(points) else np.asarray(points, dtype=np.float64)
 
 
 def _prepare(keypoints, visible, size: int | tuple[int, int]):
@@ -97,6 +102,8 @@ def _prepare(keypoints, visible, size: int | tuple[int, int]):
         xs, ys = np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
         xp = np
     else:
+        import torch
+
         points = torch.as_tensor(keypoints, dtype=torch.float32)
         mask = (torch.as_tensor(visible, dtype=torch.float32, device=points.device) > 0).to(torch.float32)
         finite = torch.isfinite(points).all(dim=-1)
@@ -148,9 +155,9 @@ def _blur(heatmaps: np.ndarray, sigma: float) -> np.ndarray:
     return blurred * (peak / np.maximum(blurred.max(axis=(1, 2), keepdims=True), 1e-12))
 
 
-def decode(heatmaps, refine: str = "taylor", blur_sigma: float = 0.0) -> tuple[Tensor, Tensor]:
+def decode(heatmaps, refine: str = "taylor", blur_sigma: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints (..., K, 2) in heatmap pixels and peak values (..., K) from (..., K, H, W) heatmaps (torch
-    or numpy; CPU torch tensors out).
+    or numpy; float32 numpy out).
 
     refine: "none" = integer argmax; "quarter" = argmax moved a quarter pixel towards the higher
     neighbour (Newell et al.); "taylor" = one Newton step on the log heatmap around the argmax
@@ -162,7 +169,7 @@ def decode(heatmaps, refine: str = "taylor", blur_sigma: float = 0.0) -> tuple[T
     numpy than in torch, which is what the per-face latency of video is made of."""
     if refine not in ("none", "quarter", "taylor"):
         raise ValueError(f"refine must be none, quarter or taylor, got {refine!r}")
-    if isinstance(heatmaps, Tensor):
+    if _is_torch(heatmaps):
         maps = heatmaps.detach().float().cpu().numpy()
     else:
         maps = np.asarray(heatmaps, dtype=np.float32)
@@ -176,9 +183,8 @@ def decode(heatmaps, refine: str = "taylor", blur_sigma: float = 0.0) -> tuple[T
     peak = flat[rows, py, px]
     coords = np.stack([px, py], axis=1).astype(np.float32)
 
-    def result(xy: np.ndarray) -> tuple[Tensor, Tensor]:
-        return (torch.from_numpy(np.ascontiguousarray(xy, dtype=np.float32)).reshape(*lead, 2),
-                torch.from_numpy(np.ascontiguousarray(peak, dtype=np.float32)).reshape(lead))
+    def result(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return xy.astype(np.float32).reshape(*lead, 2), peak.astype(np.float32).reshape(lead)
 
     if refine == "none":
         return result(coords)

@@ -80,6 +80,27 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, output_size: int) -> np.nd
     )
 
 
+def unit_range(crop: np.ndarray) -> np.ndarray:
+    """An (S, S, 3) uint8 RGB crop as float32 in [0, 1]: the pixel values every dunet network takes (its model
+    card says so), in training and inference alike."""
+    return crop.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def network_input(crop: np.ndarray) -> np.ndarray:
+    """(3, S, S) float32 in [0, 1] from an (S, S, 3) crop: uint8 (scaled by `unit_range`) or float already in [0, 1]."""
+    crop = unit_range(crop) if crop.dtype == np.uint8 else crop
+    return np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32)
+
+
+def crop_image(image: np.ndarray, center, scale: float, input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Plain crop for prediction: the square of side `scale` pixels around `center` of an (H, W, 3)
+    uint8 RGB image, resized to input_size. For a box from a data set the side is
+    `sample.scale * spec.box_margin`. Returns the network input (`network_input`) and the (2, 3) float32 affine
+    that maps crop pixels back to image pixels (apply it to decoded keypoints)."""
+    matrix = crop_matrix(np.asarray(center, dtype=np.float64), scale, input_size)
+    return network_input(warp_image(image, matrix, input_size)), invert_affine(matrix).astype(np.float32)
+
+
 def flip_keypoints(keypoints: np.ndarray, visible: np.ndarray, width: int, flip_index: np.ndarray):
     """Mirror keypoints in an image `width` pixels wide and swap left/right landmarks."""
     mirrored = np.asarray(keypoints, dtype=np.float64).copy()

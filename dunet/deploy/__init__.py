@@ -1,26 +1,15 @@
 """Fast CPU deployment: ONNX export, onnxruntime / OpenVINO / PyTorch predictors (fp32, bf16), int8
-quantization and an offline face detector. See docs/deployment.md.
+quantization and an offline face detector. See docs/deployment.md. Names load on first use (`dunet.lazy`)."""
 
-onnx, onnxruntime and opencv are optional (the `deploy` extra), openvino and nncf too (the `openvino`
-extra); they are imported only when used.
-"""
+from dunet.lazy import lazy_exports
 
-from dunet.deploy.int8 import float_layers, quantize_onnx_int8
-from dunet.deploy.onnx_export import bake_quantized_weights, export_onnx, output_names, read_metadata
-from dunet.deploy.openvino import OpenVinoPredictor, quantize_openvino_int8, save_openvino
-from dunet.deploy.runtime import OnnxPredictor, Predictor, TorchPredictor
-
-__all__ = [
-    "OnnxPredictor",
-    "OpenVinoPredictor",
-    "Predictor",
-    "TorchPredictor",
-    "bake_quantized_weights",
-    "export_onnx",
-    "float_layers",
-    "output_names",
-    "quantize_onnx_int8",
-    "quantize_openvino_int8",
-    "read_metadata",
-    "save_openvino",
-]
+_EXPORTS = {
+    "float_layers": "dunet.deploy.int8", "quantize_onnx_int8": "dunet.deploy.int8",
+    "bake_quantized_weights": "dunet.deploy.onnx_export", "export_onnx": "dunet.deploy.onnx_export",
+    "output_names": "dunet.deploy.onnx_export", "read_metadata": "dunet.deploy.onnx_export",
+    "OpenVinoPredictor": "dunet.deploy.openvino", "quantize_openvino_int8": "dunet.deploy.openvino",
+    "save_openvino": "dunet.deploy.openvino",
+    "OnnxPredictor": "dunet.deploy.runtime", "Predictor": "dunet.deploy.runtime", "TorchPredictor": "dunet.deploy.runtime",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

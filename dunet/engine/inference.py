@@ -194,6 +194,7 @@ class LandmarkModel:
         """(B, K, S/4, S/4) float32 heatmaps of the final head; `flip` averages with the mirrored input."""
         if flip and not self.spec.can_flip:
             raise DunetError(f"flip test needs left/right pairs, which the {self.spec.name!r} spec lacks")
+        images = torch.as_tensor(images)
         out = self._final_heatmaps(images)
         if flip:
             mirrored = self._final_heatmaps(torch.flip(images, dims=[3]))
@@ -210,7 +211,7 @@ class LandmarkModel:
         a detection head outputs probabilities already. It is not a calibrated probability of being right;
         `confidence_auc` measures how well it ranks good points above bad ones."""
         coords, peaks = self.config.codec.decode_to_image(self.heatmaps(images, flip=flip), crop_to_image)
-        return coords.numpy(), peaks.clamp(0.0, 1.0).numpy()
+        return coords, np.clip(peaks, 0.0, 1.0)
 
     def landmark_shift(self, other: "LandmarkModel", images: Tensor, batch: int = 8) -> np.ndarray:
         """(N, K) distances, in model-input pixels, from this model's landmarks to `other`'s on the same crops:
@@ -220,8 +221,8 @@ class LandmarkModel:
         for first in range(0, len(images), batch):
             chunk = images[first: first + batch]
             mine, theirs = (codec.decode(model.heatmaps(chunk))[0] for model in (self, other))
-            shifts.append(torch.linalg.vector_norm(mine - theirs, dim=-1))
-        return torch.cat(shifts).numpy()
+            shifts.append(np.linalg.norm(mine - theirs, axis=-1))
+        return np.concatenate(shifts)
 
 
 def confidence_auc(scores, errors, threshold: float) -> float | None:

@@ -1,20 +1,12 @@
-"""Model family: DU-Net and its baselines, built from a ModelConfig."""
+"""Model family: DU-Net and its baselines, built from a ModelConfig. Names load on first use
+(`dunet.lazy`): the networks need PyTorch, their config does not."""
 
-from __future__ import annotations
+from dunet.lazy import lazy_exports
 
-from torch import nn
-
-from dunet.models.config import ModelConfig, loss_anchors
-from dunet.models.dunet import DUNet
-from dunet.models.hourglass import StackedHourglass
-from dunet.quant import parse_quant
-
-ARCHITECTURES = {"dunet": DUNet, "hourglass": StackedHourglass}
-
-
-def build_model(cfg: ModelConfig) -> nn.Module:
-    # The quantization spec is parsed here, once per model, and every quantized convolution shares it.
-    return ARCHITECTURES[cfg.arch](cfg, parse_quant(cfg.quant))
-
-
-__all__ = ["ModelConfig", "DUNet", "StackedHourglass", "build_model", "loss_anchors"]
+_EXPORTS = {
+    "ModelConfig": "dunet.models.config", "loss_anchors": "dunet.models.config",
+    "DUNet": "dunet.models.dunet", "StackedHourglass": "dunet.models.hourglass",
+    "ARCHITECTURES": "dunet.models.build", "build_model": "dunet.models.build",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

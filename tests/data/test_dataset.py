@@ -56,7 +56,7 @@ def test_keypoints_map_back_to_the_original_image(faces):
         on_map = dataset.codec.to_heatmap(item["keypoints"])
         vis = (item["visible"] > 0) & ((on_map >= 1) & (on_map <= 32 - 2)).all(dim=1)
         assert vis.sum() > 30
-        error = (decoded[0][vis] - torch.from_numpy(original)[vis]).abs().max().item()
+        error = np.abs(decoded[0][vis.numpy()] - original[vis.numpy()]).max()
         assert error < 0.05 * 4 * zoom + 1e-4
     assert 3 <= flips <= 17  # flips happen, about half the time
 
@@ -93,7 +93,7 @@ def test_without_augmentation_the_crop_is_the_box(faces):
     np.testing.assert_allclose(item["crop_to_image"].numpy(), [[side / 64, 0, origin[0]], [0, side / 64, origin[1]]],
                                rtol=1e-5, atol=1e-3)
     tensor, affine = crop_image(faces.load_image(2), sample.center, side, 64)
-    assert torch.equal(tensor, item["image"]) and torch.equal(affine, item["crop_to_image"])
+    assert np.array_equal(tensor, item["image"].numpy()) and np.array_equal(affine, item["crop_to_image"].numpy())
     coords, _ = decode(item["heatmaps"][None])
     assert coords.shape == (1, 68, 2)
 
