@@ -42,7 +42,7 @@ def machine() -> dict:
     (this project has run on an Intel Xeon with AMX and on an AMD EPYC with AVX-512 BF16 but no AMX)."""
     import torch
 
-    from dunet.engine.hardware import cpu_name
+    from dunet.runtime.cpu import cpu_name
 
     # An ISA limit (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2) makes a newer CPU compute like an
     # AVX2-only one: recorded, so such figures are never mistaken for the CPU's own.

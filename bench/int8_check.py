@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> dict:
     from dunet.deploy.onnx_export import export_onnx
     from dunet.deploy.runtime import OnnxPredictor
     from dunet.engine.evaluate import main_metric, score
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import load_torch_model, torch_model
     from dunet.engine.trainer import split_indices
 
     torch.set_num_threads(args.threads)
-    runner = LandmarkModel.load(args.checkpoint)  # the training-time model, fp32 eval
+    runner = load_torch_model(args.checkpoint)  # the training-time model, fp32 eval
     cfg = runner.config
     source = open_source(args.data or cfg.data.train[0])
     if args.data or cfg.data.val:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> dict:
             path = quantize_openvino_int8(float_path, Path(tmp) / "openvino.xml", calibration)
             predictors["openvino"] = OpenVinoPredictor(path, "fp32", threads=args.threads)
         # The int8 files run through the same pipeline as the training-time model (detection sigmoid included).
-        models = {"training": runner, **{mode: LandmarkModel(p, cfg, runner.spec) for mode, p in predictors.items()}}
+        models = {"training": runner, **{mode: torch_model(p, cfg, runner.spec) for mode, p in predictors.items()}}
         modes = list(predictors)
         xy: dict[str, list] = {name: [] for name in models}
         in_image: dict[str, list] = {name: [] for name in models}

@@ -57,7 +57,7 @@ def evaluate(name: str, data: str, backend: str, cap: dict[str, str]) -> dict:
 
 
 def main() -> None:
-    from dunet.engine.pretrained import held_out_source, list_pretrained, recorded_figures
+    from dunet.runtime.pretrained import held_out_source, list_pretrained, recorded_figures
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))

@@ -54,14 +54,14 @@ def main() -> None:
     from dunet.data.images import image_size
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import predict_source, score
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import load_torch_model, torch_model
     from dunet.engine.trainer import split_indices
 
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "dunet", "train", "--data", args.data, "--out", args.out,
                     "--minutes", str(args.minutes)] + [f"--set={item}" for item in args.set], check=True)
     minutes = (time.perf_counter() - started) / 60
-    model = LandmarkModel.load(Path(args.out) / "last")
+    model = load_torch_model(Path(args.out) / "last")
     cfg = model.config
     source = open_source(args.data)
     _, held_out = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from _timing import machine  # bench/ is on sys.path when run as a script
 
-from dunet.deploy import detect
+from dunet.runtime import detect
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -32,7 +32,8 @@ from torch.utils.data import DataLoader, Subset
 from dunet.data.dataset import leave_sigterm_to_the_main_process
 from dunet.engine.allocator import keep_freed_memory
 from dunet.engine.config import load_config
-from dunet.engine.hardware import autocast, choose_precision, native_bf16, plan_threads, usable_cores
+from dunet.engine.hardware import autocast, choose_precision, native_bf16, plan_threads
+from dunet.runtime.cpu import usable_cores
 from dunet.engine.losses import total_loss
 from dunet.engine.trainer import Distributed, build_data
 from dunet.models import build_model
@@ -154,7 +155,7 @@ def face_ms(model: str, backend: str, threads: int, calls: int) -> tuple[float, 
 
 
 def inference_main(args) -> None:
-    from dunet.engine.hardware import busy_cores
+    from dunet.runtime.cpu import busy_cores
 
     cores = usable_cores()
     busy = busy_cores(seconds=1.0)

@@ -10,7 +10,8 @@
 
 Every way in (this API, `dunet predict`, video) goes through `Landmarker._run`: the box becomes a square crop
 (the spec's context margin around an object box), the network runs in batches, and landmarks come back in
-image pixels with their scores (`LandmarkModel.predict_crops`: decoding and the score live there).
+image pixels with their scores (`dunet.runtime.model.LandmarkModel.predict_crops`: decoding and the score live
+there). No PyTorch: `pip install dunet` runs all of it.
 
 An image given as a file path is decoded no larger than its crops need: a 12,000 px photo whose crop is
 resized to 128 px is decoded at 1/8 of its size (`dunet.data.images.load_reduced`), and the points come back
@@ -31,7 +32,7 @@ from dunet import DunetError
 Box = tuple[float, float, float, float]  # x, y, width, height in image pixels
 
 # How a face detector's box relates to the box around the 68 landmarks (the box a model was trained on),
-# measured on the 1,207 300-W faces by `python -m dunet.deploy.detect ../shared/data/300w`: median side of
+# measured on the 1,207 300-W faces by `python -m dunet.runtime.detect ../shared/data/300w`: median side of
 # the detector box / side of the landmark box, and the landmark box centre's offset from the detector box
 # centre, in landmark-box sides.
 DETECTOR_BOX = {"blazeface": (1.026, (0.001, 0.052)), "haar": (1.148, (0.004, 0.164))}
@@ -68,21 +69,18 @@ def load(name_or_path: str | Path = "face", backend: str = "auto", device: str =
     model), a training run or checkpoint directory, a `.safetensors` / packed model, or an exported `.onnx` /
     OpenVINO `.xml` file. With no argument: the fast face model.
 
-    backend: "auto" (the fastest installed: OpenVINO, else onnxruntime, else PyTorch; a PyTorch model is
-    converted once and cached under $DUNET_CACHE or ~/.cache/dunet), "torch", "onnx" or "openvino".
+    backend: "auto" (the fastest installed: OpenVINO, which every install has, builds the network from the
+    model file's weights), "openvino", "onnx" (onnxruntime) or "torch" (PyTorch: `pip install 'dunet[train]'`).
     device: "auto", "cpu", "cuda" or "cuda:N" (GPUs run PyTorch). precision: "auto", "fp32" or "bf16".
     detect_faces: find faces with the shipped BlazeFace detector when no box is given; None (the default):
-    yes for a shipped face model and any file exported from one (its model card says so), no otherwise (the
-    whole image is the crop).
+    as the model card says (its crop detector: a face model's is BlazeFace, whatever its file format), else
+    the whole image is the crop.
     flip: average with the prediction on the mirrored crop (slower, a little more accurate).
     threads: CPU threads of the runtime (of PyTorch for backend torch); 0 = every usable core that other work
     does not keep busy when the model loads."""
-    from dunet.engine.inference import load_runner
+    from dunet.runtime.model import load_model
 
-    path = Path(name_or_path)
-    is_name = not path.exists() and not any(c in str(name_or_path) for c in "/\\.")
-    runner = load_runner(None if is_name else str(name_or_path), str(name_or_path) if is_name else None,
-                         backend=backend, precision=precision, device=device, threads=threads)
+    runner = load_model(name_or_path, backend=backend, precision=precision, device=device, threads=threads)
     if detect_faces is None:
         detect_faces = finds_faces(runner)
     return Landmarker(runner, detect_faces=detect_faces, flip=flip, batch_size=batch_size)
@@ -163,7 +161,7 @@ class Landmarker:
 
     def detect(self, image) -> list[Box]:
         """Face boxes (x, y, w, h), largest first, from the shipped face detector."""
-        from dunet.deploy.detect import detect_faces
+        from dunet.runtime.detect import detect_faces
 
         return [tuple(float(v) for v in b) for b in detect_faces(as_rgb(image), detector=self.face_detector)]
 
@@ -294,9 +292,9 @@ def check_box(box, width: int, height: int) -> Box:
 
 
 def finds_faces(runner) -> bool:
-    """Whether a model looks for faces itself when given no box: a shipped face model does, and so does any file
-    exported from one, whose model card keeps the shipped model's task."""
-    return runner.provenance.get("task") == "face"
+    """Whether a model looks for faces itself when given no box: its model card names the face detector (a face
+    model's card does, in every format it is exported to)."""
+    return runner.card.detector == "blazeface"
 
 
 def as_rgb(image) -> np.ndarray:

@@ -1,22 +1,25 @@
-"""The model card: what a model file says about its model, enough to rebuild, run and score it.
+"""The model card: a model's inference contract, everything needed to run it and nothing of its training.
 
 Every model file dunet writes carries the same card, one JSON object under the metadata key `dunet_card`:
 checkpoint directories (in their `model.safetensors`, with a `card.json` copy to read), single `.safetensors`
 models, packed files and ONNX / OpenVINO files (whose metadata keys carry a `dunet.` prefix). Its keys:
 
     card_version  CARD_VERSION; a card from a newer dunet is refused with a line saying so
-    config        the resolved training config (dunet.engine.config): `model` builds the network, `data`
-                  says which split was held out
-    spec          the landmark set (dunet.data.spec): names, flip pairs, normaliser, what the metrics score
-    heads         what each supervised head outputs, in output order: "regression" or "detection" heatmaps
-    decode        the heatmap codec: input size, stride, sigma, sub-pixel refinement, blur
-    provenance    the dunet and torch versions and date it was written, the held-out `metrics`, and the notes
-                  of a shipped model (`dunet export --card`: data, recipe, validation)
+    network       the architecture (dunet.models.config.ModelConfig): what builds the graph from the weights
+    input         the input it takes: (B, 3, size, size) RGB in [0, 1] (dunet.data.transforms.network_input)
+    landmarks     the landmark set (dunet.data.spec): names, flip pairs, skeleton, normaliser, box margin
+    codec         the heatmap codec (dunet.data.heatmaps.HeatmapCodec): input size, stride, sigma, refine, blur
+    heads         what each output of the network is, in output order: "regression" heatmaps, or "detection"
+                  logits that a sigmoid turns into probabilities; inference decodes the last one
+    crop          how a crop is found when no box is given: "detector" (e.g. "blazeface", the shipped face
+                  detector, or null: the whole image); the crop is the spec's box margin around the box
+    provenance    the dunet version and date it was written, the held-out `metrics`, a shipped model's `task`,
+                  data, recipe and validation
 
-`heads` and `decode` follow from `config`; they are written out for readers that do not parse it (another
-runtime running the ONNX file). Files written before the card, by dunet 0.1.0, held the training config
-with the spec inside it (metadata `dunet_config` and `dunet_meta`; in ONNX `train_config` and `spec`):
-`card_from_metadata` reads them into a card too.
+How the model was trained (the training config: what `--resume` and `--init` read, which split `dunet eval`
+holds out) travels beside the card, under `dunet_training`, and inference never reads it. Cards of version 1
+held the training config inside: `card_from_metadata` reads them, and the files of dunet 0.1.0 written before
+cards, into a card too.
 """
 
 from __future__ import annotations
@@ -28,47 +31,62 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dunet import DunetError, __version__
-from dunet.data.spec import DatasetSpec, spec_from_dict, spec_to_dict
-from dunet.engine.config import TrainConfig, config_from_dict, config_to_dict
+from dunet.data.heatmaps import HeatmapCodec
+from dunet.data.spec import FACE_SETS, DatasetSpec, spec_from_dict, spec_to_dict
+from dunet.models.config import ModelConfig
 
-CARD_VERSION = 1
+CARD_VERSION = 2
 METADATA_KEY = "dunet_card"
+TRAINING_KEY = "dunet_training"
+HEAD_KINDS = ("regression", "detection")
+DETECTORS = ("blazeface",)
+INPUT = {"layout": "NCHW", "colour": "RGB", "range": [0, 1]}  # dunet.data.transforms.network_input
 
 
 @dataclass(frozen=True)
 class ModelCard:
-    config: TrainConfig
+    network: ModelConfig
     spec: DatasetSpec
+    codec: HeatmapCodec
+    heads: tuple[str, ...] = ("regression",)
+    detector: str | None = None
     provenance: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.spec.num_keypoints != self.config.model.landmarks:
-            raise DunetError(f"the model card disagrees with itself: {self.spec.num_keypoints} keypoint names "
-                             f"but model.landmarks {self.config.model.landmarks}")
+        problem = None
+        if self.spec.num_keypoints != self.network.landmarks:
+            problem = f"{self.spec.num_keypoints} keypoint names but {self.network.landmarks} heatmaps"
+        elif self.codec.input_size != self.network.input_size:
+            problem = f"a {self.codec.input_size} px codec for a {self.network.input_size} px network"
+        elif not self.heads or any(kind not in HEAD_KINDS for kind in self.heads):
+            problem = f"heads {list(self.heads)}: each one of {', '.join(HEAD_KINDS)}"
+        elif self.detector is not None and self.detector not in DETECTORS:
+            problem = f"detector {self.detector!r}: this dunet knows {', '.join(DETECTORS)}"
+        if problem:
+            raise DunetError(f"the model card disagrees with itself: {problem}")
 
     @property
-    def heads(self) -> tuple[str, ...]:
-        """What each supervised head outputs, in output order (the last one is what inference decodes)."""
-        return tuple(self.config.supervision_per_head(self.config.model.heads))
+    def input_size(self) -> int:
+        return self.network.input_size
 
     @property
-    def decode(self) -> dict:
-        """The settings of the config's heatmap codec."""
-        codec = self.config.codec
-        return {**dataclasses.asdict(codec), "stride": codec.stride}
+    def final_head(self) -> str:
+        """What the decoded output is: "regression" or "detection"."""
+        return self.heads[-1]
 
     def stamped(self, **provenance) -> ModelCard:
-        """The card as it is written now: its provenance gets the dunet and torch versions, the date and
-        `provenance` (e.g. metrics=...)."""
-        import torch
-
-        written = {"dunet_version": __version__, "torch_version": torch.__version__,
+        """The card as it is written now: its provenance gets the dunet version, the date and `provenance`."""
+        written = {"dunet_version": __version__,
                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         return dataclasses.replace(self, provenance={**self.provenance, **written, **provenance})
 
     def to_dict(self) -> dict:
-        return {"card_version": CARD_VERSION, "config": config_to_dict(self.config), "spec": spec_to_dict(self.spec),
-                "heads": list(self.heads), "decode": self.decode, "provenance": self.provenance}
+        codec = self.codec
+        return {"card_version": CARD_VERSION, "network": dataclasses.asdict(self.network),
+                "input": {"size": self.input_size, **INPUT}, "landmarks": spec_to_dict(self.spec),
+                "codec": {"input_size": codec.input_size, "stride": codec.stride, "sigma": codec.sigma,
+                          "refine": codec.refine, "blur": codec.blur},
+                "heads": list(self.heads), "crop": {"detector": self.detector}, "provenance": self.provenance}
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "model card") -> ModelCard:
@@ -77,37 +95,82 @@ class ModelCard:
             raise DunetError(f"{where}: not a dunet model card (card_version {version!r})")
         if version > CARD_VERSION:
             raise DunetError(f"{where}: its model card is from a newer dunet (card version {version}, this one "
-                             f"reads {CARD_VERSION}); upgrade dunet")
-        missing = [key for key in ("config", "spec") if not isinstance(data.get(key), dict)]
+                             f"reads up to {CARD_VERSION}); upgrade dunet (pip install -U dunet)")
+        if version == 1:
+            data = _from_version_1(data, where)
+        missing = [key for key in ("network", "landmarks", "codec", "heads") if not data.get(key)]
         if missing:
-            raise DunetError(f"{where}: its model card is incomplete: no {' and no '.join(missing)}")
-        return _card(data["config"], data["spec"], data.get("provenance") or {}, where)
+            raise DunetError(f"{where}: its model card is incomplete: no {' and no '.join(missing)}; "
+                             "re-export it from its checkpoint with this dunet")
+        try:
+            network = ModelConfig(**data["network"])
+            codec = {k: v for k, v in data["codec"].items() if k != "stride"}
+            codec = HeatmapCodec(**codec)
+        except (TypeError, ValueError, DunetError) as err:
+            raise DunetError(f"{where}: its model card's network or codec is damaged ({err})") from None
+        if data["codec"].get("stride", codec.stride) != codec.stride:
+            raise DunetError(f"{where}: heatmaps at stride {data['codec']['stride']}; this dunet's networks "
+                             f"have stride {codec.stride}")
+        try:
+            spec = spec_from_dict(data["landmarks"])
+        except (KeyError, TypeError, ValueError, DunetError) as err:
+            raise DunetError(f"{where}: its landmark spec is damaged ({type(err).__name__}: {err})") from None
+        try:
+            return cls(network, spec, codec, tuple(data["heads"]), (data.get("crop") or {}).get("detector"),
+                       data.get("provenance") or {})
+        except DunetError as err:
+            raise DunetError(f"{where}: {err}") from None
 
     def to_metadata(self) -> dict[str, str]:
         """The card as a model file's metadata (string keys and values)."""
         return {METADATA_KEY: json.dumps(self.to_dict())}
 
 
+def detector_for(spec: DatasetSpec) -> str | None:
+    """The detector that finds a crop for a model of these landmarks when no box is given: the shipped face
+    detector for a face landmark set (its boxes were measured against the 300-W landmark boxes), else none."""
+    return "blazeface" if spec.name in FACE_SETS else None
+
+
+def _from_version_1(data: dict, where: str) -> dict:
+    """A version-1 card (training config inside, `heads` and `decode` written out) in version-2 keys."""
+    config, decode = data.get("config"), data.get("decode")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or not isinstance(decode, dict):
+        raise DunetError(f"{where}: its model card (version 1) is incomplete: no config or decode settings; "
+                         "re-export it from its checkpoint with this dunet")
+    provenance = data.get("provenance") or {}
+    return {"network": config["model"], "landmarks": data.get("spec"), "heads": data.get("heads"),
+            "codec": {k: decode[k] for k in ("input_size", "sigma", "refine", "blur", "stride") if k in decode},
+            "crop": {"detector": "blazeface" if provenance.get("task") == "face" else None},  # as dunet 0.1 chose
+            "provenance": provenance}
+
+
 def card_from_metadata(metadata: Mapping[str, str], where: str) -> ModelCard:
-    """The card in a model file's metadata, or the one a file written before cards implies."""
+    """The card in a model file's metadata (a version-1 card read into this version's keys)."""
     if METADATA_KEY in metadata:
-        return ModelCard.from_dict(_json(metadata, METADATA_KEY, where), where)
-    if "dunet_config" in metadata:  # dunet 0.1.0: a .safetensors model, a checkpoint's model file, a packed file
-        config = _json(metadata, "dunet_config", where)
-        meta = _json(metadata, "dunet_meta", where) if "dunet_meta" in metadata else {}
-        provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version")}
-        spec = config.pop("spec", None)
-    elif "train_config" in metadata:  # dunet 0.1.0: an ONNX file or OpenVINO IR
-        config, provenance = _json(metadata, "train_config", where), {}
-        spec = _json(metadata, "spec", where) if "spec" in metadata else None
-    else:
-        raise DunetError(f"{where}: no dunet model card in its metadata (not written by dunet?)")
-    if spec is None:
-        raise DunetError(f"{where}: its model card is incomplete: no landmark spec")
-    return _card(config, spec, provenance, where)
+        return ModelCard.from_dict(read_json(metadata, METADATA_KEY, where), where)
+    if "dunet_config" in metadata or "train_config" in metadata:
+        # dunet 0.1.0, before cards: the card follows from the training config, which the training side reads.
+        try:
+            from dunet.engine.config import card_from_training
+        except ImportError:
+            raise DunetError(f"{where}: written by dunet 0.1.0, before model cards; reading it needs the training "
+                             "side: pip install 'dunet[train]'") from None
+        return card_from_training(metadata, where)
+    raise DunetError(f"{where}: no dunet model card in its metadata (not written by dunet?)")
 
 
-def _json(metadata: Mapping[str, str], key: str, where: str) -> dict:
+def training_from_metadata(metadata: Mapping[str, str], where: str) -> dict | None:
+    """The training config a model file carries beside its card, as JSON (None when it carries none)."""
+    if TRAINING_KEY in metadata:
+        return read_json(metadata, TRAINING_KEY, where)
+    if METADATA_KEY in metadata:
+        config = read_json(metadata, METADATA_KEY, where).get("config")  # a version-1 card held it
+        return config if isinstance(config, dict) else None
+    return None
+
+
+def read_json(metadata: Mapping[str, str], key: str, where: str) -> dict:
     try:
         value = json.loads(metadata[key])
     except (TypeError, ValueError) as err:  # JSONDecodeError is a ValueError
@@ -115,18 +178,3 @@ def _json(metadata: Mapping[str, str], key: str, where: str) -> dict:
     if not isinstance(value, dict):
         raise DunetError(f"{where}: its {key} metadata is not a JSON object")
     return value
-
-
-def _card(config: dict, spec: dict, provenance: dict, where: str) -> ModelCard:
-    try:
-        train_config = config_from_dict(config)
-    except DunetError as err:
-        raise DunetError(f"{where}: its config is not a dunet training config ({err})") from None
-    try:
-        landmarks = spec_from_dict(spec)
-    except (KeyError, TypeError, ValueError, DunetError) as err:
-        raise DunetError(f"{where}: its landmark spec is damaged ({type(err).__name__}: {err})") from None
-    try:
-        return ModelCard(train_config, landmarks, provenance)
-    except DunetError as err:
-        raise DunetError(f"{where}: {err}") from None

@@ -2,7 +2,8 @@
 
 A checkpoint is a directory (a run keeps `RUN/last/` and `RUN/best/`):
 
-    model.safetensors        weights, and the model card (dunet.card) in its metadata: a model on its own
+    model.safetensors        weights, and in its metadata the model card (dunet.card) and the training config
+                             (`dunet_training`): a model on its own
     card.json                the same card, to read
     train_state.safetensors  tensors of the training state: optimizer state ("optimizer.state.<param>.<key>"),
     train_state.json         torch RNG state, ...; the JSON holds the rest and marks where each tensor goes.
@@ -36,7 +37,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from dunet import DunetError
-from dunet.card import ModelCard, card_from_metadata
+from dunet.card import TRAINING_KEY, ModelCard, card_from_metadata, training_from_metadata
 from dunet.quant.quantizers import int8_per_channel
 
 FORMAT = "dunet-checkpoint"
@@ -58,6 +59,7 @@ class Checkpoint:
     path: Path  # what was loaded: a checkpoint directory or a single .safetensors file
     state_dict: dict[str, Tensor]
     card: ModelCard
+    config: Any = None  # the TrainConfig it was trained with (dunet.engine.config), None if the file holds none
     train_state: dict | None = None  # epoch, step, best metric, "rng" (see capture_rng), ...
     optimizer_state: dict | None = None  # a torch optimizer state_dict
     optimizer_type: str | None = None  # class name of the optimizer that wrote it
@@ -67,20 +69,22 @@ class Checkpoint:
 # saving
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, *,
+def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, *, config=None,
                     optimizer: torch.optim.Optimizer | None = None, train_state: dict | None = None,
                     metrics: dict | None = None, int8_weights: bool = False) -> Path:
     """Write a checkpoint directory at `path`, or a single-file model if `path` ends in `.safetensors`.
 
-    `metrics`: the held-out metrics now, kept in the card's provenance. With `train_state` or `optimizer`, the
+    `config`: the TrainConfig (or its JSON dict) it was trained with, kept beside the card for `--resume`, `--init`
+    and eval's held-out split. `metrics`: the held-out metrics now, kept in the card's provenance. With `train_state` or `optimizer`, the
     training state is stored too; the RNG states of python, numpy and torch are captured into
     `train_state["rng"]` unless it is already there. `int8_weights` (single-file models only) stores every
     conv weight as int8 with a scale per output channel."""
     path = Path(path)
-    card = card.stamped() if metrics is None else card.stamped(metrics=dict(metrics))
+    written = {"torch_version": torch.__version__, **({} if metrics is None else {"metrics": dict(metrics)})}
+    card = card.stamped(**written)
     if int8_weights and path.suffix != ".safetensors":
         raise ValueError("int8 weights are for single-file models (a .safetensors path), not training checkpoints")
-    model_file = _model_file_bytes(model, card, int8_weights)
+    model_file = _model_file_bytes(model, card, config, int8_weights)
     if path.suffix == ".safetensors":
         if optimizer is not None or train_state is not None:
             raise ValueError("a single-file model holds weights only; save training state to a checkpoint directory")
@@ -102,14 +106,26 @@ def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, *,
     return path
 
 
-def _model_file_bytes(model: nn.Module, card: ModelCard, int8_weights: bool = False) -> bytes:
+def training_metadata(config) -> dict[str, str]:
+    """The training config as model-file metadata (beside the card), or nothing for None."""
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        from dunet.engine.config import config_to_dict
+
+        config = config_to_dict(config)
+    return {TRAINING_KEY: json.dumps(config)}
+
+
+def _model_file_bytes(model: nn.Module, card: ModelCard, config, int8_weights: bool = False) -> bytes:
     # Cloning gives every tensor its own storage: safetensors refuses tensors that share memory.
     weights = {name: t.detach().cpu().clone(memory_format=torch.contiguous_format)
                for name, t in model.state_dict().items()}
     if int8_weights:
         for name in [n for n, t in weights.items() if t.is_floating_point() and t.dim() == 4]:
             weights[name], weights[name + INT8_SCALE_SUFFIX] = int8_per_channel(weights[name])
-    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), **card.to_metadata()}
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), **card.to_metadata(),
+                **training_metadata(config)}
     return safetensors_bytes(weights, metadata=metadata)
 
 
@@ -303,7 +319,20 @@ def _load_file(path: Path) -> Checkpoint:
     _check_format(metadata, path)
     card = card_from_metadata(metadata, str(path))
     state_dict = check_finite(_dequantize_int8(state_dict, path), path)
-    return Checkpoint(path=path, state_dict=state_dict, card=card)
+    return Checkpoint(path=path, state_dict=state_dict, card=card, config=read_training(metadata, path))
+
+
+def read_training(metadata: dict[str, str], path: Path):
+    """The TrainConfig a model file carries beside its card, or None."""
+    from dunet.engine.config import config_from_dict
+
+    data = training_from_metadata(metadata, str(path))
+    if data is None:
+        return None
+    try:
+        return config_from_dict({k: v for k, v in data.items() if k != "spec"})  # dunet 0.1.0 kept the spec in it
+    except DunetError as err:
+        raise DunetError(f"{path}: its training config is not one this dunet reads ({err})") from None
 
 
 def check_finite(state_dict: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
@@ -398,7 +427,7 @@ def init_weights(model: nn.Module, ckpt: Checkpoint | str | Path) -> tuple[list[
 
 
 def _describe_model(card: ModelCard) -> str:
-    model = card.config.model
+    model = card.network
     keys = ("arch", "units", "order", "landmarks", "input_size", "quant")
     return "; checkpoint model: " + ", ".join(f"{k}={getattr(model, k)}" for k in keys)
 

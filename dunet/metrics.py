@@ -334,3 +334,24 @@ def format_table(metrics: dict) -> str:
         lines.append("per joint:")
         lines.extend(f"  {name.ljust(name_width)}  {format_value('per_joint', v):>8}" for name, v in joints.items())
     return "\n".join(lines)
+
+
+def confidence_auc(scores, errors, threshold: float) -> float | None:
+    """How well landmark scores separate good points from bad ones: the ROC AUC of `scores` as a detector
+    of "error <= threshold" (1 = every good point scores above every bad one, 0.5 = chance). `scores` and
+    `errors` have the same shape (e.g. (N, K): errors normalised like the metric, NaN = unlabelled, left
+    out). None when all points are good or all bad."""
+    scores, errors = np.asarray(scores, np.float64).ravel(), np.asarray(errors, np.float64).ravel()
+    if scores.shape != errors.shape:
+        raise DunetError(f"confidence_auc: {scores.size} scores but {errors.size} errors")
+    keep = np.isfinite(errors) & np.isfinite(scores)
+    good = errors[keep] <= threshold
+    scores = scores[keep]
+    n_good, n_bad = int(good.sum()), int((~good).sum())
+    if n_good == 0 or n_bad == 0:
+        return None
+    # Mann-Whitney U with average ranks for ties: P(score of a good point > score of a bad one).
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    return float((ranks[good].sum() - n_good * (n_good + 1) / 2) / (n_good * n_bad))

@@ -19,13 +19,13 @@ def tiny_landmarker(**options) -> Landmarker:
     """A random 68-landmark DU-Net at 64 px: enough to exercise the pipeline, no training needed."""
     from dunet.data.synthetic import synthetic_source
     from dunet.engine.config import config_from_dict
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import torch_model
     from dunet.models import build_model
     from tests.engine.conftest import TINY
 
     config = config_from_dict(TINY)
     model = build_model(config.model)
-    runner = LandmarkModel(model, config, synthetic_source(1).spec, precision="fp32", device="cpu")
+    runner = torch_model(model, config, synthetic_source(1).spec, precision="fp32", device="cpu")
     return Landmarker(runner, **options)
 
 
@@ -114,7 +114,8 @@ def test_helpers():
 
 
 def test_scores_are_clipped_heatmap_peaks():
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import torch_model
+    from dunet.runtime.model import LandmarkModel
 
     lm = tiny_landmarker()
     runner = lm.runner
@@ -137,7 +138,7 @@ def test_nan_heatmaps_never_leave_as_points():
 
 
 def test_confidence_auc():
-    from dunet.engine.inference import confidence_auc
+    from dunet.metrics import confidence_auc
 
     errors = np.array([[0.01, 0.02, 0.5, 0.9]])
     assert confidence_auc([[0.9, 0.8, 0.2, 0.1]], errors, 0.1) == 1.0  # good points score higher
@@ -176,7 +177,7 @@ def test_detect_faces_finds_the_face_and_maps_its_box(face_300w):
 
 def test_load_with_no_name_is_the_default_face_model_and_finds_faces_itself(face_300w, tiny, tmp_path):
     from dunet.checkpoint import save_checkpoint
-    from dunet.engine.pretrained import default_models
+    from dunet.runtime.pretrained import default_models
 
     path, truth, _ = face_300w
     face = dunet.load(backend="torch", precision="fp32")
@@ -185,7 +186,7 @@ def test_load_with_no_name_is_the_default_face_model_and_finds_faces_itself(face
     assert np.median(np.linalg.norm(result.points - truth, axis=1)) < 5.0
     assert not dunet.load("pose", backend="torch").detect_faces  # a person is the whole image or a given box
     own = save_checkpoint(tmp_path / "own.safetensors", tiny.runner.model, tiny.runner.card)
-    assert not dunet.load(own, backend="torch").detect_faces  # a user's model: as before, unless asked
+    assert dunet.load(own, backend="torch").detect_faces  # a user's model of the 300-W face points: its card says so
     assert not dunet.load(backend="torch", detect_faces=False).detect_faces
 
 

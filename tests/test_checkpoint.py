@@ -22,7 +22,8 @@ from dunet.engine.config import TrainConfig
 from dunet.models import ModelConfig, build_model
 
 SMALL = ModelConfig(units=1, input_size=32, levels=2, landmarks=5, channels=16, bottleneck=16, growth=8)
-CARD = ModelCard(TrainConfig(model=SMALL), spec_from_names("dots", [f"dot{i}" for i in range(5)]))
+CONFIG = TrainConfig(model=SMALL)
+CARD = CONFIG.model_card(spec_from_names("dots", [f"dot{i}" for i in range(5)]))
 OPTIMIZERS = {
     "rmsprop": lambda params: torch.optim.RMSprop(params, lr=2.5e-4),
     "adam": lambda params: torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.99)),
@@ -70,7 +71,7 @@ def test_round_trip_gives_an_identical_next_step(tmp_path: Path, kind: str):
     optimizer = OPTIMIZERS[kind](model.parameters())
     for _ in range(2):
         train_step(model, optimizer)
-    save_checkpoint(tmp_path / "run" / "last", model, CARD, optimizer=optimizer,
+    save_checkpoint(tmp_path / "run" / "last", model, CARD, config=CONFIG, optimizer=optimizer,
                     train_state={"epoch": 3, "step": 2, "best_metric": float("inf")}, metrics={"nme_io": 5.1})
     train_step(model, optimizer)
     expected = weights(model)
@@ -92,7 +93,7 @@ def test_round_trip_gives_an_identical_next_step(tmp_path: Path, kind: str):
     assert_same(weights(resumed), expected)
     assert (random.random(), float(np.random.rand())) == expected_draws
     assert ckpt.train_state["epoch"] == 3 and ckpt.train_state["best_metric"] == float("inf")
-    assert ckpt.card.config == CARD.config and ckpt.card.provenance["metrics"] == {"nme_io": 5.1}
+    assert ckpt.config == CONFIG and ckpt.card.provenance["metrics"] == {"nme_io": 5.1}
     assert ckpt.optimizer_type == type(optimizer).__name__
 
 
@@ -123,10 +124,10 @@ def test_rng_state_survives_a_json_round_trip():
 
 def test_single_file_model(tmp_path: Path):
     model = small_model().eval()
-    path = save_checkpoint(tmp_path / "models" / "face.safetensors", model, CARD, metrics={"nme_io": 3.3})
+    path = save_checkpoint(tmp_path / "models" / "face.safetensors", model, CARD, config=CONFIG, metrics={"nme_io": 3.3})
     assert sorted(p.name for p in path.parent.iterdir()) == ["face.safetensors"]
     ckpt = load_checkpoint(path)
-    assert ckpt.card.config == CARD.config and ckpt.card.provenance["metrics"] == {"nme_io": 3.3}
+    assert ckpt.config == CONFIG and ckpt.card.provenance["metrics"] == {"nme_io": 3.3}
     assert ckpt.train_state is None and ckpt.optimizer_state is None
     fresh = small_model().eval()
     load_weights(fresh, path)
@@ -406,7 +407,7 @@ def test_loading_never_unpickles(tmp_path: Path, monkeypatch):
     model = small_model()
     optimizer = OPTIMIZERS["rmsprop"](model.parameters())
     train_step(model, optimizer)
-    save_checkpoint(tmp_path / "run" / "last", model, CARD, optimizer=optimizer, train_state={"epoch": 1})
+    save_checkpoint(tmp_path / "run" / "last", model, CARD, config=CONFIG, optimizer=optimizer, train_state={"epoch": 1})
     save_checkpoint(tmp_path / "m.safetensors", model, CARD)
 
     def forbidden(*args, **kwargs):
@@ -426,13 +427,13 @@ def test_loading_never_unpickles(tmp_path: Path, monkeypatch):
 
 def test_a_model_file_asking_for_a_huge_model_is_refused_before_building_it(tmp_path: Path):
     """A damaged or hostile header's config is range-checked: a line, not an allocator failure."""
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import load_torch_model
 
     path = save_checkpoint(tmp_path / "m.safetensors", small_model(), CARD)
     with safe_open(str(path), framework="pt") as f:
         tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
     huge = json.loads(metadata["dunet_card"])
-    huge["config"]["model"]["units"] = 100_000
+    huge["network"]["units"] = 100_000
     save_file(tensors, str(path), metadata={**metadata, "dunet_card": json.dumps(huge)})
     with pytest.raises(DunetError, match="units 100000: must be <= 64"):
-        LandmarkModel.load(path)
+        load_torch_model(path)

@@ -161,7 +161,7 @@ def run(args: argparse.Namespace, started: float) -> int:
     from dunet.engine.config import config_to_dict, load_config
     from dunet.engine.evaluate import main_metric, predict_source, score
     from dunet.engine.hardware import autocast, choose_precision, plan_threads, resolve_device
-    from dunet.engine.inference import LandmarkModel
+    from dunet.runtime.model import LandmarkModel
     from dunet.engine.losses import total_loss
     from dunet.engine.trainer import plot_curves, warmed_up_ema, write_atomic, write_log
     from dunet.metrics import format_value
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace, started: float) -> int:
     model = build_model(cfg.model).to(device).to(memory_format=fmt)
     if cfg.init:
         from dunet.checkpoint import init_weights
-        from dunet.engine.pretrained import path_or_pretrained
+        from dunet.runtime.pretrained import path_or_pretrained
 
         init_weights(model, path_or_pretrained(cfg.init))
     net = torch.compile(model) if args.compile else model

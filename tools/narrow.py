@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from dunet.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from dunet.engine.pretrained import path_or_pretrained
+from dunet.runtime.pretrained import path_or_pretrained
 from dunet.models import build_model
 from dunet.models.blocks import BnReluConv, DenseLayer
 from dunet.models.dunet import DUNet

@@ -51,9 +51,10 @@ def ship_openvino_int8(shipped: Path, name: str, source, train_idx: list[int], v
     from dunet.commands.export import calibration_batches, check_int8
     from dunet.deploy.openvino import quantize_openvino_int8
     from dunet.engine.evaluate import predict_source, score
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import load_torch_model, torch_model
+    from dunet.runtime.model import load_model
 
-    runner = LandmarkModel.load(shipped, precision="fp32")
+    runner = load_torch_model(shipped, precision="fp32")
     # 300 crops, NNCF's own default subset size: a shipped file is calibrated once, so it can afford more than
     # `dunet export --int8` takes by default.
     calibration = calibration_batches(source, runner.input_size, CALIBRATION_CROPS, indices=train_idx)
@@ -64,7 +65,7 @@ def ship_openvino_int8(shipped: Path, name: str, source, train_idx: list[int], v
                       "--out", str(float_ir)]) == 0
         quantize_openvino_int8(float_ir, int8, calibration)
     check_int8(runner, runner.model, int8, calibration, "openvino")
-    model = LandmarkModel.load_exported(int8, backend="openvino", precision="fp32", threads=1)
+    model = load_model(int8, backend="openvino", precision="fp32", threads=1)
     pred, idx = predict_source(model.predict_crops, source, runner.input_size, indices=val_idx)
     metrics = score(source, pred, idx)
     headline = headline_figures(metrics)
@@ -77,7 +78,7 @@ def measured_on() -> str:
     CPU families (bench/isa_spread.py)."""
     import os
 
-    from dunet.engine.hardware import cpu_name
+    from dunet.runtime.cpu import cpu_name
 
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
     return cpu_name() + (f", oneDNN capped at {cap}" if cap else "")
@@ -116,7 +117,8 @@ def main() -> None:
 
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import predict_source, score
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import load_torch_model, torch_model
+    from dunet.runtime.model import load_model
     from dunet.engine.trainer import evenly_spaced, split_indices
     from dunet.models.config import ModelConfig
 
@@ -124,7 +126,7 @@ def main() -> None:
     PRETRAINED.mkdir(exist_ok=True)
     shipped = PRETRAINED / (f"{args.name}.packed.safetensors" if args.format == "packed" else f"{args.name}.safetensors")
     checkpoint = run / args.checkpoint
-    model = LandmarkModel.load(checkpoint, precision="fp32")  # to tune the decoding on training samples
+    model = load_torch_model(checkpoint, precision="fp32")  # to tune the decoding on training samples
     cfg = model.config
     source = open_source(cfg.data.train[0])  # the held-out split comes off the first source
     train_idx, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
@@ -141,7 +143,7 @@ def main() -> None:
         assert dunet(["export", str(checkpoint), *command, "--out", str(shipped), *blur]) == 0
 
     export()  # measured as shipped: the metrics below come from this very file
-    model = LandmarkModel.load(shipped, precision="fp32")  # model cards are fp32 figures
+    model = load_torch_model(shipped, precision="fp32")  # model cards are fp32 figures
     pred, idx = predict_source(model.predict_crops, source, cfg.model.input_size, indices=val_idx)
     metrics = score(source, pred, idx)
     headline = headline_figures(metrics)

@@ -36,11 +36,11 @@ BITS = {"none": "32/32/32", "bw": "32/1/32", "bw-alpha": "32/1/32", "tw": "32/2/
 def measure(run: Path, memory: dict[str, float], checkpoint: str = "best") -> dict:
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import predict_source, score
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import load_torch_model, torch_model
     from dunet.engine.trainer import split_indices
     from dunet.quant.packing import packed_size_bytes
 
-    runner = LandmarkModel.load(run / checkpoint, precision="fp32")
+    runner = load_torch_model(run / checkpoint, precision="fp32")
     cfg = runner.config
     source = open_source(cfg.data.train[0])  # the held-out split comes off the first source
     _, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)

@@ -17,9 +17,9 @@ def add_model_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bfloat16 where the CPU or GPU computes it natively, else fp32")
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"],
-                   help="what runs the network; auto: the fastest installed (OpenVINO, onnxruntime, PyTorch), "
-                        "a PyTorch model converted once and cached (docs/api.md)")
+    p.add_argument("--backend", default="auto", choices=["auto", "openvino", "onnx", "torch"],
+                   help="what runs the network (dunet.runtime.backends); auto: the fastest installed, OpenVINO in "
+                        "every install; torch needs dunet[train]")
     p.add_argument("--threads", type=flag_range(int, 0, 4096), default=0,
                    help="CPU threads; 0: every usable core that other work does not keep busy when the model loads; "
                         "more than the usable cores: capped to them, with a warning")

@@ -84,7 +84,7 @@ def _report(cfg, folder: Path, out: Path, started: float) -> int:
     from dunet.data.draw import draw_overlay
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import errors_per_sample, predict_source, score
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import load_torch_model, torch_model
     from dunet.engine.trainer import train
     from dunet.metrics import format_table, plot_ced
     from dunet.models import build_model
@@ -98,12 +98,12 @@ def _report(cfg, folder: Path, out: Path, started: float) -> int:
           f"held-out {cfg.data.val}; report -> {out}")
 
     torch.manual_seed(cfg.seed)  # the same initial weights training starts from
-    untrained = LandmarkModel(build_model(cfg.model), cfg, held_out.spec)
+    untrained = torch_model(build_model(cfg.model), cfg, held_out.spec)
     pred0, idx = predict_source(untrained.predict_crops, held_out, cfg.model.input_size)
     before = score(held_out, pred0, idx)
 
     train(cfg, folder / "run")
-    trained = LandmarkModel.load(folder / "run" / "best")
+    trained = load_torch_model(folder / "run" / "best")
     pred1, idx = predict_source(trained.predict_crops, held_out, cfg.model.input_size)
     after = score(held_out, pred1, idx)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from dunet import DunetError
+
 from dunet.commands import add_decode_blur_flag, add_model_flags
 from dunet.config import flag_range
 
@@ -28,11 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import confidence_report, errors_per_sample, predict_source, score
-    from dunet.engine.inference import load_runner
+    from dunet.runtime.model import load_model
     from dunet.metrics import format_table, plot_ced
 
-    runner = load_runner(args.checkpoint, args.model, backend=args.backend, precision=args.precision,
-                         device=args.device, threads=args.threads)
+    if (args.checkpoint is None) == (args.model is None):
+        raise DunetError("give either a CHECKPOINT path or --model NAME")
+    runner = load_model(args.checkpoint or args.model, backend=args.backend, precision=args.precision,
+                        device=args.device, threads=args.threads)
     runner.set_decode_blur(args.decode_blur)
     source = open_source(args.data, skip_bad=args.skip_bad)
     runner.check_source(source)
@@ -48,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     metrics.update(confidence_report(source, pred, scores, idx, spec))
     if len(idx) < len(indices):  # --skip-bad left unreadable images out: say so, they are not in `n`
         metrics["bad_left_out"] = len(indices) - len(idx)
-    extra = runner.quant_report(metrics)
-    metrics.update(extra)
+    metrics.update(quant_report(runner, metrics))
     if args.ced:
         plot_ced({runner.name: errors_per_sample(source, pred, idx, spec)}, args.ced)
     measured = what_was_measured(runner, source, args)
@@ -69,18 +72,29 @@ def what_was_measured(runner, source, args: argparse.Namespace) -> dict:
     """How the figures were obtained, for the header and --json: a figure means little without it."""
     return {"model": str(runner.source), "network": runner.name, "backend": runner.backend,
             "precision": runner.precision, "threads": runner.threads, "data": args.data, "split": args.split,
-            "flip": bool(args.flip), "decode_blur": runner.config.decode_blur,
+            "flip": bool(args.flip), "decode_blur": runner.card.codec.blur,
             # The crop eval cuts is the data's own box, never a detector's: dunet.load().predict without a box
             # crops what its detector finds, so its error on the same photos can differ.
             "box": f"each sample's labelled box x {source.spec.box_margin:g} (the landmark set's box_margin), "
                    "no detector"}
 
 
+def quant_report(runner, metrics: dict) -> dict:
+    """Balance index (paper eq. 7) of a quantized model run by PyTorch; nothing for the others."""
+    if runner.card.network.quant == "none" or runner.backend != "torch":
+        return {}
+    from dunet.models.efficiency import balance_report
+
+    nme = metrics.get("nme_io") or metrics.get("nme_box")
+    if nme is None:
+        return {}  # the balance index is defined on NME (paper eq. 7)
+    return balance_report(runner.model, runner.card.network, nme)
+
+
 def split_of(config, count: int, split: str, data: str) -> list[int]:
     """Sample indices of --split: all of them, or the training config's held-out / training part."""
     import sys
 
-    from dunet import DunetError
     from dunet.engine.trainer import split_indices
 
     if split == "all":

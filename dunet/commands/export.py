@@ -44,10 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
     from dunet import DunetError
-    from dunet.engine.inference import LandmarkModel
+    from dunet.checkpoint import training_metadata
+    from dunet.engine.inference import load_torch_model
 
     check_out(Path(args.out), folder=False)  # before the slow part: a typo fails at once
     check_packages(args)
@@ -58,13 +61,12 @@ def run(args: argparse.Namespace) -> int:
     if (args.checkpoint is None) == (args.model is None):
         raise DunetError("give either a CHECKPOINT path or --model NAME")
     if args.model is not None:
-        from dunet.engine.pretrained import resolve_pretrained
+        from dunet.runtime.pretrained import resolve_pretrained
 
         args.checkpoint = str(resolve_pretrained(args.model))
-    runner = LandmarkModel.load(args.checkpoint)
+    runner = load_torch_model(args.checkpoint)
     runner.set_decode_blur(args.decode_blur)
-    runner.provenance = {**runner.provenance, **notes}
-    card = runner.card
+    runner.card = card = dataclasses.replace(runner.card, provenance={**runner.provenance, **notes})
     model = runner.model.float().to(memory_format=torch.contiguous_format)
     out = Path(args.out)
     if args.format == "safetensors":
@@ -72,16 +74,16 @@ def run(args: argparse.Namespace) -> int:
 
         if out.suffix != ".safetensors":
             raise DunetError(f"{out}: the file name must end in .safetensors")
-        save_checkpoint(out, model.half() if args.half else model, card,
+        save_checkpoint(out, model.half() if args.half else model, card, config=runner.training,
                         int8_weights=args.int8_weights)  # written to a temporary file and renamed
     elif args.format == "packed":
         from dunet.quant.packing import save_packed
 
-        if runner.config.model.quant == "none":
+        if card.network.quant == "none":
             raise DunetError(f"{args.checkpoint}: a full-precision model has nothing to pack; "
                              "train with model.quant (e.g. bw-alpha) or use --format safetensors")
         with staged([out]) as (tmp,):
-            save_packed(model, card.stamped().to_metadata(), tmp)
+            save_packed(model, {**card.stamped().to_metadata(), **training_metadata(runner.training)}, tmp)
     else:
         export_network(runner, model, out, args)
     size = out.stat().st_size + (out.with_suffix(".bin").stat().st_size if args.format == "openvino" else 0)
@@ -90,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 # The extra of pyproject.toml that installs each package an export may need.
-EXTRA_OF = {"onnx": "deploy", "onnxscript": "deploy", "onnxruntime": "deploy", "openvino": "openvino",
-            "nncf": "openvino"}
+EXTRA_OF = {"onnx": "train", "onnxscript": "train", "onnxruntime": "onnx", "nncf": "train"}
 
 
 def check_packages(args: argparse.Namespace) -> None:
@@ -106,7 +107,7 @@ def check_packages(args: argparse.Namespace) -> None:
     if args.exporter == "dynamo":
         packages.append("onnxscript")
     if args.format == "openvino":
-        packages += ["openvino", "nncf"] if args.int8 else ["openvino"]
+        packages += ["nncf"] if args.int8 else []
     elif args.int8:
         packages.append("onnxruntime")  # its int8 quantizer
     missing = [name for name in packages if importlib.util.find_spec(name) is None]
@@ -173,10 +174,11 @@ def check_int8(runner, model, int8_path: Path, calibration: list, backend: str) 
     import numpy as np
     import torch
 
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import torch_model
+    from dunet.runtime.model import load_model
 
-    reference = LandmarkModel(model, runner.config, runner.spec, precision="fp32")
-    int8 = LandmarkModel.load_exported(int8_path, backend=backend, precision="fp32")
+    reference = torch_model(model, runner.config, runner.spec, precision="fp32")
+    int8 = load_model(int8_path, backend=backend, precision="fp32")
     shift = reference.landmark_shift(int8, torch.from_numpy(np.concatenate(calibration)))
     print(f"int8 check: on the {len(calibration)} calibration crops the landmarks moved {shift.mean():.2f} px on "
           f"average ({np.median(shift):.2f} median) from the float model's, at {runner.input_size} px input")

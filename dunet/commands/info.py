@@ -25,16 +25,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dunet.models import ModelConfig
-    from dunet.models.profile import profile
+    from dunet.runtime import backends
 
     cfg = from_dict(ModelConfig, {
         "arch": args.arch, "block": args.block, "units": args.units, "order": args.order,
         "landmarks": args.landmarks, "input_size": args.input_size, "channels": args.channels,
         "refine": args.refine, "quant": args.quant,
     })
-    from dunet.engine.inference import fastest_backend
+    backend = backends.fastest()  # what `dunet.load`, eval and predict run by default
+    if not backends.installed("torch"):  # the counts come from the PyTorch network
+        print(f"default backend  {backend} (the fastest installed runtime; --backend to choose)\n"
+              f"parameters, MACs and sizes: {backends.BACKENDS['torch'].install}")
+        return 0
+    from dunet.models.profile import profile
 
-    info = {**profile(cfg), "backend": fastest_backend()}  # what `dunet.load`, eval and predict run by default
+    info = {**profile(cfg), "backend": backend}
     if args.json:
         print(json.dumps(info))
         return 0

@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dunet.engine.pretrained import default_models, list_pretrained
+    from dunet.runtime.pretrained import default_models, list_pretrained
 
     models = list_pretrained()
     defaults = default_models()

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if metrics:
         from dunet.metrics import format_table
 
-        from dunet.engine.inference import fastest_backend
+        from dunet.runtime.backends import fastest as fastest_backend
 
         print(f"{out / 'best'} on the held-out data, by PyTorch (`dunet eval {out} --backend torch` reproduces them):")
         print(format_table(metrics))

@@ -17,8 +17,9 @@ from dunet import DunetError
 from dunet.config import apply_overrides, check_range, choice, from_dict
 from dunet.data.heatmaps import HeatmapCodec
 from dunet.data.transforms import Augmentation
-from dunet.engine.losses import REGRESSION_LOSSES
 from dunet.models.config import ModelConfig
+
+REGRESSION_LOSSES = ("mse", "awing")  # dunet.engine.losses computes each
 
 
 MAX_SEED = 2**32 - 1  # numpy's seeds stop here
@@ -189,6 +190,44 @@ class TrainConfig:
         passes = 2 if self.model.refine else 1
         per_pass = list(self.supervision) * (passes if len(self.supervision) == 1 else 1)
         return [kind for kind in per_pass for _ in range(heads_per_pass)]
+
+    def model_card(self, spec, provenance: dict | None = None):
+        """The inference contract of a model trained with this recipe on `spec`'s landmarks (dunet.card): its
+        network, codec, head kinds, and the shipped face detector for a face landmark set."""
+        from dunet.card import ModelCard, detector_for
+
+        return ModelCard(self.model, spec, self.codec, tuple(self.supervision_per_head(self.model.heads)),
+                         detector_for(spec), provenance or {})
+
+
+def card_from_training(metadata: dict[str, str], where: str):
+    """The card of a model file written by dunet 0.1.0, before cards: its training config with the spec inside
+    (metadata `dunet_config` and `dunet_meta`; in ONNX `train_config` and `spec`)."""
+    from dunet.card import read_json
+    from dunet.data.spec import spec_from_dict
+
+    if "dunet_config" in metadata:
+        config = read_json(metadata, "dunet_config", where)
+        meta = read_json(metadata, "dunet_meta", where) if "dunet_meta" in metadata else {}
+        provenance = {k: v for k, v in meta.items() if k not in ("format", "format_version")}
+        spec = config.pop("spec", None)
+    else:
+        config, provenance = read_json(metadata, "train_config", where), {}
+        spec = read_json(metadata, "spec", where) if "spec" in metadata else None
+    if spec is None:
+        raise DunetError(f"{where}: its model card is incomplete: no landmark spec")
+    try:
+        train_config = config_from_dict(config)
+    except DunetError as err:
+        raise DunetError(f"{where}: its config is not a dunet training config ({err})") from None
+    try:
+        landmarks = spec_from_dict(spec)
+    except (KeyError, TypeError, ValueError, DunetError) as err:
+        raise DunetError(f"{where}: its landmark spec is damaged ({type(err).__name__}: {err})") from None
+    try:
+        return train_config.model_card(landmarks, provenance)
+    except DunetError as err:
+        raise DunetError(f"{where}: {err}") from None
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

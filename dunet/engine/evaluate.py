@@ -83,7 +83,7 @@ def confidence_report(source: Source, pred: np.ndarray, scores: np.ndarray, indi
     """How well the landmark scores separate good points from bad ones: the ROC AUC of the score as a detector
     of "error within the headline metric's threshold" (0.2 x the normaliser for PCK@0.2, 0.5 for PCKh, 0.08 of
     the inter-ocular distance for faces), over all labelled points; 1 = perfect, 0.5 = chance."""
-    from dunet.engine.inference import confidence_auc
+    from dunet.metrics import confidence_auc
 
     spec = spec or source.spec
     gt, visible, norm = ground_truth(source, indices, spec)

@@ -1,5 +1,5 @@
 """PyTorch models converted once for onnxruntime and OpenVINO: the ONNX file of a model, kept in a cache
-(`LandmarkModel.load_exported` runs it)."""
+(`dunet.runtime.model.load_model` runs it)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ def cache_dir() -> Path:
 
 
 def export_metadata(runner) -> dict[str, str]:
-    """The metadata of an exported file: the model card, what `LandmarkModel.load_exported` reads back."""
-    return runner.card.stamped().to_metadata()
+    """The metadata of an exported file: the model card (what inference reads back) and the training config."""
+    from dunet.checkpoint import training_metadata
+
+    return {**runner.card.stamped().to_metadata(), **training_metadata(runner.training)}
 
 
 def model_key(runner) -> str:

@@ -13,9 +13,6 @@ from torch import Tensor
 
 from dunet.data.heatmaps import DISK_LEVEL
 
-
-REGRESSION_LOSSES = ("mse", "awing")
-
 # Adaptive wing loss (Wang, Bo & Fuxin, ICCV 2019), the paper's constants. Near the target it is a log curve
 # whose exponent alpha - y adapts to the target value y: steep around foreground pixels (y near 1), close to
 # MSE on the background (y near 0), so small errors at the peak, which move the decoded point, weigh more.

@@ -32,7 +32,6 @@ import yaml
 from torch.optim.swa_utils import AveragedModel
 
 from dunet import DunetError
-from dunet.card import ModelCard
 from dunet.checkpoint import (
     atomic_write_file,
     init_weights,
@@ -47,8 +46,9 @@ from dunet.data.spec import spec_to_dict
 from dunet.engine.allocator import keep_freed_memory
 from dunet.engine.config import TrainConfig, config_from_dict, config_to_dict
 from dunet.engine.evaluate import main_metric, predict_source, score
-from dunet.engine.hardware import FreeCoreWatch, autocast, choose_precision, plan_threads, resolve_device, usable_cores
-from dunet.engine.inference import LandmarkModel, TorchNetwork
+from dunet.engine.hardware import FreeCoreWatch, autocast, choose_precision, plan_threads, resolve_device
+from dunet.runtime.cpu import usable_cores
+from dunet.engine.inference import load_torch_model, torch_model
 from dunet.engine.losses import total_loss
 from dunet.engine.progress import progress
 from dunet.metrics import format_value
@@ -214,28 +214,28 @@ class Trainer:
         self.log(f"resumed from {last} at epoch {self.epoch}")
 
     def _init_from(self, source: str) -> None:
-        from dunet.engine.pretrained import path_or_pretrained
+        from dunet.runtime.pretrained import path_or_pretrained
 
         path = path_or_pretrained(source)
         copied, kept = init_weights(self.model, path)
         fresh = sorted({name.split(".")[0] for name in kept if not name.endswith("num_batches_tracked")})
         self.log(f"init: {len(copied)} tensors from {path}" + (f"; fresh: {', '.join(fresh)}" if fresh else ""))
 
-    def _load_teacher(self, source: str) -> TorchNetwork:
+    def _load_teacher(self, source: str):
         """The distillation teacher: frozen, in eval mode, giving its final heatmaps in float. They must be the
         student's heatmaps: same landmarks, input size and heatmap sigma."""
-        teacher = LandmarkModel.load(source, precision=self.precision, device=self.device)
-        given, model_cfg = teacher.config, self.cfg.model
-        for what, theirs, ours in (("landmarks", given.model.landmarks, model_cfg.landmarks),
-                                   ("input_size", given.model.input_size, model_cfg.input_size),
+        teacher = load_torch_model(source, precision=self.precision, device=self.device)
+        given, model_cfg = teacher.card, self.cfg.model
+        for what, theirs, ours in (("landmarks", given.network.landmarks, model_cfg.landmarks),
+                                   ("input_size", given.network.input_size, model_cfg.input_size),
                                    ("heatmap sigma", given.codec.sigma, self.cfg.codec.sigma)):
             if theirs != ours:
                 raise DunetError(f"teacher {source}: its {what} is {theirs} but this model's is {ours}; a teacher "
                                  "must produce the same heatmaps as the model it teaches")
         if self.ddp.main:
-            self.log(f"teacher: {teacher.source} ({given.model.arch}({given.model.units}), quant {given.model.quant}), "
+            self.log(f"teacher: {teacher.source} ({given.network.arch}({given.network.units}), quant {given.network.quant}), "
                      f"{self.cfg.teacher_weight:g} of every target")
-        return teacher.network
+        return teacher.network.tensors
 
     def _save(self, name: str, metrics: dict | None = None) -> None:
         if not self.ddp.main:
@@ -246,8 +246,8 @@ class Trainer:
             weights = self.ema.module
             state.update(raw_weights=self.model.state_dict(), ema_count=int(self.ema.n_averaged),
                          ema_decay=self.cfg.optim.ema)
-        save_checkpoint(self.out / name, weights, ModelCard(self.cfg, self.spec), optimizer=self.optimizer,
-                        train_state=state, metrics=metrics)
+        save_checkpoint(self.out / name, weights, self.cfg.model_card(self.spec), config=self.cfg,
+                        optimizer=self.optimizer, train_state=state, metrics=metrics)
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict:
@@ -362,7 +362,7 @@ class Trainer:
             return {}
         cfg = self.cfg
         model = self.ema.module if self.ema is not None else self.model
-        runner = LandmarkModel(model, cfg, self.spec, precision=self.precision, device=self.device)
+        runner = torch_model(model, cfg, self.spec, precision=self.precision, device=self.device)
         pred, idx = predict_source(runner.predict_crops, self.val_source, cfg.model.input_size,
                                    indices=self.val_idx, batch_size=cfg.optim.batch_size,
                                    workers=self.plan.workers, flip=cfg.flip_test and self.spec.can_flip,

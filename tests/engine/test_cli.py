@@ -355,7 +355,7 @@ def test_export_packed_needs_a_quantized_model(trained_run, tmp_path, capsys):
 
 
 def test_shipped_pretrained_models_predict_offline(tmp_path, shared_data, capsys):
-    from dunet.engine.pretrained import PRETRAINED_DIR, list_pretrained
+    from dunet.runtime.pretrained import PRETRAINED_DIR, list_pretrained
 
     models = list_pretrained()
     assert models, "dunet ships pretrained models"

@@ -11,6 +11,7 @@ import torch
 from dunet import DunetError
 from dunet.engine import hardware
 from dunet.engine.config import load_config
+from dunet.runtime import cpu
 
 CPU = torch.device("cpu")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -22,8 +23,8 @@ def cpu_features(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
     def set_features(avx512_bf16: bool, amx: bool) -> None:
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+        flags = {"avx2"} | ({"avx512_bf16"} if avx512_bf16 else set()) | ({"amx_bf16", "amx_tile"} if amx else set())
+        monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
     return set_features
 
 
@@ -84,8 +85,8 @@ def test_recipes_default_to_auto():
 
 
 def test_thread_plan_uses_every_usable_core_and_sizes_workers_with_them(monkeypatch):
-    monkeypatch.setattr(hardware, "usable_cores", lambda: 8)
-    monkeypatch.setattr(hardware, "busy_cores", lambda: 0)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 8)
+    monkeypatch.setattr(cpu, "busy_cores", lambda: 0)
     plan = hardware.plan_threads()
     assert (plan.threads, plan.workers) == (8, 1) and "8 usable core(s) (all of them)" in plan.reason
     assert hardware.plan_threads(processes=2).threads == 4  # torchrun: the cores are shared
@@ -95,20 +96,20 @@ def test_thread_plan_uses_every_usable_core_and_sizes_workers_with_them(monkeypa
 
 
 def test_thread_plan_leaves_cores_that_other_work_keeps_busy(monkeypatch):
-    monkeypatch.setattr(hardware, "usable_cores", lambda: 8)
-    monkeypatch.setattr(hardware, "busy_cores", lambda: 3)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 8)
+    monkeypatch.setattr(cpu, "busy_cores", lambda: 3)
     plan = hardware.plan_threads()
     assert plan.threads == 5 and "3 busy with other work" in plan.reason
     assert hardware.plan_threads(processes=2).threads == 4  # torchrun: siblings starting are not other work
     assert hardware.plan_threads(threads=8).threads == 8  # asked for: the user decides
-    monkeypatch.setattr(hardware, "busy_cores", lambda: 8)
+    monkeypatch.setattr(cpu, "busy_cores", lambda: 8)
     assert hardware.plan_threads().threads == 1  # never none
 
 
 def test_threads_above_the_cores_are_capped_saying_so(monkeypatch):
     """threads=1000 on 2 cores was accepted and crawled (0.5 images/s)."""
-    monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
-    monkeypatch.setattr(hardware, "busy_cores", lambda: 0)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cpu, "busy_cores", lambda: 0)
     plan = hardware.plan_threads(threads=1000, workers=0)
     assert plan.threads == 2 and "threads 1000 is more than the 2 usable core(s): using 2" in plan.reason
     assert hardware.plan_threads(threads=1000, processes=2).threads == 1
@@ -119,15 +120,15 @@ def test_busy_cores_counts_the_usable_cores_more_than_half_busy(monkeypatch):
     """(busy, total) ticks of each core, read twice: core 0 busy 90 % of the interval, core 1 10 %, core 2 60 %
     but not this process's to use."""
     samples = iter([{0: (0, 0), 1: (0, 0), 2: (0, 0)}, {0: (90, 100), 1: (10, 100), 2: (60, 100)}])
-    monkeypatch.setattr(hardware, "_cpu_times", lambda: next(samples))
-    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1})
-    assert hardware.busy_cores(seconds=0) == 1
-    monkeypatch.setattr(hardware, "_cpu_times", lambda: {})  # no /proc/stat: nothing is known to be busy
-    assert hardware.busy_cores(seconds=0) == 0
+    monkeypatch.setattr(cpu, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert cpu.busy_cores(seconds=0) == 1
+    monkeypatch.setattr(cpu, "_cpu_times", lambda: {})  # no /proc/stat: nothing is known to be busy
+    assert cpu.busy_cores(seconds=0) == 0
 
 
 def test_cpu_times_reads_this_machine():
-    times = hardware._cpu_times()
+    times = cpu._cpu_times()
     if not Path("/proc/stat").exists():
         pytest.skip("no /proc/stat")
     assert times and all(0 <= busy <= total for busy, total in times.values())
@@ -136,7 +137,7 @@ def test_cpu_times_reads_this_machine():
 @needs_cuda
 def test_training_and_inference_on_cuda(tmp_path):
     """A tiny training on the GPU whose checkpoint loads and predicts on the CPU, and the reverse."""
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import load_torch_model, torch_model
     from dunet.engine.trainer import train
 
     cfg = load_config(None, ["model.units=1", "model.input_size=64", "model.landmarks=68", "optim.epochs=1",
@@ -145,8 +146,8 @@ def test_training_and_inference_on_cuda(tmp_path):
     train(cfg, tmp_path / "run", log=lambda *_: None)
     images = torch.rand(2, 3, 64, 64)
     affine = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(2, 2, 3)
-    on_cpu = LandmarkModel.load(tmp_path / "run" / "last", precision="fp32", device="cpu")
-    on_gpu = LandmarkModel.load(tmp_path / "run" / "last", precision="fp32", device="cuda")
+    on_cpu = load_torch_model(tmp_path / "run" / "last", precision="fp32", device="cpu")
+    on_gpu = load_torch_model(tmp_path / "run" / "last", precision="fp32", device="cuda")
     a, _ = on_cpu.predict_crops(images, affine)
     b, _ = on_gpu.predict_crops(images, affine)
     assert abs(a - b).max() < 0.5

@@ -89,14 +89,14 @@ def test_the_own_data_recipe_learns_a_real_deeplabcut_project(openfield, tmp_pat
     """A CI-sized run of the recipe on dlc_openfield (116 frames, 4 parts): 128 px, 6 epochs. The full-size
     benchmark is bench/own_data.py (goal: PCK@0.2 >= 90 % in <= 15 minutes)."""
     from dunet.engine.evaluate import predict_source, score
-    from dunet.engine.inference import LandmarkModel
+    from dunet.engine.inference import load_torch_model, torch_model
     from dunet.engine.trainer import split_indices, train
 
     source = open_source(openfield)
     cfg, _ = own_data_config(openfield, "", source, minutes=1, timer=lambda *a: 0.1,
                              overrides=["model.input_size=128", "optim.epochs=6", "eval_every=6"])
     train(cfg, tmp_path / "run", log=lambda *_: None)
-    model = LandmarkModel.load(tmp_path / "run" / "last", precision="fp32")
+    model = load_torch_model(tmp_path / "run" / "last", precision="fp32")
     _, held_out = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
     pred, idx = predict_source(model.predict_crops, source, model.input_size, indices=held_out)
     metrics = score(source, pred, idx, model.spec)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from dunet import DunetError
-from dunet.deploy import detect
+from dunet.runtime import detect
 
 
 def _cascade_or_skip():
@@ -54,7 +54,7 @@ def test_missing_cascade_support_is_a_clear_error(monkeypatch):
 
 
 def test_blazeface_finds_faces_haar_misses(shared_data):
-    """BlazeFace (the default) on 300-W faces the Haar cascade misses (python -m dunet.deploy.detect)."""
+    """BlazeFace (the default) on 300-W faces the Haar cascade misses (python -m dunet.runtime.detect)."""
     from dunet.data.readers import parse_pts
 
     for name in ("afw_111076519_2", "afw_1372188757_1", "afw_156474078_1"):

@@ -4,7 +4,7 @@ Haar cascade) and people (`detect_people`: MediaPipe's BlazePose person detector
 BlazeFace (short range, 128x128 input; Apache-2.0, the file `face_detection_short_range.tflite` of the
 mediapipe 0.10.14 wheel) ships in `dunet/pretrained/` (224 KB) and runs through OpenCV's own TFLite reader
 (cv2.dnn), so it needs no package beyond OpenCV. On the 1,207 faces of ../shared/data/300w it misses none,
-the Haar cascade 149 (12.3 %): `python -m dunet.deploy.detect ../shared/data/300w` (docs/api.md). Those
+the Haar cascade 149 (12.3 %): `python -m dunet.runtime.detect ../shared/data/300w` (docs/api.md). Those
 images are face crops; BlazeFace short range is made for faces that fill a good part of the picture
 (portraits, selfies, webcams): for small faces in a large photo give a box per face.
 
@@ -365,7 +365,7 @@ def miss_rate(folder: str | Path, detector: str = "blazeface") -> dict:
             "missed_files": missed[:20]}
 
 
-if __name__ == "__main__":  # python -m dunet.deploy.detect FOLDER [DETECTOR...]
+if __name__ == "__main__":  # python -m dunet.runtime.detect FOLDER [DETECTOR...]
     import json
     import sys
 

@@ -16,6 +16,12 @@ def _index() -> dict:
     return json.loads(index.read_text()) if index.is_file() else {"models": []}
 
 
+def is_pretrained_name(target: str) -> bool:
+    """Whether `target` (a command's model argument) names a pretrained model rather than a path: it is no
+    existing file and holds no path separator or dot."""
+    return not Path(target).exists() and not any(c in target for c in "/\\.")
+
+
 def list_pretrained() -> list[dict]:
     return _index()["models"]
 
@@ -49,9 +55,11 @@ def recorded_figures(validation: str) -> tuple[dict[str, str], int]:
 def held_out_source(name: str, data_root: str | Path) -> str:
     """FORMAT:PATH of the copy under `data_root` of the data a pretrained model held its validation split out of
     (the split comes off the first training source), e.g. "300w:../shared/data/300w"."""
-    from dunet.engine.inference import LandmarkModel
+    from dunet.card import training_from_metadata
+    from dunet.runtime.weights import read_weights
 
-    train = LandmarkModel.load(resolve_pretrained(name)).config.data.train[0]
+    path = resolve_pretrained(name)
+    train = training_from_metadata(read_weights(path)[0], str(path))["data"]["train"][0]
     kind, path = train.split(":", 1)
     return f"{kind}:{Path(data_root) / Path(path).name}"
 

@@ -8,7 +8,7 @@ import pytest
 
 from dunet import DunetError
 from dunet.cli import main
-from dunet.engine.pretrained import held_out_source, list_pretrained, recorded_figures
+from dunet.runtime.pretrained import held_out_source, list_pretrained, recorded_figures
 
 
 def test_recorded_figures_are_read():
@@ -84,8 +84,8 @@ def test_a_pretrained_model_with_an_int8_file_runs_it_when_openvino_is_the_backe
 
 
 def test_each_task_name_stands_for_its_default_model():
-    from dunet.engine.inference import load_runner
-    from dunet.engine.pretrained import default_models, pretrained_entry
+    from dunet.runtime.model import load_model
+    from dunet.runtime.pretrained import default_models, pretrained_entry
 
     defaults = default_models()
     assert set(defaults) == {"face", "pose"}
