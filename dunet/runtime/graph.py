@@ -144,7 +144,7 @@ class _Network:
                                    for name in ("weight", "bias", "running_mean", "running_var"))
         scale = weight / np.sqrt(var + BN_EPS)
         per_channel = (1, -1, 1, 1)
-        return ops.add(ops.multiply(x, (scale.reshape(per_channel)).astype(np.float32)),
+        return ops.add(ops.multiply(x, scale.reshape(per_channel).astype(np.float32)),
                        (bias - mean * scale).reshape(per_channel).astype(np.float32))
 
     def tensor(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
