@@ -32,26 +32,24 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from dunet import DunetError
 from dunet.card import TRAINING_KEY, ModelCard, card_from_metadata, training_from_metadata
 from dunet.quant.quantizers import int8_per_channel
+from dunet.runtime.weights import (  # the file format facts, shared with the PyTorch-free reader
+    FORMAT, FORMAT_VERSION, INT8_SCALE_SUFFIX, MODEL_FILE, RUN_SUBDIRS, read_model_file, read_safetensors, resolve,
+    sibling,
+)
 
-FORMAT = "dunet-checkpoint"
-FORMAT_VERSION = 1
-MODEL_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 TRAIN_TENSORS_FILE = "train_state.safetensors"
 TRAIN_JSON_FILE = "train_state.json"
-RUN_SUBDIRS = ("best", "last")  # what a run directory resolves to, in order of preference
 
 # Markers the JSON structure uses for values JSON cannot hold.
 _TENSOR, _NDARRAY, _TUPLE, _INT_KEYS = "__tensor__", "__ndarray__", "__tuple__", "__int_keys__"
 _MARKERS = (_TENSOR, _NDARRAY, _TUPLE, _INT_KEYS)
-INT8_SCALE_SUFFIX = ".int8_scale"
 
 
 @dataclass
@@ -129,17 +127,6 @@ def _model_file_bytes(model: nn.Module, card: ModelCard, config, int8_weights: b
     return safetensors_bytes(weights, metadata=metadata)
 
 
-def _dequantize_int8(state_dict: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
-    out = {k: v for k, v in state_dict.items() if not k.endswith(INT8_SCALE_SUFFIX)}
-    for key in [k for k in state_dict if k.endswith(INT8_SCALE_SUFFIX)]:
-        name = key.removesuffix(INT8_SCALE_SUFFIX)
-        codes, scale = out.get(name), state_dict[key]
-        if codes is None or codes.dtype != torch.int8 or scale.dim() != 1 or scale.numel() != codes.shape[0]:
-            raise DunetError(f"{path}: damaged int8 weight {name!r} (codes or scale missing or mismatched)")
-        out[name] = codes.float() * scale.float().view(-1, *[1] * (codes.dim() - 1))
-    return out
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -205,15 +192,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _sibling(path: Path, tag: str) -> Path:
-    return path.parent / f".{path.name}.{tag}"
-
-
 def atomic_write_file(target: Path, data: bytes, what: str = "the model file") -> None:
     """Write `data` to `target` through a synced temporary sibling and a rename: a failure (a full disk) leaves
     any earlier `target` whole and no temporary file, and is one line naming `what` could not be written. The
     temporary file is this process's own: two commands writing one file each write it whole, the later one last."""
-    tmp = _sibling(target, f"{os.getpid()}.tmp")
+    tmp = sibling(target, f"{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_synced(tmp, data)
@@ -226,7 +209,7 @@ def atomic_write_file(target: Path, data: bytes, what: str = "the model file") -
 
 
 def _atomic_write_dir(target: Path, files: dict[str, bytes]) -> None:
-    tmp, old = _sibling(target, "tmp"), _sibling(target, "old")
+    tmp, old = sibling(target, "tmp"), sibling(target, "old")
     if target.is_file() or (target.is_dir() and any(target.iterdir()) and not (target / MODEL_FILE).is_file()):
         raise DunetError(f"{target}: exists and is not a dunet checkpoint; refusing to replace it")
     try:
@@ -257,38 +240,10 @@ def _atomic_write_dir(target: Path, files: dict[str, bytes]) -> None:
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load a checkpoint directory, a run directory (its best/, else last/) or a single .safetensors model."""
-    resolved = _resolve(Path(path))
+    resolved = resolve(Path(path))
     if resolved.is_file():
         return _load_file(resolved)
     return _load_dir(resolved)
-
-
-def _resolve(path: Path) -> Path:
-    if not path.exists():
-        old = _sibling(path, "old")
-        if (old / MODEL_FILE).is_file():  # a save crashed between its two renames
-            return old
-        raise DunetError(f"{path}: no such checkpoint (file or directory not found)")
-    if path.is_file() or (path / MODEL_FILE).is_file():
-        return path
-    for sub in RUN_SUBDIRS:
-        if (path / sub).exists() or (_sibling(path / sub, "old") / MODEL_FILE).is_file():
-            return _resolve(path / sub)
-    raise DunetError(f"{path}: not a dunet checkpoint (expected {MODEL_FILE} in it, "
-                     f"or a run directory with {' or '.join(s + '/' for s in RUN_SUBDIRS)})")
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except FileNotFoundError:
-        raise DunetError(f"{path}: file not found") from None
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DunetError(f"{path}: corrupt or truncated safetensors file ({reason})") from None
-    return tensors, metadata
 
 
 def _read_json(path: Path) -> Any:
@@ -300,25 +255,10 @@ def _read_json(path: Path) -> Any:
         raise DunetError(f"{path}: corrupt JSON ({err})") from None
 
 
-def _check_format(metadata: dict[str, str], path: Path) -> None:
-    if metadata.get("format") != FORMAT:
-        raise DunetError(f"{path}: a safetensors file but not a dunet model (no '{FORMAT}' format marker)")
-    try:
-        version = int(metadata.get("format_version", -1))
-    except (TypeError, ValueError):
-        version = -1
-    if version < 1:
-        raise DunetError(f"{path}: unknown checkpoint format version {metadata.get('format_version')!r}")
-    if version > FORMAT_VERSION:
-        raise DunetError(f"{path}: written by a newer dunet (format {version}, this one reads {FORMAT_VERSION}); "
-                         "upgrade dunet")
-
-
 def _load_file(path: Path) -> Checkpoint:
-    state_dict, metadata = _read_safetensors(path)
-    _check_format(metadata, path)
+    metadata, arrays = read_model_file(path)
     card = card_from_metadata(metadata, str(path))
-    state_dict = check_finite(_dequantize_int8(state_dict, path), path)
+    state_dict = {name: torch.from_numpy(a) for name, a in arrays.items()}
     return Checkpoint(path=path, state_dict=state_dict, card=card, config=read_training(metadata, path))
 
 
@@ -335,17 +275,6 @@ def read_training(metadata: dict[str, str], path: Path):
         raise DunetError(f"{path}: its training config is not one this dunet reads ({err})") from None
 
 
-def check_finite(state_dict: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
-    """`state_dict`, or a DunetError naming its tensors that hold NaN or infinity: such a model predicts every
-    point at one place with a score of NaN, and eval would print a number as if it were real."""
-    bad = [name for name, t in state_dict.items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise DunetError(f"{path}: damaged weights: tensor(s) {shown} hold NaN or infinite values; use an earlier "
-                         "checkpoint or retrain")
-    return state_dict
-
-
 def _load_dir(path: Path) -> Checkpoint:
     ckpt = _load_file(path / MODEL_FILE)  # its metadata holds the card (and the config and meta of 0.1.0)
     ckpt.path = path
@@ -355,7 +284,7 @@ def _load_dir(path: Path) -> Checkpoint:
         raise DunetError(f"{path}: incomplete training state ({missing} is missing)")
     if has_json:
         structure = _read_json(path / TRAIN_JSON_FILE)
-        tensors, _ = _read_safetensors(path / TRAIN_TENSORS_FILE)
+        tensors, _ = read_safetensors(path / TRAIN_TENSORS_FILE, framework="pt")
         if not isinstance(structure, dict) or "train" not in structure:
             raise DunetError(f"{path / TRAIN_JSON_FILE}: not a dunet training state")
         where = path / TRAIN_JSON_FILE

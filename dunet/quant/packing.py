@@ -19,31 +19,34 @@ weights are restored as sign * alpha (or the ternary value * alpha), which the w
 back to exactly the same values (alpha is summed in float64, see quantizers.binary_alpha), and BN as
 weight = scale, bias = shift, running mean 0 and a running variance with rsqrt(var + eps) == 1.
 Packed files are for inference: the latent weights and BN statistics of training are not kept.
+Reading needs numpy only (`read_packed`); PyTorch is imported by the writing functions and `load_packed`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load as safetensors_load
-from safetensors.torch import save as safetensors_bytes
-from torch import Tensor, nn
+from safetensors.numpy import load as safetensors_load
 
 from dunet import DunetError
-from dunet.checkpoint import check_finite
-from dunet.quant.layers import QConv2d, folded_batch_norm
-from dunet.quant.quantizers import weight_levels
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from dunet.quant.layers import QConv2d
 
 FORMAT = "dunet-packed"
 FORMAT_VERSION = 1
-# Non-float buffers (num_batches_tracked) are kept as JSON numbers, with one of these dtypes.
-_VALUE_DTYPES = {str(t): t for t in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)}
+# Non-float buffers (num_batches_tracked) are kept as JSON numbers, with one of these dtypes (torch's names).
+_VALUE_DTYPES = {f"torch.{t}": np.dtype(t) for t in ("int64", "int32", "int16", "int8", "uint8", "bool")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,6 +72,8 @@ class _Writer:
         self.layout.append({"key": key, "kind": "fill", "shape": list(shape), "value": fill})
 
     def conv_entry(self, key: str, conv: QConv2d) -> None:
+        from dunet.quant.quantizers import weight_levels
+
         weight, spec = conv.weight.detach().cpu(), conv.spec
         entry = {"key": key, "kind": spec.weights, "shape": list(weight.shape), "alpha": spec.alpha}
         levels, alpha = weight_levels(weight, spec)
@@ -82,6 +87,9 @@ class _Writer:
         self.layout.append(entry)
 
     def to_bytes(self, metadata: dict[str, str]) -> bytes:
+        import torch
+        from safetensors.torch import save as safetensors_bytes
+
         layout = zlib.compress(json.dumps(self.layout, separators=(",", ":")).encode(), 9)
         tensors = {
             "bits": torch.from_numpy(np.concatenate(self.bits) if self.bits else np.zeros(0, np.uint8)),
@@ -95,6 +103,10 @@ class _Writer:
 def folded_norms(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
     """BN layers stored folded: the `norm` of a module whose `conv` is a QConv2d (a BN-ReLU-QConv
     unit that runs through bn_relu_conv), by state-dict prefix."""
+    from torch import nn
+
+    from dunet.quant.layers import QConv2d
+
     found = {}
     for name, module in model.named_modules():
         norm, conv = getattr(module, "norm", None), getattr(module, "conv", None)
@@ -105,6 +117,8 @@ def folded_norms(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
 
 def unit_variance_fill(eps: float) -> float:
     """A float32 running variance v with rsqrt(v + eps) == 1 exactly, as folded_batch_norm computes it."""
+    import torch
+
     v = torch.tensor(1.0 - eps, dtype=torch.float32)
     for _ in range(64):
         out = torch.rsqrt(v + eps).item()
@@ -116,6 +130,10 @@ def unit_variance_fill(eps: float) -> float:
 
 def pack_state_dict(model: nn.Module, metadata: dict[str, str] | None = None) -> bytes:
     """The packed file of `model` (see the module docstring) with `metadata`, as bytes."""
+    import torch
+
+    from dunet.quant.layers import QConv2d, folded_batch_norm
+
     writer = _Writer()
     convs = {f"{name}.weight": m for name, m in model.named_modules() if isinstance(m, QConv2d)}
     norms = folded_norms(model)
@@ -168,7 +186,7 @@ def save_packed(model: nn.Module, metadata: dict[str, str], path: str | Path) ->
 def is_packed_file(path: str | Path) -> bool:
     """True if `path` is a readable packed model file."""
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             return (f.metadata() or {}).get("format") == FORMAT
     except (OSError, SafetensorError, ValueError):
         return False
@@ -176,13 +194,23 @@ def is_packed_file(path: str | Path) -> bool:
 
 def load_packed(path: str | Path) -> tuple[dict[str, str], dict[str, Tensor]]:
     """Read a packed file: (its metadata, a state dict for the same architecture)."""
+    import torch
+
+    metadata, state = read_packed(path)
+    return metadata, {key: torch.from_numpy(value) for key, value in state.items()}
+
+
+def read_packed(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Read a packed file without PyTorch: (its metadata, the state dict as numpy arrays)."""
+    from dunet.runtime.weights import check_finite  # that module reads packed files with this one
+
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as err:
         raise DunetError(f"{path}: cannot read the packed model: {err.strerror or err}") from None
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
         tensors = safetensors_load(data)
     except (SafetensorError, ValueError) as err:
@@ -193,22 +221,22 @@ def load_packed(path: str | Path) -> tuple[dict[str, str], dict[str, Tensor]]:
         raise DunetError(f"{path}: packed format version {metadata.get('format_version')} is not supported "
                          f"(this dunet reads version {FORMAT_VERSION})")
     try:
-        layout = json.loads(zlib.decompress(tensors["layout"].numpy().tobytes()))
-        state = _decode(layout, tensors["bits"].numpy(), tensors["floats"])
-    except (KeyError, ValueError, TypeError, zlib.error, RuntimeError) as err:
+        layout = json.loads(zlib.decompress(tensors["layout"].tobytes()))
+        state = _decode(layout, tensors["bits"], tensors["floats"].astype(np.float32, copy=False))
+    except (KeyError, ValueError, TypeError, zlib.error) as err:
         raise DunetError(f"{path}: damaged packed model ({type(err).__name__}: {err})") from None
     return metadata, check_finite(state, path)
 
 
-def _decode(layout: list[dict], bits: np.ndarray, floats: Tensor) -> dict[str, Tensor]:
-    state: dict[str, Tensor] = {}
+def _decode(layout: list[dict], bits: np.ndarray, floats: np.ndarray) -> dict[str, np.ndarray]:
+    state: dict[str, np.ndarray] = {}
     bit_pos = float_pos = 0
 
-    def take_floats(count: int) -> Tensor:
+    def take_floats(count: int) -> np.ndarray:
         nonlocal float_pos
-        if float_pos + count > floats.numel():
+        if float_pos + count > floats.size:
             raise ValueError("float data ends early")
-        out = floats[float_pos: float_pos + count].clone()
+        out = floats[float_pos: float_pos + count].copy()
         float_pos += count
         return out
 
@@ -226,28 +254,29 @@ def _decode(layout: list[dict], bits: np.ndarray, floats: Tensor) -> dict[str, T
             state[entry["key"]] = _decode_entry(entry, take_floats, take_plane)
         except ValueError as err:  # name the tensor whose data is missing or wrong
             raise ValueError(f"tensor {entry.get('key')!r}: {err}") from None
-    if bit_pos != bits.size or float_pos != floats.numel():
+    if bit_pos != bits.size or float_pos != floats.size:
         raise ValueError("data left over after the last entry")
     return state
 
 
-def _decode_entry(entry: dict, take_floats, take_plane) -> Tensor:
+def _decode_entry(entry: dict, take_floats, take_plane) -> np.ndarray:
     """One tensor of the layout, its bits and floats taken from the streams in file order."""
-    shape = torch.Size(entry["shape"])
+    shape = tuple(entry["shape"])
+    count = math.prod(shape)
     kind = entry["kind"]
     if kind in ("float", "folded"):
-        value = take_floats(shape.numel()).view(shape)
+        value = take_floats(count).reshape(shape)
     elif kind == "fill":
-        value = torch.full(shape, entry["value"], dtype=torch.float32)
+        value = np.full(shape, entry["value"], dtype=np.float32)
     elif kind == "value":
-        value = torch.tensor(entry["value"], dtype=_VALUE_DTYPES[entry["dtype"]]).view(shape)
+        value = np.array(entry["value"], dtype=_VALUE_DTYPES[entry["dtype"]]).reshape(shape)
     elif kind == "binary":
-        value = torch.from_numpy(np.where(take_plane(shape.numel()), 1.0, -1.0).astype(np.float32)).view(shape)
+        value = np.where(take_plane(count), 1.0, -1.0).astype(np.float32).reshape(shape)
     elif kind == "ternary":
-        nonzero, negative = take_plane(shape.numel()), take_plane(shape.numel())
-        value = torch.from_numpy((nonzero * np.where(negative, -1.0, 1.0)).astype(np.float32)).view(shape)
+        nonzero, negative = take_plane(count), take_plane(count)
+        value = (nonzero * np.where(negative, -1.0, 1.0)).astype(np.float32).reshape(shape)
     else:
         raise ValueError(f"unknown kind {kind!r}")
     if kind in ("binary", "ternary") and entry["alpha"]:
-        value = value * take_floats(shape[0]).view(-1, *([1] * (len(shape) - 1)))
+        value = value * take_floats(shape[0]).reshape(-1, *([1] * (len(shape) - 1)))
     return value

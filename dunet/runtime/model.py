@@ -230,7 +230,7 @@ def _load_built(path: Path, precision: str, threads: int) -> LandmarkModel:
     """A model file (weights and card) whose network OpenVINO builds from the weights, no PyTorch involved. A
     model the graph builder does not cover (an architecture or quantization only PyTorch runs) is exported once
     through PyTorch instead, when PyTorch is installed."""
-    from dunet.quant.packing import is_packed_file
+    from dunet.quant.packing import FORMAT as PACKED
     from dunet.runtime.graph import build_network
     from dunet.runtime.openvino import OpenVinoPredictor
     from dunet.runtime.weights import read_weights
@@ -238,7 +238,8 @@ def _load_built(path: Path, precision: str, threads: int) -> LandmarkModel:
     metadata, weights = read_weights(path)
     card = card_from_metadata(metadata, str(path))
     try:
-        network = build_network(card.network, weights, quantized_weights_baked=path.is_file() and is_packed_file(path))
+        # A packed file's weights are the quantized values the network computes with.
+        network = build_network(card.network, weights, quantized_weights_baked=metadata.get("format") == PACKED)
     except DunetError:
         if not backends.installed("torch"):
             raise

@@ -34,7 +34,7 @@ def _openvino():
 
 
 @functools.cache
-def _core():
+def core():
     """One OpenVINO Core per process, so one CPU plugin: each Core made its own plugin instance (see below)."""
     return _openvino().Core()
 
@@ -71,7 +71,7 @@ def _read_model(path: Path):
     if not path.is_file():
         raise DunetError(f"{path}: no such file")
     try:
-        return _core().read_model(str(path))
+        return core().read_model(str(path))
     except DunetError:
         raise
     except Exception as err:  # OpenVINO raises RuntimeError with its own message for bad files
@@ -143,7 +143,7 @@ class OpenVinoPredictor:
     def _compile(self, model, config: dict):
         try:
             with _signal_stack_kept():
-                return _core().compile_model(model, "CPU", {**self._config, **config})
+                return core().compile_model(model, "CPU", {**self._config, **config})
         except Exception as err:
             raise DunetError(f"{self.path}: OpenVINO cannot compile it ({type(err).__name__}: {err})") from None
 

@@ -1,0 +1,1 @@
+"""The inference side: runs a model file without PyTorch."""
