@@ -150,12 +150,9 @@ def card_from_metadata(metadata: Mapping[str, str], where: str) -> ModelCard:
     if METADATA_KEY in metadata:
         return ModelCard.from_dict(read_json(metadata, METADATA_KEY, where), where)
     if "dunet_config" in metadata or "train_config" in metadata:
-        # dunet 0.1.0, before cards: the card follows from the training config, which the training side reads.
-        try:
-            from dunet.engine.config import card_from_training
-        except ImportError:
-            raise DunetError(f"{where}: written by dunet 0.1.0, before model cards; reading it needs the training "
-                             "side: pip install 'dunet[train]'") from None
+        # dunet 0.1.0, before cards: the card follows from the training config.
+        from dunet.engine.config import card_from_training
+
         return card_from_training(metadata, where)
     raise DunetError(f"{where}: no dunet model card in its metadata (not written by dunet?)")
 
@@ -164,6 +161,10 @@ def training_from_metadata(metadata: Mapping[str, str], where: str) -> dict | No
     """The training config a model file carries beside its card, as JSON (None when it carries none)."""
     if TRAINING_KEY in metadata:
         return read_json(metadata, TRAINING_KEY, where)
+    if "dunet_config" in metadata:  # dunet 0.1.0: the spec inside it
+        return {k: v for k, v in read_json(metadata, "dunet_config", where).items() if k != "spec"}
+    if "train_config" in metadata:  # dunet 0.1.0's ONNX files
+        return read_json(metadata, "train_config", where)
     if METADATA_KEY in metadata:
         config = read_json(metadata, METADATA_KEY, where).get("config")  # a version-1 card held it
         return config if isinstance(config, dict) else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import types
 import typing
 from typing import Any
@@ -203,3 +204,13 @@ def field_docs(cls: type) -> dict[str, str]:
         if not docs.get(f.name) and f.metadata.get("doc"):
             docs[f.name] = f.metadata["doc"]
     return docs
+
+
+DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
+
+
+def check_device_name(text: str) -> str:
+    """`text` if it is a device name dunet accepts (the config and CLI check it before reading any data)."""
+    if text not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", text):
+        raise DunetError(f"device {text!r}: choose one of {DEVICE_FORMS}")
+    return text

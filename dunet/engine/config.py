@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from dunet import DunetError
-from dunet.config import apply_overrides, check_range, choice, from_dict
+from dunet.config import apply_overrides, check_device_name, check_range, choice, from_dict
 from dunet.data.heatmaps import HeatmapCodec
 from dunet.data.transforms import Augmentation
 from dunet.models.config import ModelConfig
@@ -157,8 +157,6 @@ class TrainConfig:
     teacher_weight: float = 0.5  # share of the target that comes from the teacher, in [0, 1]
 
     def __post_init__(self) -> None:
-        from dunet.engine.hardware import check_device_name
-
         check_device_name(self.device)
         if self.threads < 0:
             raise ValueError(f"threads {self.threads}: must be >= 0 (0 = all usable cores)")

@@ -17,17 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from dunet import DunetError
+from dunet.config import check_device_name
 from dunet.runtime import cpu
-
-DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
-
-
-def check_device_name(text: str) -> str:
-    """`text` if it is a device name dunet accepts (the config and CLI check it before reading any data)."""
-    if text not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", text):
-        raise DunetError(f"device {text!r}: choose one of {DEVICE_FORMS}")
-    return text
-
 
 def resolve_device(text: str = "auto") -> torch.device:
     """auto = the first GPU if torch sees one, else the CPU. An explicit cuda on a machine without one is an

@@ -12,7 +12,7 @@ from torch import nn
 from dunet import DunetError
 from dunet.data.synthetic import render_face
 from dunet.runtime.openvino import core
-from dunet.engine.inference import LandmarkModel
+from dunet.engine.inference import load_torch_model
 from dunet.models import ModelConfig, build_model
 from dunet.quant.packing import FORMAT as PACKED, save_packed
 from dunet.runtime.graph import build_network
@@ -116,9 +116,9 @@ def faces(size: int, count: int = 3) -> np.ndarray:
 @pytest.mark.parametrize("file", SHIPPED)
 def test_shipped_model_gives_the_landmarks_of_pytorch(file):
     path = PRETRAINED / file
-    landmarker = LandmarkModel.load(path)
+    landmarker = load_torch_model(path)
     metadata, weights = read_weights(path)
-    cfg = landmarker.config.model
+    cfg = landmarker.card.network
     images = faces(cfg.input_size).astype(np.float32)
     with torch.no_grad():
         expected = landmarker.model.eval()(torch.from_numpy(images))[-1].numpy()

@@ -22,7 +22,7 @@ SMALL = ModelConfig(units=2, input_size=32, levels=2, landmarks=5, channels=16, 
 
 
 def card(model: ModelConfig = SMALL) -> ModelCard:
-    return ModelCard(TrainConfig(model=model), spec_from_names("dots", [f"dot{i}" for i in range(5)]))
+    return TrainConfig(model=model).model_card(spec_from_names("dots", [f"dot{i}" for i in range(5)]))
 
 
 def assert_same(arrays: dict[str, np.ndarray], tensors: dict[str, torch.Tensor]) -> None:
