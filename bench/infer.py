@@ -16,6 +16,7 @@ and check `load_average` in the JSON.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -32,14 +33,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dunet.deploy import (  # noqa: E402
-    OnnxPredictor,
-    OpenVinoPredictor,
-    TorchPredictor,
-    export_onnx,
-    quantize_onnx_int8,
-    quantize_openvino_int8,
-)
+from dunet.deploy import export_onnx, quantize_onnx_int8, quantize_openvino_int8  # noqa: E402
+from dunet.engine.inference import TorchNetwork  # noqa: E402
+from dunet.runtime.onnxruntime import OnnxPredictor  # noqa: E402
+from dunet.runtime.openvino import OpenVinoPredictor  # noqa: E402
 from dunet.models import ModelConfig, build_model  # noqa: E402
 from _timing import fastest_seconds, machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
@@ -176,9 +173,9 @@ def conv_gflops(model: nn.Module, size: int) -> float:
 def make_predictors(model: nn.Module, size: int, backends: list[str], workdir: Path, args) -> dict:
     predictors = {}
     if "torch-fp32" in backends:
-        predictors["torch-fp32"] = TorchPredictor(model, "fp32")
+        predictors["torch-fp32"] = TorchNetwork(copy.deepcopy(model), "fp32")
     if "torch-bf16" in backends:
-        predictors["torch-bf16"] = TorchPredictor(model, "bf16", compile=args.compile)
+        predictors["torch-bf16"] = TorchNetwork(copy.deepcopy(model), "bf16", compile=args.compile)
     if any(b.startswith(("ort-", "ov-")) for b in backends):
         fp32 = export_onnx(model, workdir / "model.onnx", size, exporter=args.exporter)
         rng = np.random.default_rng(0)

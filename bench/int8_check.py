@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> dict:
     from dunet.data.readers import open_source
     from dunet.deploy.int8 import quantize_onnx_int8
     from dunet.deploy.onnx_export import export_onnx
-    from dunet.deploy.runtime import OnnxPredictor
+    from dunet.runtime.onnxruntime import OnnxPredictor
     from dunet.engine.evaluate import main_metric, score
     from dunet.engine.inference import load_torch_model, torch_model
     from dunet.engine.trainer import split_indices

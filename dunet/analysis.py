@@ -130,7 +130,14 @@ def write_dlc_h5(analysis: Analysis, path: Path, scorer: str = SCORER) -> Path |
 
 
 def plot_trajectories(analysis: Analysis, out_dir: Path, name: str, size: tuple[int, int] | None) -> list[Path]:
-    """One PNG per body part: its path over the video, coloured by time; low-score points left out."""
+    """One PNG per body part: its path over the video, coloured by time; low-score points left out. None without
+    matplotlib (the runtime install has none): said in a line, the tables are written all the same."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("matplotlib") is None:
+        print("note: trajectory plots need matplotlib: pip install 'dunet[train]' (or use --no-plots)", file=sys.stderr)
+        return []
     import matplotlib
 
     matplotlib.use("Agg")

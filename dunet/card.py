@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from dunet import DunetError, __version__
 from dunet.data.heatmaps import HeatmapCodec
-from dunet.data.spec import FACE_SETS, DatasetSpec, spec_from_dict, spec_to_dict
+from dunet.data.spec import DatasetSpec, spec_from_dict, spec_to_dict
 from dunet.models.config import ModelConfig
 
 CARD_VERSION = 2
@@ -126,10 +126,14 @@ class ModelCard:
         return {METADATA_KEY: json.dumps(self.to_dict())}
 
 
-def detector_for(spec: DatasetSpec) -> str | None:
-    """The detector that finds a crop for a model of these landmarks when no box is given: the shipped face
-    detector for a face landmark set (its boxes were measured against the 300-W landmark boxes), else none."""
-    return "blazeface" if spec.name in FACE_SETS else None
+TASK_DETECTORS = {"face": "blazeface"}  # a shipped model's task -> the detector its card names
+
+
+def detector_for(task: str | None) -> str | None:
+    """The detector that finds a shipped model's crop when no box is given: BlazeFace for a face model (its boxes
+    were measured against the 300-W landmark boxes: dunet.api.DETECTOR_BOX). A model trained by a user predicts
+    on the box given, else the whole image, unless asked to find faces (`dunet.load(..., detect_faces=True)`)."""
+    return TASK_DETECTORS.get(task)
 
 
 def _from_version_1(data: dict, where: str) -> dict:
@@ -141,7 +145,7 @@ def _from_version_1(data: dict, where: str) -> dict:
     provenance = data.get("provenance") or {}
     return {"network": config["model"], "landmarks": data.get("spec"), "heads": data.get("heads"),
             "codec": {k: decode[k] for k in ("input_size", "sigma", "refine", "blur", "stride") if k in decode},
-            "crop": {"detector": "blazeface" if provenance.get("task") == "face" else None},  # as dunet 0.1 chose
+            "crop": {"detector": detector_for(provenance.get("task"))},  # as dunet 0.1 chose
             "provenance": provenance}
 
 

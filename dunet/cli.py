@@ -44,5 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dunet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as err:  # a command of the training side, run in the runtime install
+        from dunet.runtime.backends import missing_package_line
+
+        line = missing_package_line(err.name or "")
+        if line is None:
+            raise
+        print(f"dunet {args.command}: error: {line}", file=sys.stderr)
+        return 2
     finally:
         warnings.formatwarning = previous

@@ -213,15 +213,13 @@ def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: st
                         total = max(0, math.ceil((last - index) / every))
                     bar = tqdm(total=total, unit="frame", desc=path.name, disable=None)
             result = None
-            if tracked is not None:
-                result = landmarker._run([(rgb, [(tracked, "object")])])[0][0]
-            elif box is not None:
-                result = landmarker._run([(rgb, [(box, "object")])])[0][0]
+            if tracked is not None or box is not None:
+                result = landmarker.predict(rgb, box=tracked if tracked is not None else box)
             else:
                 result = landmarker.predict(rgb)  # the largest detected face, or the whole frame
             if result is not None and float(np.mean(result.scores)) < min_score and tracked is not None:
                 tracked = None  # lost: start over on this frame rather than report a drifted box
-                result = landmarker._run([(rgb, [(box, "object")])])[0][0] if box is not None else landmarker.predict(rgb)
+                result = landmarker.predict(rgb, box=box)  # the given box, else the largest detected face
             row = [index, f"{time:.3f}"]
             if result is None:
                 summary.frames_without_object += 1

@@ -46,6 +46,28 @@ def test_import_dunet_stays_light():
     assert out.strip() == "False"
 
 
+def test_every_shipped_model_predicts_without_pytorch():
+    """The runtime: a face model finds its face, the packed 1-bit files run, and PyTorch is never imported."""
+    code = """
+import sys
+import numpy as np
+import dunet
+from dunet.data.synthetic import render_face
+from dunet.runtime.pretrained import list_pretrained
+face = render_face(3, 0, size=160)
+for entry in list_pretrained():
+    landmarker = dunet.load(entry["name"], threads=1)
+    result = landmarker.predict(face, box=(20, 20, 120, 120))
+    assert np.isfinite(result.points).all() and landmarker.runner.backend == "openvino", entry["name"]
+    assert landmarker.detect_faces == (entry["task"] == "face"), entry["name"]
+assert dunet.load("face").predict(np.full((120, 160, 3), 128, np.uint8)) is None
+print("torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
+
+
 def test_predict_one_box_returns_points_scores_names(tiny):
     image = face_image()
     result = tiny.predict(image, box=(20, 20, 50, 50))
@@ -186,7 +208,7 @@ def test_load_with_no_name_is_the_default_face_model_and_finds_faces_itself(face
     assert np.median(np.linalg.norm(result.points - truth, axis=1)) < 5.0
     assert not dunet.load("pose", backend="torch").detect_faces  # a person is the whole image or a given box
     own = save_checkpoint(tmp_path / "own.safetensors", tiny.runner.model, tiny.runner.card)
-    assert dunet.load(own, backend="torch").detect_faces  # a user's model of the 300-W face points: its card says so
+    assert not dunet.load(own, backend="torch").detect_faces  # a user's model: as before, unless asked
     assert not dunet.load(backend="torch", detect_faces=False).detect_faces
 
 

@@ -32,8 +32,9 @@ def test_a_card_round_trips_through_its_dict_and_holds_nothing_of_training():
 
 
 def test_a_face_model_card_names_the_face_detector():
-    face = TrainConfig(model=SMALL.replace(landmarks=68)).model_card(SPECS["300w"])
+    face = TrainConfig(model=SMALL.replace(landmarks=68)).model_card(SPECS["300w"], {"task": "face"})
     assert face.detector == "blazeface" and CARD.detector is None
+    assert TrainConfig(model=SMALL.replace(landmarks=68)).model_card(SPECS["300w"]).detector is None  # a user's
     assert ModelCard.from_dict(json.loads(json.dumps(face.to_dict()))).detector == "blazeface"
 
 

@@ -66,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint = str(resolve_pretrained(args.model))
     runner = load_torch_model(args.checkpoint)
     runner.set_decode_blur(args.decode_blur)
-    runner.card = card = dataclasses.replace(runner.card, provenance={**runner.provenance, **notes})
+    from dunet.card import detector_for
+
+    detector = detector_for(notes.get("task")) or runner.card.detector  # a shipped face model finds its faces
+    runner.card = card = dataclasses.replace(runner.card, provenance={**runner.provenance, **notes},
+                                             detector=detector)
     model = runner.model.float().to(memory_format=torch.contiguous_format)
     out = Path(args.out)
     if args.format == "safetensors":
@@ -91,15 +95,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# The extra of pyproject.toml that installs each package an export may need.
-EXTRA_OF = {"onnx": "train", "onnxscript": "train", "onnxruntime": "onnx", "nncf": "train"}
-
-
 def check_packages(args: argparse.Namespace) -> None:
     """One line naming the extra to install, before any work, for a format whose packages are missing."""
     import importlib.util
 
     from dunet import DunetError
+    from dunet.runtime.backends import EXTRA_OF
 
     if args.format not in ("onnx", "openvino"):
         return

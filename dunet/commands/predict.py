@@ -167,9 +167,8 @@ def looks_like_inputs(path: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from dunet import DunetError
-    from dunet.api import Landmarker, finds_faces
+    from dunet.api import load
     from dunet.data.images import image_size
-    from dunet.runtime.model import load_model
     from dunet.video import is_video, process_video
 
     checkpoint, inputs = model_and_inputs(args.checkpoint, args.inputs, args.model)
@@ -190,10 +189,9 @@ def run(args: argparse.Namespace) -> int:
     images = [p for p in paths if not is_video(p)]
     videos = [p for p in paths if is_video(p)]
     check_outputs_spare_inputs(out, images, videos, names, overlays=not args.no_overlays)
-    runner = load_model(checkpoint or args.model, backend=args.backend, precision=args.precision, device=args.device,
-                        threads=args.threads)
-    detect = finds_faces(runner) if args.detect_faces is None else args.detect_faces
-    landmarker = Landmarker(runner, detect_faces=detect, flip=args.flip, batch_size=args.batch_size)
+    landmarker = load(checkpoint or args.model, backend=args.backend, precision=args.precision, device=args.device,
+                      threads=args.threads, detect_faces=args.detect_faces, flip=args.flip, batch_size=args.batch_size)
+    runner = landmarker.runner
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -232,9 +232,6 @@ SPECS: dict[str, DatasetSpec] = {
 
 # --- specs of a user's own data ------------------------------------------------------------------
 
-FACE_SETS = ("300w", "wflw")  # the shipped landmark sets of faces
-
-
 def _other_side(name: str) -> str | None:
     """The name of the mirrored landmark, or None if the name carries no side."""
     lower = name.lower()

@@ -191,11 +191,12 @@ class TrainConfig:
 
     def model_card(self, spec, provenance: dict | None = None):
         """The inference contract of a model trained with this recipe on `spec`'s landmarks (dunet.card): its
-        network, codec, head kinds, and the shipped face detector for a face landmark set."""
+        network, codec and head kinds; the detector of a shipped model's task (`dunet.card.detector_for`)."""
         from dunet.card import ModelCard, detector_for
 
+        provenance = provenance or {}
         return ModelCard(self.model, spec, self.codec, tuple(self.supervision_per_head(self.model.heads)),
-                         detector_for(spec), provenance or {})
+                         detector_for(provenance.get("task")), provenance)
 
 
 def card_from_training(metadata: dict[str, str], where: str):

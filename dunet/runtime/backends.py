@@ -34,6 +34,16 @@ BACKENDS = {
     "torch": Backend("torch", "torch", "pip install 'dunet[train]'", "dunet model files, on the CPU or a GPU"),
 }
 CHOICES = ("auto", *BACKENDS)
+# The extra of pyproject.toml that installs each package the runtime install leaves out.
+EXTRA_OF = {"torch": "train", "scipy": "train", "matplotlib": "train", "onnx": "train", "onnxscript": "train",
+            "nncf": "train", "onnxruntime": "onnx", "pandas": "dlc", "tables": "dlc"}
+
+
+def missing_package_line(name: str) -> str | None:
+    """The line that names the extra to install for a missing package, or None for one no extra installs."""
+    top = name.split(".")[0]
+    return f"this needs {top}, which `pip install dunet` leaves out: pip install 'dunet[{EXTRA_OF[top]}]'" \
+        if top in EXTRA_OF else None
 FASTEST_FIRST = ("openvino", "onnx", "torch")  # bench/infer.py: OpenVINO bf16 / int8 are 2-4x PyTorch on a CPU
 
 

@@ -9,7 +9,8 @@ import torch
 from onnx import numpy_helper
 
 from dunet import DunetError
-from dunet.deploy import OnnxPredictor, export_onnx, float_layers, quantize_onnx_int8
+from dunet.deploy import export_onnx, float_layers, quantize_onnx_int8
+from dunet.runtime.onnxruntime import OnnxPredictor
 from tests.deploy.helpers import SIZE, faces_300w, small_model
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dunet import DunetError
-from dunet.deploy import OnnxPredictor, export_onnx, output_names, read_metadata
+from dunet.deploy import export_onnx, output_names, read_metadata
+from dunet.runtime.onnxruntime import OnnxPredictor
 from tests.deploy.helpers import SIZE, small_model
 
 TOLERANCE = 1e-4

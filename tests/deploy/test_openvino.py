@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dunet import DunetError
-from dunet.deploy import OpenVinoPredictor, export_onnx, quantize_openvino_int8, save_openvino
+from dunet.deploy import export_onnx, quantize_openvino_int8, save_openvino
+from dunet.runtime.openvino import OpenVinoPredictor
 from tests.deploy.helpers import SIZE, argmax_landmarks, faces_300w, small_model
 
 ov = pytest.importorskip("openvino")

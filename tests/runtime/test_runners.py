@@ -1,4 +1,5 @@
-"""Predictors: same heatmaps whatever runs the network; bf16 close to fp32; clear errors."""
+"""The runners of each backend (dunet.runtime.backends): same heatmaps whatever runs the network; bf16 close to
+fp32; clear errors."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 import torch
 
 from dunet import DunetError
-from dunet.deploy import OnnxPredictor, TorchPredictor, export_onnx
+from dunet.deploy import export_onnx
+from dunet.engine.inference import TorchNetwork
+from dunet.runtime.onnxruntime import OnnxPredictor
 from tests.deploy.helpers import SIZE, argmax_landmarks, small_model
 
 pytestmark = pytest.mark.kernels  # run again under an AVX2 cap by `make test`
@@ -18,7 +21,7 @@ def test_torch_fp32_predictor_returns_final_heatmaps_as_numpy():
     images = torch.rand(2, 3, SIZE, SIZE)
     with torch.no_grad():
         expected = model(images)[-1].numpy()
-    predictor = TorchPredictor(model, "fp32")
+    predictor = TorchNetwork(model, "fp32")
     got = predictor(images.numpy())
     assert got.dtype == np.float32 and got.shape == expected.shape
     assert np.abs(got - expected).max() <= 1e-5
@@ -30,7 +33,7 @@ def test_bf16_predictor_is_close_to_fp32():
     images = torch.rand(4, 3, SIZE, SIZE)
     with torch.no_grad():
         expected = model(images)[-1].numpy()
-    got = TorchPredictor(model, "bf16")(images)
+    got = TorchNetwork(model, "bf16")(images)
     assert got.dtype == np.float32
     # bfloat16 keeps 8 bits of mantissa: a few percent of the heatmap range.
     assert np.abs(got - expected).max() <= 0.05 * np.abs(expected).max()
@@ -42,11 +45,11 @@ def test_onnx_and_torch_predictors_agree(tmp_path):
     model = small_model(arch="hourglass", channels=32)
     path = export_onnx(model, tmp_path / "m.onnx", SIZE, exporter="torchscript")
     images = np.random.default_rng(0).random((2, 3, SIZE, SIZE), dtype=np.float32)
-    assert np.abs(OnnxPredictor(path, threads=1)(images) - TorchPredictor(model)(images)).max() <= 1e-4
+    assert np.abs(OnnxPredictor(path, threads=1)(images) - TorchNetwork(model, "fp32")(images)).max() <= 1e-4
 
 
 def test_predictor_input_errors(tmp_path):
-    predictor = TorchPredictor(small_model())
+    predictor = OnnxPredictor(export_onnx(small_model(), tmp_path / "m.onnx", SIZE, exporter="torchscript"), threads=1)
     with pytest.raises(DunetError, match=r"\(B, 3, S, S\)"):
         predictor(np.zeros((3, SIZE, SIZE), np.float32))
     with pytest.raises(DunetError, match=f"{SIZE}x{SIZE}"):
@@ -54,7 +57,7 @@ def test_predictor_input_errors(tmp_path):
     with pytest.raises(DunetError, match="float"):
         predictor(np.zeros((1, 3, SIZE, SIZE), np.uint8))
     with pytest.raises(DunetError, match="precision"):
-        TorchPredictor(small_model(), "fp16")
+        TorchNetwork(small_model(), "fp16")
 
 
 def test_onnx_predictor_file_errors(tmp_path):
