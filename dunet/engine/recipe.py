@@ -9,6 +9,8 @@ of the run, so it stays right whatever number of epochs is chosen.
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 
 import torch
@@ -81,7 +83,7 @@ def previous_run(run: str, spec) -> dict:
     if tuple(card.spec.keypoints) != tuple(spec.keypoints):
         raise DunetError(f"--init {run}: the run predicts {list(card.spec.keypoints)}, the data has "
                          f"{list(spec.keypoints)}; they must be the same, in the same order")
-    return config_to_dict(card.config)["model"]
+    return dataclasses.asdict(card.network)
 
 
 def own_data_config(data: str | list[str], val: str, source, minutes: float, overrides: list[str] = (),

@@ -211,7 +211,7 @@ def _load_exported(path: Path, backend: str, precision: str, threads: int) -> La
         # Batches on 2 streams: ~8 % faster.
         network = OpenVinoPredictor(path, precision, threads=threads, streams=min(2, threads))
     elif path.suffix == ".xml":
-        raise DunetError(f"{path}: an OpenVINO IR runs with backend openvino")
+        raise DunetError(f"{path}: an OpenVINO IR runs with --backend openvino")
     else:
         from dunet.runtime.onnxruntime import OnnxPredictor
 
@@ -233,8 +233,9 @@ def _load_built(path: Path, precision: str, threads: int) -> LandmarkModel:
     from dunet.quant.packing import FORMAT as PACKED
     from dunet.runtime.graph import build_network
     from dunet.runtime.openvino import OpenVinoPredictor
-    from dunet.runtime.weights import read_weights
+    from dunet.runtime.weights import read_weights, resolve
 
+    path = resolve(path)  # a run directory: its best checkpoint, named as such
     metadata, weights = read_weights(path)
     card = card_from_metadata(metadata, str(path))
     try:

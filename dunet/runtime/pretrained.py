@@ -56,10 +56,11 @@ def held_out_source(name: str, data_root: str | Path) -> str:
     """FORMAT:PATH of the copy under `data_root` of the data a pretrained model held its validation split out of
     (the split comes off the first training source), e.g. "300w:../shared/data/300w"."""
     from dunet.card import training_from_metadata
+    from dunet.engine.config import config_from_dict
     from dunet.runtime.weights import read_weights
 
     path = resolve_pretrained(name)
-    train = training_from_metadata(read_weights(path)[0], str(path))["data"]["train"][0]
+    train = config_from_dict(training_from_metadata(read_weights(path)[0], str(path))).data.train[0]
     kind, path = train.split(":", 1)
     return f"{kind}:{Path(data_root) / Path(path).name}"
 

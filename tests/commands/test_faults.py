@@ -257,9 +257,9 @@ def test_predict_with_threads_above_the_cores_uses_the_cores_and_says_so_in_one_
     import torch
     from PIL import Image
 
-    from dunet.engine import hardware
+    from dunet.runtime import cpu
 
-    monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
     # Shown as outside pytest (which records warnings instead): formatted, on stderr.
     monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None, line=None:
                         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))

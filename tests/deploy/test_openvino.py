@@ -174,7 +174,7 @@ def test_ctrl_c_after_releasing_two_models_is_a_keyboard_interrupt():
 def test_the_signal_stack_is_the_callers_after_compiling_and_releasing(tmp_path):
     import ctypes
 
-    from dunet.deploy.openvino import _SignalStack
+    from dunet.runtime.openvino import _SignalStack
 
     def signal_stack() -> tuple:
         stack = _SignalStack()

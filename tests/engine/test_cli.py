@@ -396,8 +396,8 @@ def test_an_onnx_file_whose_metadata_does_not_match_its_graph_is_one_line(traine
     model = onnx.load(str(good))
     entry = next(p for p in model.metadata_props if p.key == "dunet.dunet_card")
     card = json.loads(entry.value)
-    card["spec"] = {"name": "custom", "keypoints": card["spec"]["keypoints"][:5]}  # 5 landmarks; the graph gives 68
-    card["config"]["model"]["landmarks"] = 5
+    card["landmarks"] = {"name": "custom", "keypoints": card["landmarks"]["keypoints"][:5]}  # 5; the graph gives 68
+    card["network"]["landmarks"] = 5
     entry.value = json.dumps(card)
     bad = tmp_path / "bad.onnx"
     onnx.save(model, str(bad))
@@ -406,13 +406,13 @@ def test_an_onnx_file_whose_metadata_does_not_match_its_graph_is_one_line(traine
     Image.new("RGB", (64, 64), (120, 90, 60)).save(image)
     capsys.readouterr()
     assert main(["predict", str(bad), str(image), "--out", str(tmp_path / "p")]) == 2
-    assert "the network gives heatmaps of shape (1, 68, 16, 16), but its metadata describes (1, 5, 16, 16)" \
+    assert "the network gives heatmaps of shape (1, 68, 16, 16), but its model card describes (1, 5, 16, 16)" \
         in capsys.readouterr().err
-    card["config"]["model"]["landmarks"] = 68
+    card["network"]["landmarks"] = 68
     entry.value = json.dumps(card)
     onnx.save(model, str(bad))
     assert main(["eval", str(bad), "--data", "synthetic:4:5"]) == 2
-    assert "bad.onnx: the model card disagrees with itself: 5 keypoint names but model.landmarks 68" \
+    assert "bad.onnx: the model card disagrees with itself: 5 keypoint names but 68 heatmaps" \
         in capsys.readouterr().err
 
 
@@ -428,8 +428,8 @@ def test_predict_on_a_folder_without_model_points_at_the_model_flag(tmp_path, ca
         assert "not a model: add --model NAME" in err and "Traceback" not in err, args
 
 
-@pytest.mark.parametrize("fmt, hidden, extras", [("onnx", "onnxscript", "deploy"), ("openvino", "openvino", "openvino"),
-                                                 ("openvino", "onnx", "deploy")])
+@pytest.mark.parametrize("fmt, hidden, extras", [("onnx", "onnxscript", "train"), ("onnx", "onnx", "train"),
+                                                 ("openvino", "onnx", "train")])
 def test_export_without_its_extra_is_one_line_naming_it_before_any_work(tmp_path, capsys, monkeypatch, fmt, hidden,
                                                                        extras):
     import importlib.util

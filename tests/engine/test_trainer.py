@@ -348,11 +348,12 @@ def test_threads_0_follows_work_that_starts_or_ends_during_the_run(tiny_config, 
     """Other work takes a core after the run started, then ends: the run gives that core's thread up, then takes
     it back; explicit threads are never changed."""
     from dunet.engine import hardware
+    from dunet.runtime import cpu
 
-    monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
     monkeypatch.setattr(trainer_module, "usable_cores", lambda: 2)
     busy = iter([0] + [1] * 3 + [0] * 100)  # quiet at the start, then busy for 3 counts, then quiet again
-    monkeypatch.setattr(hardware, "busy_cores", lambda seconds=0.1: next(busy))
+    monkeypatch.setattr(cpu, "busy_cores", lambda seconds=0.1: next(busy))
     before = torch.get_num_threads()
     lines = []
     try:
@@ -375,11 +376,12 @@ def test_threads_0_follows_work_that_starts_or_ends_during_the_run(tiny_config, 
 
 def test_free_core_watch_counts_only_when_due(monkeypatch):
     from dunet.engine import hardware
+    from dunet.runtime import cpu
 
     clock = iter([0.0, 10.0, 61.0, 61.0, 130.0, 130.0])  # each count reads the clock again after it
     monkeypatch.setattr(hardware.time, "monotonic", lambda: next(clock))
     free = iter([1, 1])
-    monkeypatch.setattr(hardware, "free_cores", lambda: next(free))
+    monkeypatch.setattr(cpu, "free_cores", lambda: next(free))
     watch = hardware.FreeCoreWatch(2, every=60.0)  # due at 60
     assert watch.poll() is None  # at 10 s: not due, not counted
     assert watch.poll() == 1  # at 61 s: one core taken by other work

@@ -58,7 +58,8 @@ def test_a_shipped_int8_file_reproduces_its_held_out_figures(entry, shared_data,
 
 def test_a_pretrained_model_with_an_int8_file_runs_it_when_openvino_is_the_backend(tmp_path, tiny_config, monkeypatch):
     pytest.importorskip("openvino")
-    from dunet.engine import inference, pretrained
+    from dunet.runtime import backends, pretrained
+    from dunet.runtime.model import load_model
 
     run = tmp_path / "run"
     assert main(["train", str(tiny_config), "--out", str(run), "--set", "optim.epochs=1"]) == 0
@@ -70,17 +71,17 @@ def test_a_pretrained_model_with_an_int8_file_runs_it_when_openvino_is_the_backe
     (tmp_path / "models.json").write_text(json.dumps(index))
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
 
-    monkeypatch.setattr(inference, "fastest_backend", lambda device="auto": "openvino")
-    runner = inference.load_runner(None, "tiny", backend="auto", threads=1)
+    runner = load_model("tiny", backend="auto", threads=1)
     assert runner.backend == "openvino" and runner.source == "tiny"
-    assert inference.load_runner(None, "tiny", backend="openvino", threads=1).backend == "openvino"
-    assert inference.load_runner(None, "tiny", backend="torch").backend == "torch"
-    monkeypatch.setattr(inference, "fastest_backend", lambda device="auto": "onnx")  # openvino not installed
-    assert inference.load_runner(None, "tiny", backend="auto", threads=1).backend == "onnx"
+    assert Path(runner.network.path).name == "tiny-int8.xml"  # the shipped int8 IR, not a network built here
+    assert load_model("tiny", backend="openvino", threads=1).backend == "openvino"
+    assert load_model("tiny", backend="torch").backend == "torch"
+    monkeypatch.setattr(backends, "fastest", lambda device="auto": "onnx")  # had only onnxruntime been installed
+    assert load_model("tiny", backend="auto", threads=1).backend == "onnx"
 
     (tmp_path / "tiny-int8.bin").unlink()
     with pytest.raises(DunetError, match="tiny-int8.bin is missing"):
-        inference.load_runner(None, "tiny", backend="auto", threads=1)
+        load_model("tiny", backend="auto", threads=1)
 
 
 def test_each_task_name_stands_for_its_default_model():
@@ -91,6 +92,6 @@ def test_each_task_name_stands_for_its_default_model():
     assert set(defaults) == {"face", "pose"}
     for task, name in defaults.items():
         assert pretrained_entry(task) == pretrained_entry(name) and pretrained_entry(task)["task"] == task
-    assert Path(load_runner(None, "face", backend="torch").source).stem == defaults["face"]
+    assert load_model("face", backend="torch").source == defaults["face"]
     with pytest.raises(DunetError, match="face, pose, 300w-dunet4"):  # the names a user can give, tasks first
         pretrained_entry("hand")
