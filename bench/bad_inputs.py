@@ -581,7 +581,8 @@ def model_cases(ws: Path, run: Path, single: Path, onnx_model: Path) -> list[Cas
                          ("huge-channels", {"channels": 10**7}), ("units-text", {"units": "many"}),
                          ("negative-input", {"input_size": -64})]:
         card = json.loads(metadata[card_key])
-        card.get("config", card)["model"].update(change)
+        # The network of a version-2 card; a version-1 card or an older file's config keeps it under "model".
+        (card["network"] if "network" in card else card.get("config", card)["model"]).update(change)
         save_file(tensors, str(folder / f"{name}.safetensors"), metadata={**metadata, card_key: json.dumps(card)})
         models[f"{name}.safetensors"] = folder / f"{name}.safetensors"
     save_file(tensors, str(folder / "config-not-json.safetensors"), metadata={**metadata, card_key: "{"})
@@ -938,17 +939,18 @@ def mismatched_onnx(good: Path, path: Path, change: str) -> Path:
                 prop.value = "64"
             continue
         value = json.loads(prop.value)
-        models = [value, value.get("config", {}).get("model", {})]
-        for model in models:
-            if change == "landmarks" and "landmarks" in model:
+        # The network as model_config, the card's "network" and the training config's "model" describe it.
+        for model in (value, value.get("network", {}), value.get("model", {})):
+            if change == "landmarks" and isinstance(model.get("landmarks"), int):  # the card's "landmarks" is a spec
                 model["landmarks"] = 5
             if change == "input" and "input_size" in model:
                 model["input_size"] = 64
-        if change == "input" and "input_size" in value.get("decode", {}):
-            value["decode"]["input_size"] = 64
-        if change == "landmarks" and "spec" in value:
-            value["spec"].update(name="five", keypoints=value["spec"]["keypoints"][:5], normaliser=["bbox", None],
-                                 flip_pairs=[], skeleton=[], groups=[], subsets=[], eye_centres=None, scored=None)
+        if change == "input" and "codec" in value:  # the card agrees with itself: only the graph disagrees
+            value["codec"]["input_size"] = value["input"]["size"] = 64
+        spec = value.get("landmarks")
+        if change == "landmarks" and isinstance(spec, dict):
+            spec.update(name="five", keypoints=spec["keypoints"][:5], normaliser=["bbox", None], flip_pairs=[],
+                        skeleton=[], groups=[], subsets=[], eye_centres=None, scored=None)
         prop.value = json.dumps(value)
     onnx.save(proto, str(path))
     return path

@@ -39,12 +39,13 @@ def run(args: argparse.Namespace) -> dict:
     from dunet.deploy.onnx_export import export_onnx
     from dunet.runtime.onnxruntime import OnnxPredictor
     from dunet.engine.evaluate import main_metric, score
-    from dunet.engine.inference import load_torch_model, torch_model
+    from dunet.engine.inference import load_torch_model
     from dunet.engine.trainer import split_indices
+    from dunet.runtime.model import LandmarkModel
 
     torch.set_num_threads(args.threads)
     runner = load_torch_model(args.checkpoint)  # the training-time model, fp32 eval
-    cfg = runner.config
+    cfg = runner.config  # the training config: where the held-out split comes from
     source = open_source(args.data or cfg.data.train[0])
     if args.data or cfg.data.val:
         train_idx, val_idx = list(range(len(source))), list(range(len(source)))
@@ -65,22 +66,23 @@ def run(args: argparse.Namespace) -> dict:
             quantize_onnx_int8(float_path, path, calibration if mode == "static" else None, mode=mode)
             predictors[mode] = OnnxPredictor(path, threads=args.threads)
         if args.openvino:
-            from dunet.deploy.openvino import OpenVinoPredictor, quantize_openvino_int8
+            from dunet.deploy.openvino import quantize_openvino_int8
+            from dunet.runtime.openvino import OpenVinoPredictor
 
             path = quantize_openvino_int8(float_path, Path(tmp) / "openvino.xml", calibration)
             predictors["openvino"] = OpenVinoPredictor(path, "fp32", threads=args.threads)
         # The int8 files run through the same pipeline as the training-time model (detection sigmoid included).
-        models = {"training": runner, **{mode: torch_model(p, cfg, runner.spec) for mode, p in predictors.items()}}
+        models = {"training": runner, **{mode: LandmarkModel(p, runner.card) for mode, p in predictors.items()}}
         modes = list(predictors)
         xy: dict[str, list] = {name: [] for name in models}
         in_image: dict[str, list] = {name: [] for name in models}
         for first in range(0, len(val_idx), args.batch):
             items = [dataset[i] for i in val_idx[first: first + args.batch]]
             images = torch.stack([item["image"] for item in items])
-            crop_to_image = torch.stack([torch.as_tensor(item["crop_to_image"]) for item in items])
+            crop_to_image = np.stack([np.asarray(item["crop_to_image"]) for item in items])
             for name, model in models.items():
                 if name == "dynamic":  # batch 1: a scale per sample
-                    maps = torch.cat([model.heatmaps(image[None]) for image in images])
+                    maps = np.concatenate([model.heatmaps(image[None]) for image in images])
                 else:
                     maps = model.heatmaps(images)
                 xy[name].append(codec.decode(maps)[0])
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> dict:
     indices = np.asarray(val_idx)
     scores = {name: score(source, np.concatenate(pred), indices) for name, pred in in_image.items()}
     metric, _ = main_metric(scores["training"])
-    result = {"checkpoint": str(args.checkpoint), "quant": cfg.model.quant, "input_size": runner.input_size,
+    result = {"checkpoint": str(args.checkpoint), "quant": runner.card.network.quant, "input_size": runner.input_size,
               "samples": len(val_idx), "calibration_samples": len(calibration), "metric": metric,
               "training_model": scores["training"][metric], "modes": {}}
     reference = np.concatenate(xy["training"])

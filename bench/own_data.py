@@ -54,7 +54,7 @@ def main() -> None:
     from dunet.data.images import image_size
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import predict_source, score
-    from dunet.engine.inference import load_torch_model, torch_model
+    from dunet.engine.inference import load_torch_model
     from dunet.engine.trainer import split_indices
 
     started = time.perf_counter()
@@ -62,7 +62,7 @@ def main() -> None:
                     "--minutes", str(args.minutes)] + [f"--set={item}" for item in args.set], check=True)
     minutes = (time.perf_counter() - started) / 60
     model = load_torch_model(Path(args.out) / "last")
-    cfg = model.config
+    cfg = model.config  # the training config: the held-out split, the epochs and the init it ran
     source = open_source(args.data)
     _, held_out = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
     pred, idx = predict_source(model.predict_crops, source, model.input_size, indices=held_out)
@@ -75,13 +75,13 @@ def main() -> None:
     visible = np.stack([source.samples[i].visible for i in idx]) > 0
     diagonal_share = float(np.mean((errors / np.array(diagonals)[:, None])[visible])) * 100
     row = {"data": args.data, "frames_held_out": len(idx), "minutes_total": round(minutes, 2),
-           "input_size": cfg.model.input_size, "epochs": cfg.optim.epochs, "init": cfg.init,
+           "input_size": model.input_size, "epochs": cfg.optim.epochs, "init": cfg.init,
            "pck_0.2_box": metrics["pck_0.2"], "mean_error_px": metrics["mean_error_px"],
            "mean_error_pct_diagonal": diagonal_share, "per_joint": metrics["per_joint"]}
     print(f"\n{machine()['cpu']}: own-data recipe on {len(source)} frames, {len(idx)} held out")
     print(f"{'init':>12}{'minutes':>8}{'input px':>9}{'epochs':>7}{'PCK@0.2 box':>13}{'mean err px':>12}"
           f"{'% diagonal':>11}")
-    print(f"{cfg.init or 'scratch':>12}{minutes:>8.1f}{cfg.model.input_size:>9}{cfg.optim.epochs:>7}"
+    print(f"{cfg.init or 'scratch':>12}{minutes:>8.1f}{model.input_size:>9}{cfg.optim.epochs:>7}"
           f"{row['pck_0.2_box']:>12.1f}%{row['mean_error_px']:>12.1f}{diagonal_share:>10.2f}%")
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -158,7 +158,7 @@ def main() -> None:
 
     for model in args.models:
         landmarker = dunet.load(model, backend=args.backend, threads=1, detect_faces=False)  # boxes: given here
-        backend = getattr(landmarker.runner, "backend", "torch")
+        backend = landmarker.runner.backend
         found_boxes, misses = [], 0
         for image, truth in zip(images, truth_boxes):
             box = best_box([landmark_box(b) for b in landmarker.detect(image)], truth)

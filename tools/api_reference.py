@@ -95,7 +95,7 @@ def render() -> str:
              "`tests/tools/test_api_reference.py` fails when this part of the page is out of date.", ""]
     lines += [f"### `dunet.{_signature('load', load)}`", ""] + _doc(load)
     lines += [f"### `dunet.api.{_signature('Landmarker', Landmarker)}`", ""] + _doc(Landmarker)
-    lines += ["Made by `dunet.load`; the constructor takes a runner from `dunet.engine.exported.load_runner`.", ""]
+    lines += ["Made by `dunet.load`; the constructor takes a `dunet.runtime.model.LandmarkModel` from `dunet.runtime.model.load_model`.", ""]
     lines += _members(Landmarker, ["predict", "predict_batch", "detect", "names", "spec", "name"], "Landmarker")
     lines += ["### `dunet.api.Landmarks`", ""] + _doc(Landmarks) + _fields(Landmarks)
     lines += _members(Landmarks, ["to_dict"], "Landmarks")

@@ -154,14 +154,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, started: float) -> int:
-    from dunet.card import ModelCard
     from dunet.checkpoint import save_checkpoint
     from dunet.data.spec import spec_to_dict
     from dunet.engine.allocator import keep_freed_memory
     from dunet.engine.config import config_to_dict, load_config
     from dunet.engine.evaluate import main_metric, predict_source, score
     from dunet.engine.hardware import autocast, choose_precision, plan_threads, resolve_device
-    from dunet.runtime.model import LandmarkModel
+    from dunet.engine.inference import torch_model
     from dunet.engine.losses import total_loss
     from dunet.engine.trainer import plot_curves, warmed_up_ema, write_atomic, write_log
     from dunet.metrics import format_value
@@ -235,7 +234,7 @@ def run(args: argparse.Namespace, started: float) -> int:
 
     def evaluate(weights: torch.nn.Module) -> dict:
         """The held-out metrics of `weights` (any float type), in fp32, by the evaluator `dunet eval` uses."""
-        runner = LandmarkModel(copy.deepcopy(weights).float(), cfg, spec, precision="fp32", device=device)
+        runner = torch_model(copy.deepcopy(weights).float(), cfg, spec, precision="fp32", device=device)
         pred, idx = predict_source(runner.predict_crops, held_out, size, batch_size=batch)
         return score(held_out, pred, idx)
 
@@ -329,7 +328,7 @@ def run(args: argparse.Namespace, started: float) -> int:
     if stopped:
         print(f"stopped in epoch {epoch + 1} after {steps} steps: the {args.minutes:g} min budget is spent")
 
-    save_checkpoint(args.out / "last", final, ModelCard(cfg, spec), metrics=metrics)
+    save_checkpoint(args.out / "last", final, cfg.model_card(spec), config=cfg, metrics=metrics)
     plot_curves(args.out / "log.csv", args.out / "curves.png")
     key = main_metric(metrics)[0]
     wall = (time.monotonic() - started) / 60

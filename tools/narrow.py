@@ -144,16 +144,18 @@ def narrow_width(model: DUNet, state: dict[str, Tensor], width: int) -> None:
 
 
 def narrow(source: str, bottleneck: int | None = None, width: int | None = None):
+    """(the narrowed network, its card, its training config: the source's with the narrowed model, or None if the
+    source carries none)."""
     ckpt = load_checkpoint(path_or_pretrained(source))
-    config = ckpt.card.config
-    if config.model.arch != "dunet" or config.model.quant != "none":
+    network = ckpt.card.network
+    if network.arch != "dunet" or network.quant != "none":
         raise SystemExit(f"{source}: only full-precision DU-Nets can be narrowed")
-    if width is not None and config.model.refine:
+    if width is not None and network.refine:
         raise SystemExit(f"--width: {source} has refinement, which the width cut does not follow")
-    for what, given, now in (("--width", width, config.model.width), ("--bottleneck", bottleneck, config.model.bottleneck)):
+    for what, given, now in (("--width", width, network.width), ("--bottleneck", bottleneck, network.bottleneck)):
         if given is not None and not 0 < given <= now:
             raise SystemExit(f"{what} {given}: {source} has {now} channels there; give 1 to {now}")
-    model = build_model(config.model).eval()
+    model = build_model(network).eval()
     load_weights(model, ckpt)
     state = {name: tensor.detach() for name, tensor in model.state_dict().items()}
     changes = {}
@@ -163,10 +165,12 @@ def narrow(source: str, bottleneck: int | None = None, width: int | None = None)
     if bottleneck is not None:
         narrow_bottleneck(model, state, bottleneck)
         changes["bottleneck"] = bottleneck
-    narrow_cfg = dataclasses.replace(config, model=config.model.replace(**changes))
-    slim = build_model(narrow_cfg.model).eval()
+    narrowed = network.replace(**changes)
+    slim = build_model(narrowed).eval()
     slim.load_state_dict(state, strict=True)
-    return slim, dataclasses.replace(ckpt.card, config=narrow_cfg)
+    # The training config travels beside the card; keep it in step so `--resume` and eval see the narrow network.
+    config = dataclasses.replace(ckpt.config, model=narrowed) if ckpt.config is not None else None
+    return slim, dataclasses.replace(ckpt.card, network=narrowed), config
 
 
 def main() -> None:
@@ -178,11 +182,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.bottleneck is None and args.width is None:
         parser.error("give --bottleneck, --width or both")
-    model, card = narrow(args.source, args.bottleneck, args.width)
+    model, card, config = narrow(args.source, args.bottleneck, args.width)
     params = count_params(model)
-    m = card.config.model
+    m = card.network
     print(f"{args.out}: width {m.width}, bottleneck {m.bottleneck}, {params / 1e6:.2f} M parameters")
-    save_checkpoint(args.out, model, card)
+    save_checkpoint(args.out, model, card, config=config)
 
 
 if __name__ == "__main__":

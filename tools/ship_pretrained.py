@@ -51,7 +51,7 @@ def ship_openvino_int8(shipped: Path, name: str, source, train_idx: list[int], v
     from dunet.commands.export import calibration_batches, check_int8
     from dunet.deploy.openvino import quantize_openvino_int8
     from dunet.engine.evaluate import predict_source, score
-    from dunet.engine.inference import load_torch_model, torch_model
+    from dunet.engine.inference import load_torch_model
     from dunet.runtime.model import load_model
 
     runner = load_torch_model(shipped, precision="fp32")
@@ -117,8 +117,7 @@ def main() -> None:
 
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import predict_source, score
-    from dunet.engine.inference import load_torch_model, torch_model
-    from dunet.runtime.model import load_model
+    from dunet.engine.inference import load_torch_model
     from dunet.engine.trainer import evenly_spaced, split_indices
     from dunet.models.config import ModelConfig
 
@@ -127,7 +126,7 @@ def main() -> None:
     shipped = PRETRAINED / (f"{args.name}.packed.safetensors" if args.format == "packed" else f"{args.name}.safetensors")
     checkpoint = run / args.checkpoint
     model = load_torch_model(checkpoint, precision="fp32")  # to tune the decoding on training samples
-    cfg = model.config
+    cfg = model.config  # the training config: where the held-out split comes from
     source = open_source(cfg.data.train[0])  # the held-out split comes off the first source
     train_idx, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
     blur = []
@@ -144,15 +143,15 @@ def main() -> None:
 
     export()  # measured as shipped: the metrics below come from this very file
     model = load_torch_model(shipped, precision="fp32")  # model cards are fp32 figures
-    pred, idx = predict_source(model.predict_crops, source, cfg.model.input_size, indices=val_idx)
+    pred, idx = predict_source(model.predict_crops, source, model.input_size, indices=val_idx)
     metrics = score(source, pred, idx)
     headline = headline_figures(metrics)
     if model.spec.can_flip and "pck_0.2" in metrics:  # pose is scored with the flip test too (the paper's protocol)
-        pred, idx = predict_source(model.predict_crops, source, cfg.model.input_size, indices=val_idx, flip=True)
+        pred, idx = predict_source(model.predict_crops, source, model.input_size, indices=val_idx, flip=True)
         flipped = score(source, pred, idx)
         metrics["flip_test"] = flipped
         headline["pck_0.2 with flip"] = flipped["pck_0.2"]
-    m = cfg.model
+    m = model.card.network
     card = {
         "name": args.name,
         "task": args.task,
@@ -165,7 +164,7 @@ def main() -> None:
         "data": args.data,
         "license_note": "weights learned from research-only data: for research use only",
         "recipe": args.recipe,
-        "decode": f"Taylor sub-pixel step after a Gaussian blur of sigma {model.config.decode_blur} heatmap px",
+        "decode": f"Taylor sub-pixel step after a Gaussian blur of sigma {model.card.codec.blur} heatmap px",
         "validation": describe(headline, len(idx), cfg),
         "measured_on": measured_on(),
         "metrics": metrics,

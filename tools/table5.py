@@ -36,17 +36,17 @@ BITS = {"none": "32/32/32", "bw": "32/1/32", "bw-alpha": "32/1/32", "tw": "32/2/
 def measure(run: Path, memory: dict[str, float], checkpoint: str = "best") -> dict:
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import predict_source, score
-    from dunet.engine.inference import load_torch_model, torch_model
+    from dunet.engine.inference import load_torch_model
     from dunet.engine.trainer import split_indices
     from dunet.quant.packing import packed_size_bytes
 
     runner = load_torch_model(run / checkpoint, precision="fp32")
-    cfg = runner.config
+    cfg = runner.config  # the training config: where the held-out split comes from
     source = open_source(cfg.data.train[0])  # the held-out split comes off the first source
     _, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
     pred, idx = predict_source(runner.predict_crops, source, runner.input_size, indices=val_idx)
     metrics = score(source, pred, idx)
-    quant = cfg.model.quant
+    quant = runner.card.network.quant
     model = runner.model.float()
     fp32_bytes = len(safetensors_bytes({k: v.float().contiguous() for k, v in model.state_dict().items()
                                         if v.is_floating_point()}))

@@ -8,7 +8,6 @@ import dataclasses
 import pytest
 import torch
 
-from dunet.card import ModelCard
 from dunet.checkpoint import save_checkpoint
 from dunet.data.synthetic import synthetic_source
 from dunet.engine.config import config_from_dict
@@ -53,10 +52,10 @@ def test_dropping_bottleneck_channels_that_pass_nothing_on_leaves_the_output_unc
     tool = load_tool("narrow")
     config, model = wide_model()
     silence_half_of_each_bottleneck(model)
-    source = save_checkpoint(tmp_path / "wide", model, ModelCard(config, synthetic_source(1).spec))
+    source = save_checkpoint(tmp_path / "wide", model, config.model_card(synthetic_source(1).spec), config=config)
     wide = config.model.bottleneck
-    narrow, card = tool.narrow(str(source), bottleneck=wide // 2)
-    assert card.config.model == config.model.replace(bottleneck=wide // 2)
+    narrow, card, narrow_config = tool.narrow(str(source), bottleneck=wide // 2)
+    assert card.network == narrow_config.model == config.model.replace(bottleneck=wide // 2)
     for a, b in zip(outputs(model, config.model.input_size), outputs(narrow, config.model.input_size), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
     assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in model.parameters())
@@ -71,12 +70,12 @@ def test_a_width_cut_computes_what_the_wide_model_does_with_the_dropped_channels
     config, model = wide_model(units=3, order=order, levels=2)
     if bottleneck_too:
         silence_half_of_each_bottleneck(model)
-    source = save_checkpoint(tmp_path / "wide", model, ModelCard(config, synthetic_source(1).spec))
+    source = save_checkpoint(tmp_path / "wide", model, config.model_card(synthetic_source(1).spec), config=config)
     width = config.model.width // 2
     bottleneck = config.model.bottleneck // 2 if bottleneck_too else None
-    narrow, card = tool.narrow(str(source), bottleneck=bottleneck, width=width)
-    assert card.config.model.width == width
-    assert card.config.model.bottleneck == (bottleneck or config.model.bottleneck)
+    narrow, card, _ = tool.narrow(str(source), bottleneck=bottleneck, width=width)
+    assert card.network.width == width
+    assert card.network.bottleneck == (bottleneck or config.model.bottleneck)
 
     keep, _ = tool.width_plan(model, width)
     units, levels = 3, 2
@@ -100,7 +99,7 @@ def test_narrowing_needs_a_full_precision_dunet(tmp_path):
     config, _ = wide_model()
     config = dataclasses.replace(config, model=config.model.replace(quant="bw"))
     model = build_model(config.model)
-    source = save_checkpoint(tmp_path / "bw", model, ModelCard(config, synthetic_source(1).spec))
+    source = save_checkpoint(tmp_path / "bw", model, config.model_card(synthetic_source(1).spec), config=config)
     with pytest.raises(SystemExit, match="full-precision"):
         tool.narrow(str(source), width=8)
 
@@ -108,7 +107,7 @@ def test_narrowing_needs_a_full_precision_dunet(tmp_path):
 def test_a_width_the_model_does_not_have_is_refused_in_one_line(tmp_path):
     tool = load_tool("narrow")
     config, model = wide_model()
-    source = save_checkpoint(tmp_path / "wide", model, ModelCard(config, synthetic_source(1).spec))
+    source = save_checkpoint(tmp_path / "wide", model, config.model_card(synthetic_source(1).spec), config=config)
     with pytest.raises(SystemExit, match=f"--width 99: .* has {config.model.width} channels"):
         tool.narrow(str(source), width=99)
     with pytest.raises(SystemExit, match="--bottleneck 0"):
