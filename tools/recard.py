@@ -17,6 +17,7 @@ import hashlib
 import json
 import struct
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,8 +61,13 @@ def rewrite_ir(xml: Path, metadata: dict[str, str]) -> None:
     precision = model_metadata(xml, old).get("precision")
     # A new Model over the same graph: its rt_info starts empty, so keys of the old card do not stay behind.
     model = openvino.Model(old.get_results(), old.get_parameters(), old.get_friendly_name())
-    _save_ir(model, {**metadata, **({"precision": precision} if precision else {})}, xml)
-    after = hashlib.sha256(xml.with_suffix(".bin").read_bytes()).hexdigest()
+    with tempfile.TemporaryDirectory(dir=xml.parent) as tmp:  # OpenVINO maps the .bin it read: never write over it
+        written = _save_ir(model, {**metadata, **({"precision": precision} if precision else {})}, Path(tmp) / xml.name)
+        del model, old
+        after = hashlib.sha256(written.with_suffix(".bin").read_bytes()).hexdigest()
+        if before == after:
+            written.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+            written.replace(xml)
     if before != after:
         raise SystemExit(f"{xml}: its weights changed when saved again; restore it from git")
 

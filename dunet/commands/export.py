@@ -175,10 +175,10 @@ def check_int8(runner, model, int8_path: Path, calibration: list, backend: str) 
     import numpy as np
     import torch
 
-    from dunet.engine.inference import torch_model
-    from dunet.runtime.model import load_model
+    from dunet.engine.inference import TorchNetwork
+    from dunet.runtime.model import LandmarkModel, load_model
 
-    reference = torch_model(model, runner.config, runner.spec, precision="fp32")
+    reference = LandmarkModel(TorchNetwork(model, precision="fp32"), runner.card)
     int8 = load_model(int8_path, backend=backend, precision="fp32")
     shift = reference.landmark_shift(int8, torch.from_numpy(np.concatenate(calibration)))
     print(f"int8 check: on the {len(calibration)} calibration crops the landmarks moved {shift.mean():.2f} px on "

@@ -2,7 +2,7 @@
 `pip install dunet` brings. No PyTorch: it runs an OpenVINO IR (.xml), an ONNX file, or a network built from a
 model file's weights (`dunet.runtime.graph`).
 
-    network = OpenVinoNetwork.from_file("model-int8.xml", precision="bf16", threads=2)
+    network = OpenVinoPredictor("model-int8.xml", precision="bf16", threads=2)
     heatmaps = network(images)   # (B, 3, S, S) float32 in [0, 1] -> (B, K, S/4, S/4) float32
 
 OpenVINO fuses each BN-ReLU into one pass and runs convolutions on AMX tiles where the CPU has them, in bfloat16
@@ -78,6 +78,16 @@ def _read_model(path: Path):
         raise DunetError(f"{path}: OpenVINO cannot read it ({_reason(err)})") from None
 
 
+def _check_finite_weights(model, path: Path) -> None:
+    """A DunetError naming the first float constant holding NaN or infinity: OpenVINO's CPU plugin computes finite
+    heatmaps from such weights (an all-NaN first convolution, measured), so the check on the heatmaps misses them."""
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Constant" and op.get_element_type().is_real():
+            if not np.isfinite(op.get_data()).all():
+                raise DunetError(f"{path}: damaged weights: {op.get_friendly_name()} holds NaN or infinite values; "
+                                 "export the model again")
+
+
 def _reason(err: Exception) -> str:
     """The line of an OpenVINO error that says what is wrong: its messages start with the C++ source line."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -120,6 +130,8 @@ class OpenVinoPredictor:
         self.path, self.precision = Path(path), precision if precision == "fp32" or cpu.native_bf16()[0] else "fp32"
         # `network`: an openvino.Model built from the weights in `path` (dunet.runtime.graph), with its metadata.
         model = _read_model(self.path) if network is None else network
+        if network is None:
+            _check_finite_weights(model, self.path)
         self.metadata = model_metadata(self.path, model) if network is None else dict(metadata or {})
         inputs = model.inputs
         if len(inputs) != 1 or inputs[0].get_partial_shape().rank.get_length() != 4:
