@@ -196,7 +196,7 @@ def main() -> None:
                       f"{row['gflops']:8.1f} GFLOP/s  (peak so far {peaks_before[precision]:.0f})", flush=True)
     peaks_after = measure_peaks()
     peaks = {p: max(peaks_before[p], peaks_after[p]) for p in args.precisions}
-    print(f"peaks (GFLOP/s, higher of before and after): " + ", ".join(
+    print("peaks (GFLOP/s, higher of before and after): " + ", ".join(
         f"{p} {peaks[p]:.0f} ({peaks_before[p]:.0f} / {peaks_after[p]:.0f})" for p in args.precisions))
     for row in rows:
         peak = peaks[row["precision"]]

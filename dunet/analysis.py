@@ -98,7 +98,7 @@ def dlc_table_rows(analysis: Analysis, scorer: str = SCORER) -> list[list[str]]:
 def write_dlc_csv(analysis: Analysis, path: Path) -> Path:
     import io
 
-    from dunet.checkpoint import atomic_write_file
+    from dunet.files import atomic_write_file
 
     text = io.StringIO(newline="")
     csv.writer(text, lineterminator="\n").writerows(dlc_table_rows(analysis))

@@ -24,10 +24,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dunet import DunetError
+
+if TYPE_CHECKING:
+    from dunet.data.images import ReducedImage
 
 Box = tuple[float, float, float, float]  # x, y, width, height in image pixels
 

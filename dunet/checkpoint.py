@@ -21,7 +21,6 @@ Nothing here ever unpickles: no torch.load, no pickle.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -35,12 +34,12 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
-from dunet import DunetError
+from dunet import DunetError, files
 from dunet.card import TRAINING_KEY, ModelCard, card_from_metadata, training_from_metadata
+from dunet.files import atomic_write_file, sibling
 from dunet.quant.quantizers import int8_per_channel
 from dunet.runtime.weights import (  # the file format facts, shared with the PyTorch-free reader
-    FORMAT, FORMAT_VERSION, INT8_SCALE_SUFFIX, MODEL_FILE, RUN_SUBDIRS, read_model_file, read_safetensors, resolve,
-    sibling,
+    FORMAT, FORMAT_VERSION, INT8_SCALE_SUFFIX, MODEL_FILE, read_model_file, read_safetensors, resolve,
 )
 
 CARD_FILE = "card.json"
@@ -89,7 +88,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, *, conf
         atomic_write_file(path, model_file)
         return path
 
-    files = {MODEL_FILE: model_file, CARD_FILE: _json_bytes(card.to_dict())}
+    contents = {MODEL_FILE: model_file, CARD_FILE: _json_bytes(card.to_dict())}
     if optimizer is not None or train_state is not None:
         state = dict(train_state or {})
         state.setdefault("rng", capture_rng())
@@ -98,9 +97,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, *, conf
         if optimizer is not None:
             structure["optimizer_type"] = type(optimizer).__name__
             structure["optimizer"] = _encode(optimizer.state_dict(), "optimizer", tensors)
-        files[TRAIN_TENSORS_FILE] = safetensors_bytes(tensors)
-        files[TRAIN_JSON_FILE] = _json_bytes(structure)
-    _atomic_write_dir(path, files)
+        contents[TRAIN_TENSORS_FILE] = safetensors_bytes(tensors)
+        contents[TRAIN_JSON_FILE] = _json_bytes(structure)
+    _atomic_write_dir(path, contents)
     return path
 
 
@@ -174,41 +173,7 @@ def _encode(value: Any, name: str, tensors: dict[str, Tensor]) -> Any:
 # atomic writes
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make renames and new entries in `path` durable (POSIX only; elsewhere a no-op)."""
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_file(target: Path, data: bytes, what: str = "the model file") -> None:
-    """Write `data` to `target` through a synced temporary sibling and a rename: a failure (a full disk) leaves
-    any earlier `target` whole and no temporary file, and is one line naming `what` could not be written. The
-    temporary file is this process's own: two commands writing one file each write it whole, the later one last."""
-    tmp = sibling(target, f"{os.getpid()}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_synced(tmp, data)
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except OSError as err:
-        with contextlib.suppress(OSError):  # e.g. the parent is a file: there is no temporary file to remove
-            tmp.unlink(missing_ok=True)
-        raise DunetError(f"{target}: cannot write {what} ({err.strerror or err})") from None
-
-
-def _atomic_write_dir(target: Path, files: dict[str, bytes]) -> None:
+def _atomic_write_dir(target: Path, contents: dict[str, bytes]) -> None:
     tmp, old = sibling(target, "tmp"), sibling(target, "old")
     if target.is_file() or (target.is_dir() and any(target.iterdir()) and not (target / MODEL_FILE).is_file()):
         raise DunetError(f"{target}: exists and is not a dunet checkpoint; refusing to replace it")
@@ -217,9 +182,9 @@ def _atomic_write_dir(target: Path, files: dict[str, bytes]) -> None:
         if tmp.exists():  # left behind by a save that crashed
             shutil.rmtree(tmp)
         tmp.mkdir()
-        for name, data in files.items():
-            _write_synced(tmp / name, data)
-        _fsync_dir(tmp)
+        for name, data in contents.items():
+            files.write_synced(tmp / name, data)
+        files.fsync_dir(tmp)
         # Keep the old checkpoint until the new one is in place. If `target` is missing while `old`
         # exists, an earlier save crashed between the renames and `old` is the last good copy.
         if target.exists():
@@ -227,7 +192,7 @@ def _atomic_write_dir(target: Path, files: dict[str, bytes]) -> None:
                 shutil.rmtree(old)
             os.replace(target, old)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        files.fsync_dir(target.parent)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DunetError(f"{target}: cannot write the checkpoint ({err.strerror or err})") from None

@@ -299,7 +299,7 @@ def save_frames(video: str | Path, indices, folder: str | Path) -> list[Path]:
     already there is kept, as DeepLabCut keeps it). Returns the paths, in index order."""
     import cv2
 
-    from dunet.checkpoint import atomic_write_file
+    from dunet.files import atomic_write_file
     from dunet.video import read_frames
 
     folder = Path(folder)

@@ -136,7 +136,6 @@ def test_helpers():
 
 
 def test_scores_are_clipped_heatmap_peaks():
-    from dunet.engine.inference import torch_model
     from dunet.runtime.model import LandmarkModel
 
     lm = tiny_landmarker()

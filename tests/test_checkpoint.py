@@ -12,8 +12,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import dunet.checkpoint as checkpoint
+from dunet import files
 from dunet import DunetError
-from dunet.card import ModelCard
 from dunet.checkpoint import (
     capture_rng, init_weights, load_checkpoint, load_weights, restore_optimizer, restore_rng, save_checkpoint,
 )
@@ -232,7 +232,7 @@ def saved_twice(tmp_path: Path) -> tuple[Path, dict, torch.nn.Module]:
 
 def test_failed_write_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch):
     target, first, second = saved_twice(tmp_path)
-    real_write = checkpoint._write_synced
+    real_write = files.write_synced
     calls = []
 
     def disk_full_on_second_file(path: Path, data: bytes) -> None:
@@ -241,7 +241,7 @@ def test_failed_write_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch):
             raise OSError(28, "No space left on device")
         real_write(path, data)
 
-    monkeypatch.setattr(checkpoint, "_write_synced", disk_full_on_second_file)
+    monkeypatch.setattr(files, "write_synced", disk_full_on_second_file)
     with pytest.raises(DunetError, match="No space left"):
         save_checkpoint(target, second, CARD, train_state={"epoch": 2})
     ckpt = load_checkpoint(target)
@@ -252,13 +252,13 @@ def test_failed_write_keeps_the_old_checkpoint(tmp_path: Path, monkeypatch):
 
 def test_crash_while_writing_leaves_last_loadable_and_is_cleaned_up(tmp_path: Path, monkeypatch):
     target, first, second = saved_twice(tmp_path)
-    real_write = checkpoint._write_synced
+    real_write = files.write_synced
 
     def killed_mid_file(path: Path, data: bytes) -> None:
         real_write(path, data[: len(data) // 2])
         raise KeyboardInterrupt  # stands for the process dying: no cleanup code runs
 
-    monkeypatch.setattr(checkpoint, "_write_synced", killed_mid_file)
+    monkeypatch.setattr(files, "write_synced", killed_mid_file)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(target, second, CARD, train_state={"epoch": 2})
     monkeypatch.undo()
@@ -296,17 +296,17 @@ def test_two_processes_writing_one_file_at_once_each_write_it_whole(tmp_path: Pa
     """Two `dunet predict` into one --out shared one temporary file: one renamed the other's half-written file into
     place and the other failed. Here a second process writes the file while the first is writing it."""
     target = tmp_path / "predictions.json"
-    real_write, real_pid = checkpoint._write_synced, os.getpid
+    real_write, real_pid = files.write_synced, os.getpid
 
     def write(path, data):
         real_write(path, data)
         if data == b"A" * 20:  # the first process has written its temporary file and is about to rename it
             monkeypatch.setattr(os, "getpid", lambda: real_pid() + 1)
-            checkpoint.atomic_write_file(target, b"B" * 10)
+            files.atomic_write_file(target, b"B" * 10)
             monkeypatch.setattr(os, "getpid", real_pid)
 
-    monkeypatch.setattr(checkpoint, "_write_synced", write)
-    checkpoint.atomic_write_file(target, b"A" * 20)
+    monkeypatch.setattr(files, "write_synced", write)
+    files.atomic_write_file(target, b"A" * 20)
     assert target.read_bytes() == b"A" * 20 and list(tmp_path.iterdir()) == [target]
 
 

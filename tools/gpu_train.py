@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -162,7 +161,8 @@ def run(args: argparse.Namespace, started: float) -> int:
     from dunet.engine.hardware import autocast, choose_precision, plan_threads, resolve_device
     from dunet.engine.inference import torch_model
     from dunet.engine.losses import total_loss
-    from dunet.engine.trainer import plot_curves, warmed_up_ema, write_atomic, write_log
+    from dunet.engine.trainer import plot_curves, warmed_up_ema, write_log
+    from dunet.files import atomic_write_file
     from dunet.metrics import format_value
     from dunet.models import build_model
 
@@ -283,7 +283,7 @@ def run(args: argparse.Namespace, started: float) -> int:
         ema = AveragedModel(model, multi_avg_fn=warmed_up_ema(cfg.optim.ema), use_buffers=True)
     weights = ema.module if ema is not None else model  # what is evaluated and saved
     args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / "config.yaml", yaml.safe_dump({**config_to_dict(cfg), "spec": spec_to_dict(spec)},
+    atomic_write_file(args.out / "config.yaml", yaml.safe_dump({**config_to_dict(cfg), "spec": spec_to_dict(spec)},
                                                           sort_keys=False))
     stop_at = deadline - eval_seconds - SAVE_SECONDS
     steps, stopped = 0, False
@@ -336,7 +336,7 @@ def run(args: argparse.Namespace, started: float) -> int:
               "stopped_by_budget": stopped, "train_images_per_s": round(batch / step_seconds, 1),
               "minutes": round(wall, 2), "device": name, "precision": precision, "compile": args.compile,
               "recipe": args.recipe, "overrides": args.overrides, "pack": str(args.pack), "metrics": metrics}
-    write_atomic(args.out / "result.json", json.dumps(result, indent=1, default=float) + "\n")
+    atomic_write_file(args.out / "result.json", json.dumps(result, indent=1, default=float) + "\n")
     print(f"held out: {key} {format_value(key, metrics[key])} on {len(held_out)} samples; {steps} steps in "
           f"{wall:.2f} min -> {args.out}")
     return 0

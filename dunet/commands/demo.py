@@ -76,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _report(cfg, folder: Path, out: Path, started: float) -> int:
     """Train and evaluate into `folder`, which becomes `out` once done (the paths printed are those in `out`)."""
-    import numpy as np
     import torch
     from PIL import Image
 

@@ -269,7 +269,7 @@ class Outputs:
 
     def write(self, name: str, data: bytes) -> None:
         from dunet import DunetError
-        from dunet.checkpoint import atomic_write_file
+        from dunet.files import atomic_write_file
 
         try:
             atomic_write_file(self.folder / name, data, what="this output")

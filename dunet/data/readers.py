@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dunet import DunetError
+from dunet.files import atomic_write_file
 from dunet.data.images import IMAGE_EXTENSIONS, image_size
 from dunet.data.sample import BadItem, Sample, Source, box_from_keypoints, check_keypoints, require_samples
 from dunet.data.spec import SPECS, DatasetSpec, names_problem, spec_from_coco_category, spec_from_names
@@ -654,22 +655,7 @@ def write_dlc_labels(path: str | os.PathLike, labels: DlcLabels) -> None:
         rows.append(index + ["" if math.isnan(v) else repr(float(v)) for v in labels.frames[key].reshape(-1)])
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows(rows)
-    write_atomic(path, text.getvalue())
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """`text` into `path` through a temporary file in the same folder and os.replace: whoever reads the file,
-    even after a crash mid-write, finds the old content or the new, never half of it."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write_file(path, text.getvalue(), what="the label table")
 
 
 # --- FORMAT:PATH ---------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from dunet import DunetError
-from dunet.checkpoint import atomic_write_file
+from dunet.files import atomic_write_file
 
 DEFAULT_OPSET = 18
 EXPORTERS = ("dynamo", "torchscript")

@@ -7,11 +7,7 @@ machine says why it runs as it does.
 
 from __future__ import annotations
 
-import os
-import platform
-import re
 import time
-import warnings
 from dataclasses import dataclass
 
 import torch

@@ -32,8 +32,8 @@ import yaml
 from torch.optim.swa_utils import AveragedModel
 
 from dunet import DunetError
+from dunet.files import atomic_write_file
 from dunet.checkpoint import (
-    atomic_write_file,
     init_weights,
     load_checkpoint,
     load_weights,
@@ -254,7 +254,7 @@ class Trainer:
         cfg = self.cfg
         if self.ddp.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.out / "config.yaml", yaml.safe_dump(self._config_dict(), sort_keys=False))
+            atomic_write_file(self.out / "config.yaml", yaml.safe_dump(self._config_dict(), sort_keys=False))
             self.log(f"training {cfg.model.arch}({cfg.model.units}) on {' + '.join(cfg.data.train)}: "
                      f"{sum(map(len, self.train_groups))} train / {len(self.val_idx)} val samples, "
                      f"{self.ddp.world} process(es) x {torch.get_num_threads()} threads -> {self.out}")
@@ -410,12 +410,6 @@ def signals_deferred():
         raise KeyboardInterrupt
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary sibling, then rename it over `path`: never a half-written file, and on a full
-    disk a one-line error with no temporary file left."""
-    atomic_write_file(path, text.encode(), what="this file")
-
-
 def trim_log(path: Path, epochs: int) -> None:
     """Keep the rows of log.csv up to epoch `epochs`: later ones belong to an epoch that is done again."""
     if not path.exists():
@@ -430,7 +424,7 @@ def trim_log(path: Path, epochs: int) -> None:
     writer = csv.DictWriter(text, fieldnames=reader.fieldnames)
     writer.writeheader()
     writer.writerows(kept)
-    write_atomic(path, text.getvalue())
+    atomic_write_file(path, text.getvalue())
 
 
 def write_log(path: Path, row: dict) -> None:

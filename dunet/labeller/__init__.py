@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 
 from dunet import DunetError
-from dunet.data.readers import write_atomic
+from dunet.files import atomic_write_file
 from dunet.project import Project, open_project
 
 HOST = "127.0.0.1"
@@ -117,7 +117,8 @@ class Labeller:
             if marked != set(hidden.get(key, [])):
                 hidden[key] = sorted(marked)
                 hidden = {k: v for k, v in hidden.items() if v}
-                write_atomic(self.project.root / HIDDEN_NAME, json.dumps({"hidden": hidden}, indent=1) + "\n")
+                atomic_write_file(self.project.root / HIDDEN_NAME, json.dumps({"hidden": hidden}, indent=1) + "\n",
+                                  "the hidden marks")
         return next(f for f in self.state()["frames"] if f["key"] == key)
 
     def suggestions(self, key: str) -> dict:
@@ -276,7 +277,7 @@ def make_server(labeller: Labeller, port: int = 8042, token: str | None = None) 
                 return self._send(400, {"error": 'expected {"frame": KEY, "points": {NAME: [x, y] | "hidden" | null}}'})
             try:
                 self._send(200, labeller.set_points(key, changes))
-            except OSError as err:
+            except (OSError, DunetError) as err:
                 self._send(500, {"error": f"not saved: {err}"})
 
         def _send(self, status: int, body, content_type: str = "application/json"):

@@ -8,7 +8,6 @@ plus the `growth` new features that the same position produced in the K precedin
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -20,6 +20,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from dunet import DunetError
+from dunet.files import sibling
 from dunet.quant.packing import is_packed_file, read_packed
 
 FORMAT = "dunet-checkpoint"
@@ -37,11 +38,6 @@ def read_weights(path: str | Path) -> tuple[dict[str, str], dict[str, np.ndarray
         return read_packed(path)
     resolved = resolve(path)
     return read_model_file(resolved if resolved.is_file() else resolved / MODEL_FILE)
-
-
-def sibling(path: Path, tag: str) -> Path:
-    """The hidden file beside `path` that a save writes first (`tmp`) or keeps the previous copy in (`old`)."""
-    return path.parent / f".{path.name}.{tag}"
 
 
 def resolve(path: Path) -> Path:

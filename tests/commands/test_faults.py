@@ -50,9 +50,9 @@ def test_export_on_a_full_disk_keeps_the_earlier_file(tiny_run, tmp_path, capsys
     assert code == 2 and f"{out}: not written (No space left on device); a file already there is unchanged" in err
     assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
-    from dunet import checkpoint  # now the disk fills while the metadata's file is written: no temporary file stays
+    from dunet import files  # now the disk fills while the metadata's file is written: no temporary file stays
     monkeypatch.setattr(onnx_export, "_write_metadata", real_write_metadata)
-    monkeypatch.setattr(checkpoint, "_write_synced", disk_full)
+    monkeypatch.setattr(files, "write_synced", disk_full)
     code = main(["export", str(tiny_run), "--format", "onnx", "--exporter", "torchscript", "--out", str(out)])
     assert code == 2 and "No space left on device" in capsys.readouterr().err
     assert out.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

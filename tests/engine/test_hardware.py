@@ -137,7 +137,7 @@ def test_cpu_times_reads_this_machine():
 @needs_cuda
 def test_training_and_inference_on_cuda(tmp_path):
     """A tiny training on the GPU whose checkpoint loads and predicts on the CPU, and the reverse."""
-    from dunet.engine.inference import load_torch_model, torch_model
+    from dunet.engine.inference import load_torch_model
     from dunet.engine.trainer import train
 
     cfg = load_config(None, ["model.units=1", "model.input_size=64", "model.landmarks=68", "optim.epochs=1",

@@ -46,7 +46,6 @@ def test_landmark_shift_is_the_distance_in_input_pixels():
 def test_threads_0_leaves_the_cores_that_other_work_keeps_busy(monkeypatch):
     """Without threads, a model loads onto the cores other work leaves free (one PyTorch thread on a busy core
     stalls the others: 19 vs 691 ms per face, docs/hardware.md); asked-for threads are kept."""
-    from dunet.engine import hardware, inference
 
     monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
     monkeypatch.setattr(cpu, "busy_cores", lambda seconds=0.1: 1)

@@ -89,7 +89,7 @@ def test_the_own_data_recipe_learns_a_real_deeplabcut_project(openfield, tmp_pat
     """A CI-sized run of the recipe on dlc_openfield (116 frames, 4 parts): 128 px, 6 epochs. The full-size
     benchmark is bench/own_data.py (goal: PCK@0.2 >= 90 % in <= 15 minutes)."""
     from dunet.engine.evaluate import predict_source, score
-    from dunet.engine.inference import load_torch_model, torch_model
+    from dunet.engine.inference import load_torch_model
     from dunet.engine.trainer import split_indices, train
 
     source = open_source(openfield)

@@ -156,7 +156,7 @@ def test_the_rehearsal_trains_and_dunet_eval_scores_its_run_the_same(recipe, pac
 
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import predict_source, score
-    from dunet.engine.inference import load_torch_model, torch_model
+    from dunet.engine.inference import load_torch_model
 
     model = load_torch_model(out, precision="fp32")  # what `dunet eval RUN --split val --backend torch` does
     assert model.config.optim.epochs == 2 and next(model.model.parameters()).dtype == torch.float32
