@@ -111,8 +111,8 @@ def own_data_config(data: str | list[str], val: str, source, minutes: float, ove
         "optim": {"optimizer": "rmsprop", "lr": 5e-4, "batch_size": 8, "milestones": [0.7, 0.9],
                   "gammas": [0.2, 0.5]},
         "init": init,
-        # No flip averaging at validation: `dunet eval` and `dunet predict` do not flip unless asked, and the
-        # figure training prints must be the one they reproduce.
+        # No flip averaging at validation: `dunet eval` and `dunet predict` do not flip unless asked, so the
+        # per-epoch figures in the log measure what they run.
         "flip_test": False,
     }
     cfg = from_dict(TrainConfig, apply_overrides(base, list(overrides)))

@@ -293,9 +293,9 @@ class Trainer:
         return self._run_metrics(metrics)
 
     def _run_metrics(self, last: dict) -> dict:
-        """The held-out metrics of the model the run directory resolves to (best/, else last/): the figure
-        `dunet eval RUN --split val` and `dunet predict RUN` reproduce, not the last epoch's when an earlier
-        epoch scored better."""
+        """PyTorch's held-out metrics of the model the run directory resolves to (best/, else last/), not the
+        last epoch's when an earlier epoch scored better. `dunet train` prints instead what `dunet eval RUN
+        --split val` measures with its default backend (dunet/commands/train.py)."""
         best = self.out / "best" / "card.json"
         if not self.ddp.main or not best.is_file():
             return last
