@@ -89,6 +89,9 @@ def _own_data_config(args: argparse.Namespace):
     from dunet.data.readers import combine_sources, open_source
     from dunet.engine.recipe import own_data_config
 
+    # Reading the labels and timing training steps at each input size can take a minute or more: say so first.
+    print(f"own-data recipe: reading {args.data}, then timing a few training steps on this machine to size "
+          f"the run to --minutes {args.minutes:g} (a minute or two)", flush=True)
     data = [args.data]
     if Path(args.data).is_dir():  # a DeepLabCut project: its label files, merged
         from dunet.project import project_data
