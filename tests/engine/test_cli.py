@@ -356,8 +356,9 @@ def test_eval_split_val_scores_the_held_out_data_the_model_was_trained_with(trai
 def test_the_figure_train_prints_is_the_one_eval_gives(tmp_path, capsys):
     """One model, one figure: `dunet train` ends by scoring the checkpoint the run resolves to as
     `dunet eval RUN --split val` does with its default flags (backend, precision, threads, no flip)."""
-    from tests.engine.conftest import TINY
     import yaml
+
+    from tests.engine.conftest import TINY
 
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))

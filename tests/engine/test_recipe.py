@@ -70,7 +70,7 @@ def test_choices_fit_the_budget_and_start_from_the_closest_model(openfield):
     assert cfg.model.input_size == 192
     # It says what the budget cost, and what buys the larger input: 15 epochs of 30 s x 12 steps at 256 px.
     need = -(-15 * 30.0 * steps // (0.85 * 60))
-    assert f"forces 192 px instead of 256 px" in lines[-1] and f"--minutes {need:.0f} would train at 256 px" in lines[-1]
+    assert "forces 192 px instead of 256 px" in lines[-1] and f"--minutes {need:.0f} would train at 256 px" in lines[-1]
     assert not any("only" in line for line in lines)  # 192 px fits the epochs
     crawl = {256: 30.0, 192: 20.0, 128: 10.0}  # not even 128 px fits 15 epochs
     cfg, lines = own_data_config(openfield, "", source, minutes=10, timer=lambda cfg, size, batch: crawl[size])
