@@ -165,6 +165,7 @@ def coco_project(path: str | os.PathLike, coco: str, scorer: str = "dunet") -> t
 
     from dunet.data.readers import open_source
 
+    coco = coco.removeprefix("coco:")  # as --data names it, or without the format
     source = open_source(f"coco:{coco}")  # a bad file is one line naming it, before anything is written
     spec = source.spec
     names = list(spec.keypoints)

@@ -138,6 +138,8 @@ def test_a_coco_file_is_adopted_as_a_project_that_train_reads(shared_data, tmp_p
     assert len(labelled) == 12  # two annotations label no point: frames to label
     assert main(["project", "new", str(tmp_path / "again"), "--coco", str(coco), "--points", "a,b"]) == 2
     assert "leave out --points" in capsys.readouterr().err
+    assert main(["project", "new", str(tmp_path / "again"), "--coco", f"coco:{coco}:{coco.parent}"]) == 0  # as --data
+    assert len(open_project(tmp_path / "again").frames()) == 14
 
 
 def test_a_bad_coco_file_is_one_line_and_leaves_no_project(tmp_path, capsys):
