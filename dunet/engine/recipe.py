@@ -142,7 +142,9 @@ def own_data_config(data: str | list[str], val: str, source, minutes: float, ove
         + "".join(f" x{g:g} from epoch {e + 1}" for e, g in zip(cfg.optim.milestone_epochs(), cfg.optim.gammas)),
         f"  expected time: {cfg.optim.epochs * epoch_seconds[size] / 60:.1f} min of training "
         f"({epoch_seconds[size]:.0f} s per epoch measured here; budget {minutes:g} min, --minutes changes it)",
-        *budget_notes(epoch_seconds, sizes[0], size, minutes),
+        # What the budget cost, unless --set chose the input size or the epochs itself.
+        *(budget_notes(epoch_seconds, sizes[0], size, minutes)
+          if (cfg.model.input_size, cfg.optim.epochs) == (size, epochs) else []),
     ]
     return cfg, lines
 

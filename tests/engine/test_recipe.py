@@ -78,6 +78,9 @@ def test_choices_fit_the_budget_and_start_from_the_closest_model(openfield):
     assert f"only {cfg.optim.epochs} epoch(s) fit in 10 min at 128 px" in lines[-1]
     assert f"--minutes {-(-15 * 10.0 * steps // (0.85 * 60)):.0f} gives 15" in lines[-1]
     assert not any("forces" in line for line in lines[:-2]) and "forces 128 px" in lines[-2]
+    _, lines = own_data_config(openfield, "", source, minutes=10, timer=lambda cfg, size, batch: crawl[size],
+                               overrides=["optim.epochs=3"])
+    assert not any("note:" in line for line in lines)  # --set chose: the machine forced nothing
     cfg, _ = own_data_config(openfield, "", source, minutes=10, timer=lambda *a: 0.1,
                              overrides=["optim.epochs=3"])
     assert cfg.optim.epochs == 3  # --set wins
