@@ -78,7 +78,8 @@ def _score_held_out(out: Path, cfg) -> None:
     from dunet.metrics import format_table
 
     argv = [str(out), "--split", "val"] + (["--skip-bad"] if cfg.data.skip_bad else [])
-    print(f"held-out figures of the trained model, as `dunet eval {' '.join(argv)}` gives them:", flush=True)
+    print(f"held-out figures of the trained model, as `dunet eval {' '.join(argv)}` gives them "
+          f"(`dunet predict {out}` runs it the same way):", flush=True)
     metrics, measured = measure(default_args(argv))
     print(measured_line(measured))
     print(format_table(metrics))
