@@ -173,34 +173,55 @@ def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
+def output_names(videos) -> list[str]:
+    """The NAME of each video's outputs (NAME.csv, ...): its file name without the extension, unless another
+    of `videos` has the same (two sessions' m3v1.mp4 in folders a/ and b/), then its folder's name in front
+    (a_m3v1, b_m3v1), and a number after if that still clashes. Compared ignoring case, as macOS and Windows
+    file systems do, so no video's outputs overwrite another's."""
+    paths = [Path(v) for v in videos]
+    stems = [p.stem.casefold() for p in paths]
+    names = [p.stem if stems.count(p.stem.casefold()) == 1 else f"{p.parent.resolve().name}_{p.stem}" for p in paths]
+    taken: set[str] = set()
+    for i, name in enumerate(names):
+        number, unique = 1, name
+        while unique.casefold() in taken:
+            number += 1
+            unique = f"{name}_{number}"
+        names[i] = unique
+        taken.add(unique.casefold())
+    return names
+
+
 def analyse_video(landmarker, video: str | Path, out_dir: str | Path, *, filter: str = "none",
-                  labelled: bool = True, plots: bool = True, progress: bool = True) -> Analysis:
+                  labelled: bool = True, plots: bool = True, progress: bool = True, name: str | None = None) -> Analysis:
     """Predict every frame of `video` and write, in OUT_DIR: NAME.csv (per frame: x, y, score per body part),
     NAME_dlc.csv and NAME_dlc.h5 (DeepLabCut's layout), NAME_labelled.mp4 and NAME_trajectory_PART.png.
-    filter: "median" (over MEDIAN_WINDOW frames, applied to the tables and plots), "oneeuro" (while
-    predicting, so the labelled video shows it too) or "none"."""
+    NAME: `name`, else the video's file name without its extension (`output_names` gives several videos
+    distinct ones). filter: "median" (over MEDIAN_WINDOW frames, applied to the tables and plots), "oneeuro"
+    (while predicting, so the labelled video shows it too) or "none"."""
     from dunet.video import FrameStats, process_video
 
     if filter not in FILTERS:
         raise DunetError(f"--filter {filter}: choose one of {', '.join(FILTERS)}")
     video, out_dir = Path(video), Path(out_dir)
+    name = name or video.stem
     began = time.perf_counter()
-    summary = process_video(landmarker, video, out_dir, smooth=filter == "oneeuro", track=False,
+    summary = process_video(landmarker, video, out_dir, name=name, smooth=filter == "oneeuro", track=False,
                             labelled=labelled, progress=progress)
-    frames, points, scores = read_video_csv(out_dir / f"{video.stem}.csv", landmarker.names)
+    frames, points, scores = read_video_csv(out_dir / f"{name}.csv", landmarker.names)
     if filter == "median":
         points = median_filter(points)
     stats = FrameStats()
     _frame_size(video, stats)
     result = Analysis(str(video), tuple(landmarker.names), frames, points, scores, fps=stats.fps or 30.0,
                       outputs=list(summary.outputs))
-    result.outputs.append(str(write_dlc_csv(result, out_dir / f"{video.stem}_dlc.csv")))
-    h5 = write_dlc_h5(result, out_dir / f"{video.stem}_dlc.h5")
+    result.outputs.append(str(write_dlc_csv(result, out_dir / f"{name}_dlc.csv")))
+    h5 = write_dlc_h5(result, out_dir / f"{name}_dlc.h5")
     if h5 is not None:
         result.outputs.append(str(h5))
     if plots:
         size = (stats.width, stats.height) if stats.width else None
-        result.outputs += [str(p) for p in plot_trajectories(result, out_dir, video.stem, size)]
+        result.outputs += [str(p) for p in plot_trajectories(result, out_dir, name, size)]
     result.seconds = time.perf_counter() - began
     return result
 

@@ -154,6 +154,77 @@ def new_project(path: str | os.PathLike, points: list[str], skeleton: list[tuple
     return project
 
 
+def coco_project(path: str | os.PathLike, coco: str, scorer: str = "dunet") -> tuple[Project, str]:
+    """A new project at `path` holding the labels of a COCO keypoints file, and a line saying what it took.
+    `coco`: FILE.json[:IMAGE_DIR], as `--data coco:...` takes it. The category's keypoints and skeleton become
+    config.yaml's bodyparts and skeleton; labeled-data/NAME/ (NAME: the file's name) gets one frame per
+    annotated instance and CollectedData_SCORER.csv its points. An image with one instance is copied as it is;
+    one with several is cut into a crop around each, since DeepLabCut's single-animal layout holds one animal
+    per frame. Points COCO marks occluded (v=1) keep their place; unlabelled ones (v=0) are empty cells."""
+    import shutil
+
+    from dunet.data.readers import open_source
+
+    coco = coco.removeprefix("coco:")  # as --data names it, or without the format
+    source = open_source(f"coco:{coco}")  # a bad file is one line naming it, before anything is written
+    spec = source.spec
+    names = list(spec.keypoints)
+    project = new_project(path, names, [(names[a], names[b]) for a, b in spec.skeleton], [], scorer)
+    folder = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(coco.split(":")[0]).stem)
+    try:
+        by_image: dict[str, list] = {}
+        for sample in source.samples:
+            by_image.setdefault(sample.image_path, []).append(sample)
+        frames, taken = {}, set()
+        out = project.root / LABELLED_DATA / folder
+        out.mkdir()
+        for image, samples in by_image.items():
+            for n, sample in enumerate(samples):
+                stem = Path(image).stem + (f"_{n + 1}" if len(samples) > 1 else "")
+                name = stem + (Path(image).suffix.lower() if len(samples) == 1 else ".png")
+                while name.casefold() in taken:  # images of the same name from different folders
+                    stem += "_"
+                    name = stem + Path(name).suffix
+                taken.add(name.casefold())
+                if len(samples) == 1:
+                    shutil.copyfile(image, out / name)
+                    offset = np.zeros(2)
+                else:
+                    offset = _save_crop(image, sample, spec.box_margin, out / name)
+                points = np.where(sample.visible[:, None] > 0, sample.keypoints - offset, np.nan)
+                frames[f"{LABELLED_DATA}/{folder}/{name}"] = points
+        project.save_labels(folder, DlcLabels(scorer, names, frames))
+    except BaseException:  # half a project would look like a whole one: leave nothing
+        shutil.rmtree(project.root, ignore_errors=True)
+        raise
+    cut = sum(len(s) for s in by_image.values() if len(s) > 1)
+    empty = sum(not s.visible.any() for s in source.samples)
+    line = (f"{len(source.samples)} annotated instance(s) of {len(by_image)} image(s) from {coco} -> {out}"
+            + (f"; {cut} cut out of images that hold several" if cut else "")
+            + (f"; {empty} with no point labelled (frames to label)" if empty else ""))
+    return open_project(project.root), line
+
+
+def _save_crop(image: str, sample, margin: float, path: Path) -> np.ndarray:
+    """Write the square around `sample`'s box (its side x `margin`, widened to every labelled point, clipped to
+    the image) as a PNG; return the crop's top-left corner, to take off the points."""
+    from PIL import Image
+
+    from dunet.data.images import load_image
+
+    pixels = load_image(image)
+    height, width = pixels.shape[:2]
+    half = sample.scale * margin / 2
+    low, high = sample.center - half, sample.center + half
+    labelled = sample.keypoints[sample.visible > 0]
+    if len(labelled):
+        low, high = np.minimum(low, labelled.min(0) - 1), np.maximum(high, labelled.max(0) + 1)
+    x0, y0 = (max(0, int(np.floor(v))) for v in low)
+    x1, y1 = min(width, int(np.ceil(high[0]))), min(height, int(np.ceil(high[1])))
+    Image.fromarray(pixels[y0:y1, x0:x1]).save(path)
+    return np.array([x0, y0], dtype=np.float64)
+
+
 def _video_size(path: Path) -> tuple[int, int]:
     import cv2
 

@@ -80,3 +80,28 @@ def test_analyse_cli_reports_frames_per_second_and_bad_videos_in_one_line(clip, 
                  "--backend", "torch", "--threads", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(broken) in err[0]
+
+
+def test_videos_with_the_same_file_name_get_outputs_of_their_own(clip, tmp_path, capsys):
+    videos = []
+    for folder in ("a", "b"):  # two sessions, each with its clip.mp4
+        (tmp_path / folder).mkdir()
+        videos.append(tmp_path / folder / "clip.mp4")
+        videos[-1].symlink_to(clip)
+    out = tmp_path / "out"
+    assert main(["analyse", "--model", "lsp-dunet4", *map(str, videos), "--out", str(out), "--backend", "torch",
+                 "--threads", "1", "--no-video", "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{videos[0]} -> a_clip" in printed and f"{videos[1]} -> b_clip" in printed  # it says so
+    for name in ("a_clip", "b_clip"):
+        assert len((out / f"{name}.csv").read_text().splitlines()) == 41  # 40 frames each, none overwritten
+        assert (out / f"{name}_dlc.csv").is_file()
+    assert not (out / "clip.csv").exists()
+
+
+def test_output_names_are_the_file_names_unless_they_clash():
+    from dunet.analysis import output_names
+
+    assert output_names(["x/m3v1.mp4", "y/m4s1.avi"]) == ["m3v1", "m4s1"]
+    # The same name in folders of the same name, and names that differ only in case or extension.
+    assert output_names(["x/a/v.mp4", "y/a/v.mp4", "z/V.avi", "w.mp4"]) == ["a_v", "a_v_2", "z_V", "w"]

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dunet import DunetError, load
-    from dunet.analysis import analyse_video
+    from dunet.analysis import analyse_video, output_names
     from dunet.commands import check_out, model_and_inputs
 
     checkpoint, videos = model_and_inputs(args.checkpoint, args.videos, args.model)
@@ -42,10 +42,14 @@ def run(args: argparse.Namespace) -> int:
             raise DunetError(f"{video}: no such video file")
     landmarker = load(target, backend=args.backend, device=args.device, precision=args.precision,
                       flip=args.flip, batch_size=args.batch_size, threads=args.threads)
+    names = output_names(videos)
+    renamed = [f"{video} -> {name}" for video, name in zip(videos, names) if name != Path(video).stem]
+    if renamed:  # their outputs would overwrite each other's
+        print(f"note: videos share a file name, so their outputs are named apart: {', '.join(renamed)}")
     frames = seconds = 0.0
-    for video in videos:
+    for video, name in zip(videos, names):
         result = analyse_video(landmarker, video, out, filter=args.filter, labelled=not args.no_video,
-                               plots=not args.no_plots)
+                               plots=not args.no_plots, name=name)
         print(result.line())
         frames, seconds = frames + len(result.frames), seconds + result.seconds
     if len(videos) > 1:

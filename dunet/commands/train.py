@@ -64,18 +64,25 @@ def run(args: argparse.Namespace) -> int:
         metrics = train(cfg, out, resume=args.resume)
     except KeyboardInterrupt:
         return 130
-    if metrics:
-        from dunet.metrics import format_table
-
-        from dunet.runtime.backends import fastest as fastest_backend
-
-        print(f"{out / 'best'} on the held-out data, by PyTorch (`dunet eval {out} --backend torch` reproduces them):")
-        print(format_table(metrics))
-        backend = fastest_backend(cfg.device)
-        if backend != "torch":  # a converted network rounds otherwise (bf16, int8): say so rather than promise
-            print(f"note: `dunet eval` and `dunet predict` run it by {backend} unless given --backend torch; "
-                  "their figures may differ a little")
+    if metrics:  # the run held data out (and this is the process that owns the run directory)
+        _score_held_out(out, cfg)
     return 0
+
+
+def _score_held_out(out: Path, cfg) -> None:
+    """Print the held-out figures of the checkpoint the run resolves to (best/, else last/), measured by
+    `dunet eval OUT --split val` with its default flags (backend, precision, threads, no flip test): the model
+    and the figure that eval and predict reproduce. PyTorch's per-epoch figures stay in log.csv; a converted
+    network (OpenVINO, bf16) rounds differently, so they can differ from these by a point or so."""
+    from dunet.commands.eval import default_args, measure, measured_line
+    from dunet.metrics import format_table
+
+    argv = [str(out), "--split", "val"] + (["--skip-bad"] if cfg.data.skip_bad else [])
+    print(f"held-out figures of the trained model, as `dunet eval {' '.join(argv)}` gives them "
+          f"(`dunet predict {out}` runs it the same way):", flush=True)
+    metrics, measured = measure(default_args(argv))
+    print(measured_line(measured))
+    print(format_table(metrics))
 
 
 def _own_data_config(args: argparse.Namespace):
@@ -83,6 +90,9 @@ def _own_data_config(args: argparse.Namespace):
     from dunet.data.readers import combine_sources, open_source
     from dunet.engine.recipe import own_data_config
 
+    # Reading the labels and timing training steps at each input size can take a minute or more: say so first.
+    print(f"own-data recipe: reading {args.data}, then timing a few training steps on this machine to size "
+          f"the run to --minutes {args.minutes:g} (a minute or two)", flush=True)
     data = [args.data]
     if Path(args.data).is_dir():  # a DeepLabCut project: its label files, merged
         from dunet.project import project_data

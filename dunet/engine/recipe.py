@@ -10,7 +10,7 @@ of the run, so it stays right whatever number of epochs is chosen.
 from __future__ import annotations
 
 import dataclasses
-
+import math
 import time
 
 import torch
@@ -23,6 +23,7 @@ from dunet.engine.hardware import autocast, choose_precision, plan_threads
 MIN_FRAMES = 10  # below this no split leaves enough to learn from and to score on
 SIZES = (256, 192, 128)  # tried largest first: a small animal in a whole frame needs pixels
 MIN_EPOCHS, MAX_EPOCHS = 15, 200
+TRAINING_SHARE = 0.85  # of --minutes; the rest goes to validation, checkpoints and data start-up
 
 
 def starting_model(spec) -> tuple[str, str]:
@@ -111,25 +112,22 @@ def own_data_config(data: str | list[str], val: str, source, minutes: float, ove
         "optim": {"optimizer": "rmsprop", "lr": 5e-4, "batch_size": 8, "milestones": [0.7, 0.9],
                   "gammas": [0.2, 0.5]},
         "init": init,
-        # No flip averaging at validation: `dunet eval` and `dunet predict` do not flip unless asked, and the
-        # figure training prints must be the one they reproduce.
+        # No flip averaging at validation: `dunet eval` and `dunet predict` do not flip unless asked, so the
+        # per-epoch figures in the log measure what they run.
         "flip_test": False,
     }
     cfg = from_dict(TrainConfig, apply_overrides(base, list(overrides)))
     plan = plan_threads(cfg.threads, cfg.data.workers)
     torch.set_num_threads(plan.threads)
     batch = cfg.optim.batch_size
-    budget = minutes * 60 * 0.85  # the rest goes to validation, checkpoints and data start-up
-    chosen = None
+    budget = minutes * 60 * TRAINING_SHARE
+    epoch_seconds = {}  # by input size, measured here
     for size in sizes:
-        seconds = timer(cfg, size, batch)
-        epoch_seconds = seconds * -(-frames // batch)
-        epochs = int(budget // epoch_seconds)
-        chosen = (size, min(epochs, MAX_EPOCHS), epoch_seconds)
-        if epochs >= MIN_EPOCHS:
+        epoch_seconds[size] = timer(cfg, size, batch) * -(-frames // batch)
+        if budget // epoch_seconds[size] >= MIN_EPOCHS:
             break
-    size, epochs, epoch_seconds = chosen
-    epochs = max(epochs, 1)
+    size = next(reversed(epoch_seconds))  # the first that fits MIN_EPOCHS, else the smallest
+    epochs = max(1, min(int(budget // epoch_seconds[size]), MAX_EPOCHS))
     final = apply_overrides(base, [f"model.input_size={size}", f"optim.epochs={epochs}",
                                    f"eval_every={max(1, epochs // 5)}", *overrides])
     cfg = from_dict(TrainConfig, final)
@@ -142,7 +140,29 @@ def own_data_config(data: str | list[str], val: str, source, minutes: float, ove
         f"  model: DU-Net({cfg.model.units}) at {cfg.model.input_size} px; {cfg.optim.epochs} epochs of "
         f"{frames} frames, lr {cfg.optim.lr:g}"
         + "".join(f" x{g:g} from epoch {e + 1}" for e, g in zip(cfg.optim.milestone_epochs(), cfg.optim.gammas)),
-        f"  expected time: {cfg.optim.epochs * epoch_seconds / 60:.1f} min of training "
-        f"({epoch_seconds:.0f} s per epoch measured here; budget {minutes:g} min, --minutes changes it)",
+        f"  expected time: {cfg.optim.epochs * epoch_seconds[size] / 60:.1f} min of training "
+        f"({epoch_seconds[size]:.0f} s per epoch measured here; budget {minutes:g} min, --minutes changes it)",
+        # What the budget cost, unless --set chose the input size or the epochs itself.
+        *(budget_notes(epoch_seconds, sizes[0], size, minutes)
+          if (cfg.model.input_size, cfg.optim.epochs) == (size, epochs) else []),
     ]
     return cfg, lines
+
+
+def budget_notes(epoch_seconds: dict[int, float], wanted: int, chosen: int, minutes: float) -> list[str]:
+    """What the time budget cost: a smaller input than the largest the recipe considers for the data (fewer
+    pixels for small parts of a whole frame), or fewer than MIN_EPOCHS epochs; and the --minutes that buys it."""
+    def minutes_for(size: int) -> int:
+        return math.ceil(MIN_EPOCHS * epoch_seconds[size] / TRAINING_SHARE / 60)
+
+    notes = []
+    if chosen != wanted:
+        fit = int(minutes * 60 * TRAINING_SHARE // epoch_seconds[wanted])
+        notes.append(f"  note: this machine's speed forces {chosen} px instead of {wanted} px: at {wanted} px "
+                     f"{fit} epoch(s) fit in {minutes:g} min, of the {MIN_EPOCHS} the recipe asks for; "
+                     f"--minutes {minutes_for(wanted)} would train at {wanted} px")
+    fit = int(minutes * 60 * TRAINING_SHARE // epoch_seconds[chosen])
+    if fit < MIN_EPOCHS:
+        notes.append(f"  note: only {fit} epoch(s) fit in {minutes:g} min at {chosen} px, fewer than the "
+                     f"{MIN_EPOCHS} the recipe asks for; --minutes {minutes_for(chosen)} gives {MIN_EPOCHS}")
+    return notes

@@ -50,7 +50,7 @@ from dunet.engine.hardware import FreeCoreWatch, autocast, choose_precision, pla
 from dunet.runtime.cpu import usable_cores
 from dunet.engine.inference import load_torch_model, torch_model
 from dunet.engine.losses import total_loss
-from dunet.engine.progress import progress
+from dunet.engine.progress import RunProgress
 from dunet.metrics import format_value
 from dunet.models import build_model
 
@@ -151,6 +151,7 @@ class Trainer:
         torch.set_num_threads(self.plan.threads)
         auto_threads = cfg.threads == 0 and self.ddp.world == 1 and self.device.type == "cpu"
         self.core_watch = FreeCoreWatch(self.plan.threads) if auto_threads else None
+        self.run_progress = RunProgress(log=log, enabled=self.ddp.main)  # one bar over every epoch
         if self.ddp.main:
             self.log(f"device {self.device}; precision {self.precision} ({precision_reason}); {self.plan.reason}")
             late = [m for m in cfg.optim.milestone_epochs() if m >= cfg.optim.epochs]
@@ -264,6 +265,7 @@ class Trainer:
         interrupted = False
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop on SIGTERM as on Ctrl-C
+        log, self.log = self.log, self.run_progress.write  # epoch lines go above the run's bar
         try:
             while self.epoch < cfg.optim.epochs:
                 started = time.perf_counter()
@@ -281,6 +283,8 @@ class Trainer:
             interrupted = True
         finally:
             signal.signal(signal.SIGTERM, previous)
+            self.run_progress.close()
+            self.log = log
         if interrupted:
             # `last` keeps the last completed (and validated) epoch: saving mid-epoch weights would make
             # --resume replay the epoch on top of them.
@@ -293,9 +297,9 @@ class Trainer:
         return self._run_metrics(metrics)
 
     def _run_metrics(self, last: dict) -> dict:
-        """The held-out metrics of the model the run directory resolves to (best/, else last/): the figure
-        `dunet eval RUN --split val` and `dunet predict RUN` reproduce, not the last epoch's when an earlier
-        epoch scored better."""
+        """PyTorch's held-out metrics of the model the run directory resolves to (best/, else last/), not the
+        last epoch's when an earlier epoch scored better. `dunet train` prints instead what `dunet eval RUN
+        --split val` measures with its default backend (dunet/commands/train.py)."""
         best = self.out / "best" / "card.json"
         if not self.ddp.main or not best.is_file():
             return last
@@ -315,8 +319,9 @@ class Trainer:
         batch = max(1, cfg.optim.batch_size // self.ddp.world)
         loader = build_loader(self.train_set, batch, self.plan.workers, sampler, drop_last=len(sampler) >= batch,
                               pin_memory=self.device.type == "cuda")
-        batches = progress(loader, total_images=len(loader) * batch, desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}",
-                           log=self.log, enabled=self.ddp.main)
+        if not self.run_progress.total:  # every epoch has as many batches: the run's images are known now
+            self.run_progress.start(len(loader) * batch * (cfg.optim.epochs - self.epoch))
+        batches = self.run_progress.batches(loader, f"epoch {self.epoch + 1}/{cfg.optim.epochs}")
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.net.train()
         total, seen = 0.0, 0

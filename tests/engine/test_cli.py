@@ -344,9 +344,39 @@ def test_export_openvino_with_int8_and_eval_both(trained_run, tmp_path, capsys):
     assert "--backend openvino" in capsys.readouterr().err
 
 
-def test_eval_split_needs_a_held_out_fraction(trained_run, capsys):
+def test_eval_split_val_scores_the_held_out_data_the_model_was_trained_with(trained_run, capsys):
+    # TINY holds out a data set of its own (data.val): --split val is all of it, and other data is refused.
     assert main(["eval", str(trained_run), "--data", "synthetic:6:5", "--split", "val"]) == 2
-    assert "not trained with a held-out fraction" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "trained with the held-out data synthetic:8:1" in err and len(err.strip().splitlines()) == 1
+    assert main(["eval", str(trained_run)]) == 2  # no --data, no split to take it from
+    assert "--data FORMAT:PATH" in capsys.readouterr().err
+
+
+def test_the_figure_train_prints_is_the_one_eval_gives(tmp_path, capsys):
+    """One model, one figure: `dunet train` ends by scoring the checkpoint the run resolves to as
+    `dunet eval RUN --split val` does with its default flags (backend, precision, threads, no flip)."""
+    import yaml
+
+    from tests.engine.conftest import TINY
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run), "--set", "optim.epochs=2"]) == 0
+    out = capsys.readouterr().out
+    summary = out[out.index("held-out figures of the trained model"):].splitlines()
+    printed = {line.split()[0]: line.split()[1] for line in summary[3:] if len(line.split()) >= 2}
+    assert main(["eval", str(run), "--split", "val", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    measured = shown["measured"]
+    assert measured["model"] in (str(run / "best"), str(run / "last"))  # the checkpoint a run resolves to
+    assert summary[1].startswith(f"scored {measured['model']} (") and measured["split"] == "val"
+    assert f"{measured['backend']} backend, {measured['precision']}" in summary[1]
+    assert f"{measured['samples']} samples, val split, no flip test" in summary[2] and measured["samples"] == 8
+    # The goal: equal to 0.1 points (two runs of eval may get other thread counts, as other work comes and goes).
+    assert float(printed["nme_io"]) == pytest.approx(shown["nme_io"], abs=0.1)
+    assert float(printed["mean_error_px"]) == pytest.approx(shown["mean_error_px"], rel=0.01)
 
 
 def test_export_packed_needs_a_quantized_model(trained_run, tmp_path, capsys):

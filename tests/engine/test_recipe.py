@@ -66,8 +66,21 @@ def test_choices_fit_the_budget_and_start_from_the_closest_model(openfield):
     assert cfg.optim.milestone_epochs() == [round(0.7 * cfg.optim.epochs), round(0.9 * cfg.optim.epochs)]
     assert any("expected time" in line for line in lines)
     slow = {256: 30.0, 192: 2.0, 128: 1.0}  # too slow for 15 epochs at 256 px: a smaller input
-    cfg, _ = own_data_config(openfield, "", source, minutes=10, timer=lambda cfg, size, batch: slow[size])
+    cfg, lines = own_data_config(openfield, "", source, minutes=10, timer=lambda cfg, size, batch: slow[size])
     assert cfg.model.input_size == 192
+    # It says what the budget cost, and what buys the larger input: 15 epochs of 30 s x 12 steps at 256 px.
+    need = -(-15 * 30.0 * steps // (0.85 * 60))
+    assert "forces 192 px instead of 256 px" in lines[-1] and f"--minutes {need:.0f} would train at 256 px" in lines[-1]
+    assert not any("only" in line for line in lines)  # 192 px fits the epochs
+    crawl = {256: 30.0, 192: 20.0, 128: 10.0}  # not even 128 px fits 15 epochs
+    cfg, lines = own_data_config(openfield, "", source, minutes=10, timer=lambda cfg, size, batch: crawl[size])
+    assert cfg.model.input_size == 128 and cfg.optim.epochs == int(10 * 60 * 0.85 // (10.0 * steps))
+    assert f"only {cfg.optim.epochs} epoch(s) fit in 10 min at 128 px" in lines[-1]
+    assert f"--minutes {-(-15 * 10.0 * steps // (0.85 * 60)):.0f} gives 15" in lines[-1]
+    assert not any("forces" in line for line in lines[:-2]) and "forces 128 px" in lines[-2]
+    _, lines = own_data_config(openfield, "", source, minutes=10, timer=lambda cfg, size, batch: crawl[size],
+                               overrides=["optim.epochs=3"])
+    assert not any("note:" in line for line in lines)  # --set chose: the machine forced nothing
     cfg, _ = own_data_config(openfield, "", source, minutes=10, timer=lambda *a: 0.1,
                              overrides=["optim.epochs=3"])
     assert cfg.optim.epochs == 3  # --set wins
@@ -133,6 +146,7 @@ def test_a_project_folder_trains_on_its_merged_labels_and_init_refines_a_run(sha
     assert main(["train", "--data", str(project), "--init", str(tmp_path / "run1"), "--out", str(tmp_path / "run2"),
                  "--minutes", "0.2", "--set", "optim.epochs=1", "--set", "threads=1", "--set", "data.workers=0"]) == 0
     out = capsys.readouterr().out
+    assert out.startswith(f"own-data recipe: reading {project}, then timing")  # before the minute of sizing
     assert "24 frames" in out and f"start: {tmp_path / 'run1'}" in out
     cfg = yaml.safe_load((tmp_path / "run2" / "config.yaml").read_text())
     assert cfg["model"]["input_size"] == 64 and cfg["model"]["units"] == 1 and len(cfg["data"]["train"]) == 2

@@ -103,3 +103,48 @@ def test_a_csv_written_by_deeplabcut_on_windows_names_the_same_frames(tmp_path):
     frames = read_dlc_labels(csv).frames
     assert list(frames) == ["labeled-data/m4s1/img0001.png"]  # one row, not a second one for the same image
     assert frames["labeled-data/m4s1/img0001.png"][:2].tolist() == [[4.5, 6], [1, 2]]
+
+
+def test_a_coco_file_is_adopted_as_a_project_that_train_reads(shared_data, tmp_path, capsys):
+    """`dunet project new NAME --coco FILE`: points and skeleton from the category, one frame per annotated
+    person (an image with several cut into crops), labels where the pixels are, readable by `train --data`."""
+    from dunet.data.images import load_image
+    from dunet.data.readers import combine_sources, open_source
+    from dunet.project import project_data
+
+    coco = shared_data / "fixtures" / "coco" / "test_coco.json"
+    assert main(["project", "new", str(tmp_path / "people"), "--coco", str(coco)]) == 0
+    out = capsys.readouterr().out
+    assert "17 points (nose, left_eye" in out and "14 annotated instance(s) of 4 image(s)" in out
+    project = open_project(tmp_path / "people")
+    assert project.skeleton[0] == ("left_ankle", "left_knee")  # COCO's 1-based [16, 14]
+    original = open_source(f"coco:{coco}")
+    adopted = combine_sources([open_source(name) for name in project_data(tmp_path / "people")])
+    assert len(adopted) == len(original) == len(project.frames()) == 14
+    by_frame = {}
+    for sample in original.samples:  # the images, and each person's place in them
+        by_frame.setdefault(sample.image_path, []).append(sample)
+    labelled = [s for s in adopted.samples if s.visible.any()]
+    for frame in labelled:
+        stem = frame.image_path.rsplit("/", 1)[1].split(".")[0]
+        image, _, number = stem.partition("_")
+        source = by_frame[str(coco.parent / f"{image}.jpg")][int(number or 1) - 1]
+        assert frame.visible.tolist() == source.visible.tolist()
+        shift = source.keypoints[source.visible > 0] - frame.keypoints[frame.visible > 0]
+        assert np.allclose(shift, shift[0]), stem  # one offset: the crop's corner
+        x0, y0 = shift[0].astype(int)
+        crop, whole = load_image(frame.image_path), load_image(source.image_path)
+        assert (crop == whole[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]]).all(), stem
+    assert len(labelled) == 12  # two annotations label no point: frames to label
+    assert main(["project", "new", str(tmp_path / "again"), "--coco", str(coco), "--points", "a,b"]) == 2
+    assert "leave out --points" in capsys.readouterr().err
+    assert main(["project", "new", str(tmp_path / "again"), "--coco", f"coco:{coco}:{coco.parent}"]) == 0  # as --data
+    assert len(open_project(tmp_path / "again").frames()) == 14
+
+
+def test_a_bad_coco_file_is_one_line_and_leaves_no_project(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"images": [], "annotations": []}')
+    assert main(["project", "new", str(tmp_path / "p"), "--coco", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "p").exists()
