@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-input-quantizers", action="store_true",
                         help="export the model's own k-bit input quantizers in front of the int8 convs")
     parser.add_argument("--no-openvino", dest="openvino", action="store_false",
-                        help="skip OpenVINO int8 (needs the openvino extra)")
+                        help="skip OpenVINO int8 (its quantizer, NNCF, is in the train extra)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)

@@ -84,7 +84,7 @@ def path_or_pretrained(source: str | Path) -> Path:
 def shipped_openvino_int8(name: str) -> Path | None:
     """The OpenVINO int8 IR (.xml, its .bin beside it) shipped with a pretrained model, or None. A fast model
     ships one because int8 needs calibration images, which a user's machine may not have; OpenVINO runs it
-    when it is the backend (`dunet.engine.inference.load_runner`)."""
+    when it is the backend (`dunet.runtime.model.load_model`)."""
     int8 = pretrained_entry(name).get("openvino_int8")
     if int8 is None:
         return None
