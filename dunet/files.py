@@ -50,3 +50,9 @@ def atomic_write_file(target: str | os.PathLike, data: bytes | str, what: str = 
         with contextlib.suppress(OSError):  # e.g. the parent is a file: there is no temporary file to remove
             tmp.unlink(missing_ok=True)
         raise DunetError(f"{target}: cannot write {what} ({err.strerror or err})") from None
+
+
+def cache_dir() -> Path:
+    """Where dunet keeps what it makes once and reuses (converted models, compiled networks): $DUNET_CACHE, else
+    ~/.cache/dunet."""
+    return Path(os.environ.get("DUNET_CACHE") or Path.home() / ".cache" / "dunet")

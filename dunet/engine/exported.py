@@ -9,13 +9,6 @@ from pathlib import Path
 from dunet import DunetError
 
 
-def cache_dir() -> Path:
-    """Where converted models are kept: $DUNET_CACHE, else ~/.cache/dunet."""
-    import os
-
-    return Path(os.environ.get("DUNET_CACHE") or Path.home() / ".cache" / "dunet")
-
-
 def export_metadata(runner) -> dict[str, str]:
     """The metadata of an exported file: the model card (what inference reads back) and the training config."""
     from dunet.checkpoint import training_metadata
@@ -47,6 +40,8 @@ def cached_export(runner) -> Path:
     import torch
 
     from dunet.deploy.onnx_export import export_onnx
+
+    from dunet.files import cache_dir
 
     folder = cache_dir()
     path = folder / f"{model_key(runner)}.onnx"

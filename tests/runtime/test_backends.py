@@ -1,6 +1,7 @@
 """The backend registry: the fastest installed runs by default, and a backend or command whose package the runtime
 install leaves out is one line naming the extra to install."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,14 @@ def test_predict_without_torch_runs(tmp_path):
                             f" '--box', '20,20,120,120', '--out', {str(tmp_path / 'out')!r}]))\n", tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "out" / "predictions.json").is_file()
+
+
+def test_compiled_networks_are_kept_in_the_cache_folder(tmp_path):
+    code = ("import os, dunet\n"
+            "dunet.load('face', threads=1)\n"
+            "print(len(os.listdir(os.path.join(os.environ['DUNET_CACHE'], 'openvino'))))\n")
+    env = {**os.environ, "DUNET_CACHE": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
+    assert first.returncode == 0 and again.returncode == 0, first.stderr[-2000:] + again.stderr[-2000:]
+    assert int(first.stdout) >= 1 and int(again.stdout) == int(first.stdout)  # compiled once, then reused
