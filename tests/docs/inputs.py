@@ -25,6 +25,7 @@ def make_root(shared_data: Path, root: Path) -> None:
     for name in ("config.yaml", "labeled-data"):
         (data / name).symlink_to(shared_data / "dlc_openfield" / name)
     cut_video(shared_data / "dlc_openfield/videos/m3v1mp4.mp4", data / "videos/m3v1mp4.mp4", frames=60)
+    (root / "shared" / "data" / "fixtures").symlink_to(shared_data / "fixtures")  # small already: used as they are
 
 
 def make_inputs(shared: Path, out: Path) -> None:
