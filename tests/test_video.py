@@ -88,7 +88,7 @@ def test_tracking_uses_the_previous_landmarks_as_the_next_box(tiny, video, tmp_p
 
     def spy(jobs):
         jobs = list(jobs)
-        seen.extend(box for _, boxes in jobs for box, _ in boxes)
+        seen.extend(found[0] for _, boxes in jobs for found in boxes)
         return real(jobs)
 
     tiny._run = spy
