@@ -49,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="start this far into the video")
     video.add_argument("--end", type=flag_range(float, 0.0), metavar="SECONDS", help="stop this far into the video")
     video.add_argument("--smooth", action="store_true", help="smooth the points over time (One Euro filter)")
+    video.add_argument("--people", type=flag_range(int, 1), default=1, metavar="N",
+                       help="pose models: follow up to N people, an id each, a column group per person in the CSV")
     video.add_argument("--no-tracking", action="store_true",
                        help="do not follow the object: use the box, detector or whole frame on every frame")
     p.set_defaults(func=run)
@@ -205,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         box = fixed_box if table is None else boxes_of(path, table)[0]
         summary = process_video(landmarker, path, out, name=names[path], every=args.every, start=args.start,
                                 end=args.end, box=box, smooth=args.smooth, track=not args.no_tracking,
-                                labelled=not args.no_overlays)
+                                labelled=not args.no_overlays, people=args.people)
         print(summary.line())
     if not images:
         return 0
