@@ -33,8 +33,8 @@ def test_predict_finds_people_and_names_the_photos_without_any(photos, tmp_path,
 
     every = tmp_path / "every"
     assert main(["predict", "--model", "pose", str(photos), "--all", "--out", str(every), "--threads", "1"]) == 0
-    instances = [e for e in json.loads((every / "predictions.json").read_text())["images"]
-                 if e["image"].endswith("two.png")][0]["instances"]
+    instances = next(e for e in json.loads((every / "predictions.json").read_text())["images"]
+                     if e["image"].endswith("two.png"))["instances"]
     assert len(instances) >= 2
     with open(every / "predictions.csv", newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["image"].endswith("two.png")]
