@@ -4,6 +4,7 @@
 
     face = dunet.load()                    # the fast face model; or a pretrained name, a run, a .safetensors / .onnx / .xml
     result = face.predict("photo.jpg")    # the largest face BlazeFace finds; box=(x, y, w, h) to give one
+    people = dunet.load("pose").predict_all("team.jpg")  # every person BlazePose's detector finds
     result.points   # (K, 2) x, y in image pixels
     result.scores   # (K,) in [0, 1]
     result.names    # K landmark names
@@ -34,15 +35,22 @@ if TYPE_CHECKING:
     from dunet.data.images import ReducedImage
 
 Box = tuple[float, float, float, float]  # x, y, width, height in image pixels
+# A box to predict in: the box, "object" (the spec's margin goes around it) or "image" (the crop is the whole
+# image), and the detector's score for a detected person (else None).
+Found = tuple[Box, str, float | None]
 
-# How a face detector's box relates to the box around the 68 landmarks (the box a model was trained on),
-# measured on the 1,207 300-W faces by `python -m dunet.runtime.detect ../shared/data/300w`: median side of
-# the detector box / side of the landmark box, and the landmark box centre's offset from the detector box
-# centre, in landmark-box sides.
-DETECTOR_BOX = {"blazeface": (1.026, (0.001, 0.052)), "haar": (1.148, (0.004, 0.164))}
-# The long side, in pixels, that an image file is decoded at for each face detector: BlazeFace shrinks the image
-# to 128 px anyway (this is 8x that); the Haar cascade finds faces down to 24 px, so it gets the full size.
-DETECTOR_SIDE = {"blazeface": 8 * 128, "haar": math.inf}
+# How a detector's box relates to the box around the landmarks (the box a model was trained on): median long
+# side of the detector box / long side of the landmark box, and the landmark box centre's offset from the
+# detector box centre, in landmark-box sides. Faces: the 1,207 300-W faces, `python -m dunet.runtime.detect
+# ../shared/data/300w`. People (BlazePose's body square around the box of the 14 LSP joints): LSP training
+# people and LSPET people, `python bench/pose_box.py --lsp 400 --lspet 400` (bench/results/pose_box_*.json).
+DETECTOR_BOX = {"blazeface": (1.026, (0.001, 0.052)), "haar": (1.148, (0.004, 0.164)),
+                "blazepose": (1.274, (0.0, -0.027))}
+# The long side, in pixels, that an image file is decoded at for each detector: BlazeFace shrinks the image
+# to 128 px anyway (this is 8x that); the Haar cascade finds faces down to 24 px, so it gets the full size;
+# BlazePose's finest squares are half the short side, shrunk to 224 px: 4x224 keeps them sharp.
+DETECTOR_SIDE = {"blazeface": 8 * 128, "haar": math.inf, "blazepose": 4 * 224}
+OBJECT_OF = {"blazeface": "face", "haar": "face", "blazepose": "person"}  # what each detector finds
 # A crop is cut from an image decoded at least twice its size, so the crop is still averaged down from it.
 CROP_DETAIL = 2
 
@@ -55,16 +63,21 @@ class Landmarks:
     scores: np.ndarray  # (K,) float32 in [0, 1]: the heatmap peak, see LandmarkModel.predict_crops
     names: tuple[str, ...]  # (K,) landmark names, in the model's order
     box: Box  # the box the landmarks were predicted in (given, detected, tracked, or the whole image)
+    detection_score: float | None = None  # the person detector's confidence in the box; None for a given box
 
     def __repr__(self) -> str:
         box = ", ".join(f"{v:.0f}" for v in self.box)
         return f"Landmarks({len(self.points)} points, mean score {float(np.mean(self.scores)):.2f}, box ({box}))"
 
     def to_dict(self, decimals: int = 2) -> dict:
-        """`{"box": [x, y, w, h], "landmarks": [[x, y], ...], "scores": [...]}`, rounded: what predictions.json holds."""
-        return {"box": [round(float(v), decimals) for v in self.box],
+        """`{"box": [x, y, w, h], "landmarks": [[x, y], ...], "scores": [...]}`, rounded, with "detection_score"
+        for a detected person: what predictions.json holds."""
+        data = {"box": [round(float(v), decimals) for v in self.box],
                 "landmarks": [[round(float(x), decimals), round(float(y), decimals)] for x, y in self.points],
                 "scores": [round(float(s), 4) for s in self.scores]}
+        if self.detection_score is not None:
+            data["detection_score"] = round(float(self.detection_score), 4)
+        return data
 
 
 def load(name_or_path: str | Path = "face", backend: str = "auto", device: str = "auto", *, precision: str = "auto",
@@ -76,9 +89,10 @@ def load(name_or_path: str | Path = "face", backend: str = "auto", device: str =
     backend: "auto" (the fastest installed: OpenVINO, which every install has, builds the network from the
     model file's weights), "openvino", "onnx" (onnxruntime) or "torch" (PyTorch: `pip install 'dunet[train]'`).
     device: "auto", "cpu", "cuda" or "cuda:N" (GPUs run PyTorch). precision: "auto", "fp32" or "bf16".
-    detect_faces: find faces with the shipped BlazeFace detector when no box is given; None (the default):
-    as the model card says (its crop detector: a face model's is BlazeFace, whatever its file format), else
-    the whole image is the crop.
+    detect_faces: find the objects with a shipped detector when no box is given; None (the default): as the
+    model card says (its crop detector: a face model's is BlazeFace, a pose model's BlazePose's person
+    detector, whatever its file format), else the whole image is the crop. True for a model whose card names
+    no detector: faces, with BlazeFace.
     flip: average with the prediction on the mirrored crop (slower, a little more accurate).
     threads: CPU threads of the runtime (of PyTorch for backend torch); 0 = every usable core that other work
     does not keep busy when the model loads."""
@@ -86,26 +100,37 @@ def load(name_or_path: str | Path = "face", backend: str = "auto", device: str =
 
     runner = load_model(name_or_path, backend=backend, precision=precision, device=device, threads=threads)
     if detect_faces is None:
-        detect_faces = finds_faces(runner)
-    return Landmarker(runner, detect_faces=detect_faces, flip=flip, batch_size=batch_size)
+        detect_faces = runner.card.detector is not None
+    detector = (runner.card.detector or "blazeface") if detect_faces else None
+    return Landmarker(runner, detector=detector, flip=flip, batch_size=batch_size)
 
 
 class Landmarker:
-    """A landmark model ready to predict: `predict` for one image, `predict_batch` for many."""
+    """A landmark model ready to predict: `predict` for one image, `predict_all` for every object found in it,
+    `predict_batch` for many images. `detector`: what finds the objects when no box is given ("blazeface" or
+    "haar" for faces, "blazepose" for people; None: the whole image is the crop)."""
 
-    def __init__(self, runner, *, detect_faces: bool = False, flip: bool = False, batch_size: int = 8,
-                 face_detector: str = "blazeface"):
+    def __init__(self, runner, *, detector: str | None = None, flip: bool = False, batch_size: int = 8):
         if batch_size < 1:
             raise DunetError(f"batch size {batch_size}: must be at least 1")
         if flip and not runner.spec.can_flip:
             raise DunetError(f"flip test needs left/right pairs, which the {runner.spec.name!r} spec lacks")
-        if face_detector not in DETECTOR_BOX:
-            raise DunetError(f"face detector {face_detector!r}: choose one of {', '.join(DETECTOR_BOX)}")
+        if detector is not None and detector not in DETECTOR_BOX:
+            raise DunetError(f"detector {detector!r}: choose one of {', '.join(DETECTOR_BOX)}")
         self.runner = runner
-        self.detect_faces = detect_faces
-        self.face_detector = face_detector
+        self.detector = detector
         self.flip = flip
         self.batch_size = batch_size
+
+    @property
+    def detect_faces(self) -> bool:
+        """Whether a detector finds the objects (faces or people) when no box is given."""
+        return self.detector is not None
+
+    @property
+    def finds(self) -> str | None:
+        """What the detector finds, "face" or "person" (None: no detector)."""
+        return OBJECT_OF.get(self.detector)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -143,8 +168,8 @@ class Landmarker:
     def predict(self, image, box: Sequence[float] | None = None, *, boxes: Iterable[Sequence[float]] | None = None):
         """Landmarks of one object in `image` (an (H, W, 3) uint8 RGB array, a PIL image or a file path).
 
-        box: x, y, w, h of the object; without one, the largest detected face (detect_faces=True; None
-        if there is none) or the whole image. boxes=[...]: one result per box, as a list."""
+        box: x, y, w, h of the object; without one, the largest detected face or person (as the model's
+        detector finds; None if there is none) or the whole image. boxes=[...]: one result per box, as a list."""
         if box is not None and boxes is not None:
             raise DunetError("give either box or boxes, not both")
         if boxes is not None:
@@ -154,20 +179,41 @@ class Landmarker:
         picture, found = self._job(image, None)
         return self._run([(picture, found[:1])])[0][0] if found else None
 
-    def predict_batch(self, images: Iterable, boxes: Iterable | None = None, *,
-                      upright: bool = True) -> list[list[Landmarks]]:
-        """One list of results per image. `boxes`: per image None (every detected face, or the whole
-        image) or a list of x, y, w, h. Images are read, cropped and dropped one by one and the crops run
-        through the network `batch_size` at a time, so a long list never sits in memory. `upright=False`:
-        image files are used as stored, not turned by their EXIF orientation."""
+    def predict_all(self, image) -> list[Landmarks]:
+        """Landmarks of every face or person the model's detector finds in `image`, largest first, each with its
+        box (and, for people, `detection_score`); [] when there is none. Without a detector: the whole image."""
+        return self._run([self._job(image, None)])[0]
+
+    def predict_batch(self, images: Iterable, boxes: Iterable | None = None, *, upright: bool = True,
+                      largest: bool = False) -> list[list[Landmarks]]:
+        """One list of results per image. `boxes`: per image None (every detected face or person, or the
+        whole image; `largest`: only the largest detected one, as `predict` gives) or a list of x, y, w, h.
+        Images are read, cropped and dropped one by one and the crops run through the network `batch_size` at
+        a time, so a long list never sits in memory. `upright=False`: image files are used as stored, not
+        turned by their EXIF orientation."""
         per_image = boxes if boxes is not None else _nones()
-        return self._run(self._job(image, image_boxes, upright) for image, image_boxes in zip(images, per_image))
+
+        def jobs():
+            for image, image_boxes in zip(images, per_image):
+                picture, found = self._job(image, image_boxes, upright)
+                yield picture, (found[:1] if largest and image_boxes is None else found)
+
+        return self._run(jobs())
 
     def detect(self, image) -> list[Box]:
-        """Face boxes (x, y, w, h), largest first, from the shipped face detector."""
-        from dunet.runtime.detect import detect_faces
+        """Boxes (x, y, w, h) of the faces or people the model's detector finds (faces without one), largest
+        first: the detector's own boxes, before they become landmark boxes."""
+        return [box for box, _ in self._detect(as_rgb(image))]
 
-        return [tuple(float(v) for v in b) for b in detect_faces(as_rgb(image), detector=self.face_detector)]
+    def _detect(self, rgb: np.ndarray) -> list[tuple[Box, float | None]]:
+        from dunet.runtime.detect import detect_faces, scored_people
+
+        if self.detector == "blazepose":
+            found = scored_people(rgb)
+        else:
+            found = [(b, None) for b in detect_faces(rgb, detector=self.detector or "blazeface")]
+        found = sorted(found, key=lambda f: f[0][2] * f[0][3], reverse=True)  # the largest is the most prominent
+        return [(tuple(float(v) for v in box), score) for box, score in found]
 
     # --- the one pipeline -----------------------------------------------------------------------------------
 
@@ -188,9 +234,9 @@ class Landmarker:
     def _crop_side(self, box: Box, kind: str) -> float:
         return max(box[2], box[3]) * (self.runner.spec.box_margin if kind == "object" else 1.0)
 
-    def _job(self, image, boxes: list | None, upright: bool = True) -> tuple[ReducedImage, list[tuple[Box, str]]]:
+    def _job(self, image, boxes: list | None, upright: bool = True) -> tuple[ReducedImage, list[Found]]:
         """The pixels of one image and its boxes (given, detected, or the whole image) as _run takes them. A
-        file is decoded at the smallest size that its crops (and the face detector) still get every detail
+        file is decoded at the smallest size that its crops (and the detector) still get every detail
         from; an image in memory is used as it is."""
         from dunet.data.images import ReducedImage, image_size, load_reduced, reduction_for
 
@@ -199,52 +245,56 @@ class Landmarker:
             return picture, self._boxes(boxes, picture.full_size, picture)
         size = image_size(image, upright=upright)
         picture = None
-        if boxes is None and self.detect_faces:
-            detail = reduction_for(max(size), DETECTOR_SIDE[self.face_detector])
+        if boxes is None and self.detector is not None:
+            detail = reduction_for(max(size), DETECTOR_SIDE[self.detector])
             picture = load_reduced(image, detail, upright=upright)
-        found = self._boxes(boxes, size, picture)
+        try:
+            found = self._boxes(boxes, size, picture)
+        except DunetError as err:  # a box that does not fit: say which image
+            raise DunetError(f"{image}: {err}") from None
         crop_detail = CROP_DETAIL * self.runner.input_size
-        factor = min((reduction_for(self._crop_side(box, kind), crop_detail) for box, kind in found), default=8)
+        factor = min((reduction_for(self._crop_side(box, kind), crop_detail) for box, kind, _ in found), default=8)
         if picture is None or factor < picture.factor:
             picture = load_reduced(image, factor, upright=upright)
         return picture, found
 
-    def _boxes(self, boxes: list | None, size: tuple[int, int],
-               picture: ReducedImage | None) -> list[tuple[Box, str]]:
-        """Given boxes, checked against the image size; else the faces detected in `picture`, or the whole image."""
+    def _boxes(self, boxes: list | None, size: tuple[int, int], picture: ReducedImage | None) -> list[Found]:
+        """Given boxes, checked against the image size; else the faces or people detected in `picture`, or the
+        whole image."""
         width, height = size
         if boxes is not None:
-            return [(check_box(b, width, height), "object") for b in boxes]
-        if not self.detect_faces:
-            return [((0.0, 0.0, float(width), float(height)), "image")]
+            return [(check_box(b, width, height), "object", None) for b in boxes]
+        if self.detector is None:
+            return [((0.0, 0.0, float(width), float(height)), "image", None)]
         found = []
-        for x, y, w, h in self.detect(picture.pixels):
+        for (x, y, w, h), score in self._detect(picture.pixels):
             corner = picture.to_full([[x - 0.5, y - 0.5]])[0] + 0.5  # the box's top-left pixel edge
-            found.append(landmark_box((*corner, w * picture.factor, h * picture.factor), self.face_detector))
-        return [(b, "object") for b in found]
+            box = landmark_box((*corner, w * picture.factor, h * picture.factor), self.detector)
+            found.append((box, "object", score))
+        return found
 
-    def _run(self, jobs: Iterable[tuple[ReducedImage | np.ndarray, list[tuple[Box, str]]]]) -> list[list[Landmarks]]:
+    def _run(self, jobs: Iterable[tuple[ReducedImage | np.ndarray, list[Found]]]) -> list[list[Landmarks]]:
         from dunet.data.images import ReducedImage
 
         results: list[list[Landmarks]] = []
-        pending: list[tuple[int, Box, object, object]] = []
+        pending: list[tuple[int, Box, float | None, object, object]] = []
 
         def flush():
             if not pending:
                 return
-            coords, scores = self.runner.predict_crops(np.stack([p[2] for p in pending]),
-                                                       np.stack([p[3] for p in pending]), self.flip)
-            for (index, box, _, _), pts, score in zip(pending, coords, scores):
+            coords, scores = self.runner.predict_crops(np.stack([p[3] for p in pending]),
+                                                       np.stack([p[4] for p in pending]), self.flip)
+            for (index, box, found_score, _, _), pts, score in zip(pending, coords, scores):
                 results[index].append(Landmarks(np.asarray(pts, np.float32), np.asarray(score, np.float32),
-                                                 self.names, tuple(float(v) for v in box)))
+                                                 self.names, tuple(float(v) for v in box), found_score))
             pending.clear()
 
         for image, boxes in jobs:
             picture = image if isinstance(image, ReducedImage) else ReducedImage.of(image)  # video frames
             results.append([])
-            for box, kind in boxes:
+            for box, kind, found_score in boxes:
                 crop, affine = self.crop_for(picture, box, kind)
-                pending.append((len(results) - 1, box, crop, affine))
+                pending.append((len(results) - 1, box, found_score, crop, affine))
                 if len(pending) >= self.batch_size:
                     flush()
         flush()
@@ -252,7 +302,7 @@ class Landmarker:
 
 
 def landmark_box(detected: Box, detector: str = "blazeface") -> Box:
-    """The box around the landmarks that a face detector's box stands for (see DETECTOR_BOX)."""
+    """The box around the landmarks that a detector's box stands for (see DETECTOR_BOX)."""
     ratio, (dx, dy) = DETECTOR_BOX[detector]
     x, y, w, h = detected
     side = max(w, h) / ratio
@@ -293,12 +343,6 @@ def check_box(box, width: int, height: int) -> Box:
     if max(w, h) > 10 * max(width, height):
         raise DunetError(f"box {text}: more than 10 times the size of the {width}x{height} image")
     return values
-
-
-def finds_faces(runner) -> bool:
-    """Whether a model looks for faces itself when given no box: its model card names the face detector (a face
-    model's card does, in every format it is exported to)."""
-    return runner.card.detector == "blazeface"
 
 
 def as_rgb(image) -> np.ndarray:

@@ -11,8 +11,9 @@ models, packed files and ONNX / OpenVINO files (whose metadata keys carry a `dun
     codec         the heatmap codec (dunet.data.heatmaps.HeatmapCodec): input size, stride, sigma, refine, blur
     heads         what each output of the network is, in output order: "regression" heatmaps, or "detection"
                   logits that a sigmoid turns into probabilities; inference decodes the last one
-    crop          how a crop is found when no box is given: "detector" (e.g. "blazeface", the shipped face
-                  detector, or null: the whole image); the crop is the spec's box margin around the box
+    crop          how a crop is found when no box is given: "detector" ("blazeface", the shipped face detector,
+                  "blazepose", the shipped person detector, or null: the whole image); the crop is the spec's
+                  box margin around the box
     provenance    the dunet version and date it was written, the held-out `metrics`, a shipped model's `task`,
                   data, recipe and validation
 
@@ -39,7 +40,7 @@ CARD_VERSION = 2
 METADATA_KEY = "dunet_card"
 TRAINING_KEY = "dunet_training"
 HEAD_KINDS = ("regression", "detection")
-DETECTORS = ("blazeface",)
+DETECTORS = ("blazeface", "blazepose")  # the shipped face and person detectors (dunet.runtime.detect)
 INPUT = {"layout": "NCHW", "colour": "RGB", "range": [0, 1]}  # dunet.data.transforms.network_input
 
 
@@ -126,13 +127,14 @@ class ModelCard:
         return {METADATA_KEY: json.dumps(self.to_dict())}
 
 
-TASK_DETECTORS = {"face": "blazeface"}  # a shipped model's task -> the detector its card names
+TASK_DETECTORS = {"face": "blazeface", "pose": "blazepose"}  # a shipped model's task -> the detector its card names
 
 
 def detector_for(task: str | None) -> str | None:
-    """The detector that finds a shipped model's crop when no box is given: BlazeFace for a face model (its boxes
-    were measured against the 300-W landmark boxes: dunet.api.DETECTOR_BOX). A model trained by a user predicts
-    on the box given, else the whole image, unless asked to find faces (`dunet.load(..., detect_faces=True)`)."""
+    """The detector that finds a shipped model's crop when no box is given: BlazeFace for a face model, BlazePose's
+    person detector for a pose model (how each one's boxes relate to the landmark boxes was measured:
+    dunet.api.DETECTOR_BOX). A model trained by a user predicts on the box given, else the whole image, unless
+    asked to find faces (`dunet.load(..., detect_faces=True)`)."""
     return TASK_DETECTORS.get(task)
 
 
@@ -145,7 +147,7 @@ def _from_version_1(data: dict, where: str) -> dict:
     provenance = data.get("provenance") or {}
     return {"network": config["model"], "landmarks": data.get("spec"), "heads": data.get("heads"),
             "codec": {k: decode[k] for k in ("input_size", "sigma", "refine", "blur", "stride") if k in decode},
-            "crop": {"detector": detector_for(provenance.get("task"))},  # as dunet 0.1 chose
+            "crop": {"detector": detector_for(provenance.get("task"))},  # as a shipped model of that task
             "provenance": provenance}
 
 

@@ -7,6 +7,11 @@ per-frame CSV (DeepLabCut-like) and a labelled video.
 Tracking: the box for the next frame is the box around this frame's landmarks (those scoring at least
 `min_score`), so a face or an animal is followed without a detector on every frame; when the mean score drops
 below `min_score` the object counts as lost and the next frame starts over (detector, given box or whole frame).
+
+People (a pose model, `people=N`): up to N people are followed at once, each with an id of its own that it
+keeps while it is tracked. The person detector runs on the first frame, whenever fewer than N people are
+followed (at most every REDETECT_EVERY frames while someone still is), and a new person is one whose box
+overlaps no followed person's.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from dunet import DunetError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 MAX_FAILED_IN_A_ROW = 50  # then the rest of the file is taken as unreadable
+REDETECT_EVERY = 10  # predicted frames between looks for more people while some are followed (18 detector passes)
+SAME_PERSON_IOU = 0.3  # a detected box overlapping a followed person's this much is that person
 
 
 def is_video(path: str | Path) -> bool:
@@ -127,8 +134,13 @@ class OneEuroFilter:
         return self.previous.copy()
 
 
-def csv_header(names) -> list[str]:
-    return ["frame", "time"] + [f"{name}_{part}" for name in names for part in ("x", "y", "score")]
+def csv_header(names, people: int = 1) -> list[str]:
+    """frame, time, then x, y, score per landmark; for several people, an id column and the landmarks per person
+    slot (person0_id, person0_NAME_x, ...): a person keeps its slot while it is followed."""
+    landmarks = [f"{name}_{part}" for name in names for part in ("x", "y", "score")]
+    if people == 1:
+        return ["frame", "time"] + landmarks
+    return ["frame", "time"] + [f"person{p}_{column}" for p in range(people) for column in ["id"] + landmarks]
 
 
 @dataclass
@@ -164,11 +176,13 @@ def _unlinked(path: Path) -> Path:
 def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: str | None = None,
                   every: int = 1, start: float = 0.0, end: float | None = None, box=None,
                   smooth: bool = False, track: bool = True, min_score: float = 0.3,
-                  labelled: bool = True, progress: bool = True) -> VideoSummary:
+                  labelled: bool = True, progress: bool = True, people: int = 1) -> VideoSummary:
     """Predict every `every`-th frame of `path` from `start` to `end` s; write OUT/NAME.csv (frame, time, then
     x, y, score per landmark; empty cells where no object was found) and, with `labelled`, OUT/NAME_labelled.mp4.
-    `box`: x, y, w, h of the object in the first frame (default: a detected face with detect_faces, else
-    the whole frame). `smooth`: One Euro filter on the points."""
+    `box`: x, y, w, h of the object in the first frame (default: the largest face or person the model's
+    detector finds, else the whole frame). `smooth`: One Euro filter on the points. `people`: with a pose
+    model, follow up to this many people, each with an id (`PeopleTracker`; the CSV has a column group per
+    person: `csv_header`)."""
     import time as clock
 
     import cv2
@@ -178,6 +192,13 @@ def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: st
 
     path, out_dir = Path(path), Path(out_dir)
     name = name or path.stem
+    if not isinstance(people, int) or people < 1:
+        raise DunetError(f"--people {people}: must be a whole number of at least 1")
+    if people > 1 and (landmarker.finds != "person" or box is not None):
+        raise DunetError(f"--people {people}: following several people needs a pose model that finds them itself "
+                         f"(this one finds {landmarker.finds or 'nothing'}) and no --box")
+    crowd = PeopleTracker(landmarker, people, min_score, track) if people > 1 else None
+    smoothers: dict[int, OneEuroFilter] = {}
     stats = FrameStats()
     frames = read_frames(path, every=every, start=start, end=end, stats=stats)
     summary = VideoSummary(str(path))
@@ -196,7 +217,7 @@ def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: st
                 csv_path, video_path = video_outputs(out_dir, name)
                 handle = open(_unlinked(csv_path), "w", newline="")
                 table = csv.writer(handle)
-                table.writerow(csv_header(landmarker.names))
+                table.writerow(csv_header(landmarker.names, people))
                 summary.outputs.append(str(csv_path))
                 if labelled:
                     writer = cv2.VideoWriter(str(_unlinked(video_path)), cv2.VideoWriter_fourcc(*"mp4v"),
@@ -212,6 +233,32 @@ def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: st
                         last = stats.frames if end is None else min(stats.frames, int(end * stats.fps) + 1)
                         total = max(0, math.ceil((last - index) / every))
                     bar = tqdm(total=total, unit="frame", desc=path.name, disable=None)
+            if crowd is not None:
+                followed = crowd.step(rgb)
+                row = [index, f"{time:.3f}"]
+                for slot in followed:
+                    if slot is None:
+                        row += [""] * (1 + 3 * len(landmarker.names))
+                        continue
+                    person, result = slot
+                    if smooth:
+                        result.points = smoothers.setdefault(person, OneEuroFilter())(result.points, time).astype(
+                            np.float32)
+                    row.append(person)
+                    for (x, y), s in zip(result.points, result.scores):
+                        row += [f"{x:.2f}", f"{y:.2f}", f"{s:.4f}"]
+                summary.frames_without_object += not any(followed)
+                table.writerow(row)
+                if writer is not None:
+                    canvas = rgb
+                    for _, result in filter(None, followed):
+                        canvas = draw_overlay(canvas, result.points, np.ones(len(result.points)), spec,
+                                              scores=result.scores, palette="keypoint")
+                    writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+                summary.frames_predicted += 1
+                if bar is not None:
+                    bar.update(1)
+                continue
             result = None
             if tracked is not None or box is not None:
                 result = landmarker.predict(rgb, box=tracked if tracked is not None else box)
@@ -265,6 +312,72 @@ def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: st
         raise DunetError(f"{path}: no frames could be read{detail}"
                          + (f" between {start} and {end} s" if start or end is not None else ""))
     return summary
+
+
+class PeopleTracker:
+    """Up to `limit` people followed from frame to frame, each in a slot with an id of its own (0, 1, ...: a
+    person lost and found again gets a new one). Each frame: every followed person is predicted in the box
+    around its previous joints; a person whose mean score drops below `min_score` is lost. The person detector
+    runs when a slot is free (every frame while nobody is followed, else every REDETECT_EVERY frames), or on
+    every frame without `track`; a person it finds that overlaps no followed person takes a free slot (without
+    `track`, the slot of the person of the previous frame it overlaps, so ids carry on)."""
+
+    def __init__(self, landmarker, limit: int, min_score: float = 0.3, track: bool = True):
+        self.landmarker, self.limit, self.min_score, self.track = landmarker, limit, min_score, track
+        self.slots: list[tuple[int, tuple] | None] = [None] * limit  # (id, box to look in next) per slot
+        self.next_id = 0
+        self.since_detect = 0
+
+    def step(self, rgb: np.ndarray) -> list:
+        """Per slot, (id, Landmarks) of the person followed in it on this frame, or None."""
+        from dunet.api import box_around
+
+        height, width = rgb.shape[:2]
+        out: list = [None] * self.limit
+        followed = [i for i, slot in enumerate(self.slots) if slot is not None] if self.track else []
+        if followed:
+            results = self.landmarker.predict(rgb, boxes=[self.slots[i][1] for i in followed])
+            for i, result in zip(followed, results):
+                if float(np.mean(result.scores)) >= self.min_score:
+                    out[i] = (self.slots[i][0], result)
+        self.since_detect += 1
+        free = [i for i in range(self.limit) if out[i] is None]
+        if free and (not self.track or not any(out) or self.since_detect >= REDETECT_EVERY):
+            self.since_detect = 0
+            taken = [box_around(r.points) for _, r in filter(None, out)]
+            for result in self.landmarker.predict_all(rgb):
+                found = box_around(result.points)
+                if found is None or any(_iou(found, box) > SAME_PERSON_IOU for box in taken):
+                    continue  # someone already followed
+                slot = self._slot_for(found, out)
+                if slot is None:
+                    break
+                if self.slots[slot] is not None and _iou(found, self.slots[slot][1]) > SAME_PERSON_IOU:
+                    person = self.slots[slot][0]  # the person of the previous frame, found again
+                else:
+                    person, self.next_id = self.next_id, self.next_id + 1
+                out[slot] = (person, result)
+                taken.append(found)
+        for i in range(self.limit):
+            box = _next_box(out[i][1], width, height, self.min_score) if out[i] is not None else None
+            self.slots[i] = None if box is None else (out[i][0], box)
+        return out
+
+    def _slot_for(self, found, out) -> int | None:
+        """A free slot for a person found at `found`: the one whose previous person it overlaps, else an empty one."""
+        free = [i for i in range(self.limit) if out[i] is None]
+        for i in free:
+            if self.slots[i] is not None and _iou(found, self.slots[i][1]) > SAME_PERSON_IOU:
+                return i
+        empty = [i for i in free if self.slots[i] is None] or free
+        return empty[0] if empty else None
+
+
+def _iou(a, b) -> float:
+    """Intersection over union of two x, y, w, h boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / max(a[2] * a[3] + b[2] * b[3] - ix * iy, 1e-9)
 
 
 def _next_box(result, width: int, height: int, min_score: float):

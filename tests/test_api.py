@@ -59,7 +59,7 @@ for entry in list_pretrained():
     landmarker = dunet.load(entry["name"], threads=1)
     result = landmarker.predict(face, box=(20, 20, 120, 120))
     assert np.isfinite(result.points).all() and landmarker.runner.backend == "openvino", entry["name"]
-    assert landmarker.detect_faces == (entry["task"] == "face"), entry["name"]
+    assert landmarker.detector == {"face": "blazeface", "pose": "blazepose"}[entry["task"]], entry["name"]
 assert dunet.load("face").predict(np.full((120, 160, 3), 128, np.uint8)) is None
 print("torch" in sys.modules)
 """
@@ -205,7 +205,7 @@ def test_load_with_no_name_is_the_default_face_model_and_finds_faces_itself(face
     assert Path(face.runner.source).stem == default_models()["face"] and face.detect_faces
     result = face.predict(path)  # no box: the detected face, like face-alignment's one call
     assert np.median(np.linalg.norm(result.points - truth, axis=1)) < 5.0
-    assert not dunet.load("pose", backend="torch").detect_faces  # a person is the whole image or a given box
+    assert dunet.load("pose", backend="torch").finds == "person"  # a pose model finds people
     own = save_checkpoint(tmp_path / "own.safetensors", tiny.runner.model, tiny.runner.card)
     assert not dunet.load(own, backend="torch").detect_faces  # a user's model: as before, unless asked
     assert not dunet.load(backend="torch", detect_faces=False).detect_faces
@@ -292,3 +292,75 @@ def test_a_file_exported_from_a_face_model_finds_faces_like_it(tmp_path):
     assert exported.detect_faces  # its model card keeps the shipped model's task
     assert exported.predict(np.full((120, 160, 3), 128, np.uint8)) is None  # no face: None, as the shipped one
     assert not dunet.load(onnx, backend="onnx", threads=1, detect_faces=False).detect_faces
+
+
+# --- people: a pose model finds them itself -----------------------------------------------------------------
+
+def lsp_scene(shared_data, *numbers: int, size=(480, 640)) -> tuple[np.ndarray, list[np.ndarray]]:
+    """LSP images pasted side by side into a plain grey scene, each scaled to half its height: people in a
+    larger picture, as in the wild; with each person's 14 joints in scene pixels."""
+    import cv2
+
+    from dunet.data.images import load_image
+    from dunet.data.readers import read_lsp
+
+    samples = read_lsp(shared_data / "lsp", layout="lsp").samples
+    scene = np.full((*size, 3), 100, np.uint8)
+    truths, left = [], 50
+    for number in numbers:
+        sample = samples[number - 1]
+        image = load_image(sample.image_path)
+        factor = size[0] / 2 / image.shape[0]
+        small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        scene[100: 100 + small.shape[0], left: left + small.shape[1]] = small
+        truths.append((sample.keypoints + 0.5) * factor - 0.5 + [left, 100])
+        left += small.shape[1] + 80
+    return scene, truths
+
+
+@pytest.fixture(scope="module")
+def pose():
+    return dunet.load("pose", threads=1)
+
+
+def torso_errors(points: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(points - joints, axis=1) / np.linalg.norm(joints[8] - joints[3])  # LSP's torso
+
+
+def test_a_pose_model_finds_the_person_in_a_larger_photo(pose, shared_data):
+    scene, (joints,) = lsp_scene(shared_data, 2)
+    assert pose.finds == "person"
+    person = pose.predict(scene)  # no box: the person detector's
+    assert person is not None and 0.5 <= person.detection_score <= 1.0
+    assert np.median(torso_errors(person.points, joints)) < 0.3
+    lo, hi = joints.min(0), joints.max(0)
+    given = pose.predict(scene, box=(*lo, *(hi - lo)))  # a given box: no detection score
+    assert given.detection_score is None and "detection_score" not in given.to_dict()
+    assert person.to_dict()["detection_score"] == pytest.approx(person.detection_score, abs=1e-4)
+
+
+def test_predict_all_returns_every_person_largest_first(pose, shared_data):
+    scene, truths = lsp_scene(shared_data, 2, 6)
+    people = pose.predict_all(scene)
+    assert len(people) >= 2
+    sides = [max(p.box[2:]) for p in people]
+    assert sides == sorted(sides, reverse=True)
+    for joints in truths:  # each person has a result close to its joints
+        assert min(np.median(torso_errors(p.points, joints)) for p in people) < 0.3
+    assert all(p.detection_score is not None for p in people)
+
+
+def test_a_photo_without_people_gives_none_and_a_box_outside_is_one_line(pose):
+    empty = np.full((240, 320, 3), 128, np.uint8)
+    assert pose.predict(empty) is None and pose.predict_all(empty) == []
+    with pytest.raises(DunetError, match=r"^box 400,10,50,80: outside the 320x240 image$"):
+        pose.predict(empty, box=(400, 10, 50, 80))
+
+
+def test_a_person_box_maps_to_the_joints_box_it_stands_for():
+    from dunet.api import DETECTOR_BOX
+
+    ratio, (dx, dy) = DETECTOR_BOX["blazepose"]
+    x, y, w, h = landmark_box((100, 50, 300, 300), "blazepose")
+    assert w == h == pytest.approx(300 / ratio)
+    assert x + w / 2 == pytest.approx(250 + dx * w) and y + h / 2 == pytest.approx(200 + dy * w)

@@ -38,6 +38,19 @@ def test_a_face_model_card_names_the_face_detector():
     assert ModelCard.from_dict(json.loads(json.dumps(face.to_dict()))).detector == "blazeface"
 
 
+def test_a_pose_model_card_names_the_person_detector():
+    from dunet.card import DETECTORS, detector_for
+    from dunet.runtime.pretrained import PRETRAINED_DIR, list_pretrained
+    from dunet.runtime.weights import read_weights
+
+    assert detector_for("pose") == "blazepose" and "blazepose" in DETECTORS
+    pose = TrainConfig(model=SMALL).model_card(SPECS["lsp"], {"task": "pose"})
+    assert ModelCard.from_dict(json.loads(json.dumps(pose.to_dict()))).detector == "blazepose"
+    for entry in list_pretrained():  # the shipped files say it themselves
+        path = PRETRAINED_DIR / entry["file"]
+        assert card_from_metadata(read_weights(path)[0], str(path)).detector == detector_for(entry["task"])
+
+
 def test_the_card_reads_without_pytorch():
     code = ("import sys, json; from dunet.card import ModelCard; "
             f"ModelCard.from_dict(json.loads({json.dumps(CARD.to_dict())!r})); "

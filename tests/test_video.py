@@ -88,7 +88,7 @@ def test_tracking_uses_the_previous_landmarks_as_the_next_box(tiny, video, tmp_p
 
     def spy(jobs):
         jobs = list(jobs)
-        seen.extend(box for _, boxes in jobs for box, _ in boxes)
+        seen.extend(found[0] for _, boxes in jobs for found in boxes)
         return real(jobs)
 
     tiny._run = spy
@@ -171,3 +171,34 @@ def test_outputs_replace_links_and_leave_the_files_they_point_to(tiny, video, tm
     process_video(tiny, video, out, every=4, progress=False)
     assert elsewhere.read_text() == "keep me" and not any(p.is_symlink() for p in out.iterdir())
     assert len(rows(out / "faces.csv")) == 4
+
+
+def test_a_pose_model_follows_each_person_with_an_id(shared_data, tmp_path):
+    """Two LSP people walking right by 4 px a frame: two slots, the same id in each on every frame, and each
+    person's joints where they are."""
+    import dunet
+    from tests.test_api import lsp_scene, torso_errors
+
+    scene, truths = lsp_scene(shared_data, 2, 6)
+    path = tmp_path / "two.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, scene.shape[1::-1])
+    for i in range(5):
+        writer.write(cv2.cvtColor(np.roll(scene, 4 * i, axis=1), cv2.COLOR_RGB2BGR))
+    writer.release()
+    pose = dunet.load("pose", threads=1)
+    summary = process_video(pose, path, tmp_path, people=3, labelled=False, progress=False)
+    table = rows(tmp_path / "two.csv")
+    assert table[0] == csv_header(pose.names, 3) and summary.frames_predicted == 5
+    width = 1 + 3 * 14
+    first_ids = None
+    for frame, row in enumerate(table[1:]):
+        slots = [row[2 + p * width: 2 + (p + 1) * width] for p in range(3)]
+        ids = [slot[0] for slot in slots]
+        first_ids = first_ids or ids
+        assert ids == first_ids and sorted(filter(None, ids))[:2] == ["0", "1"]  # each keeps its slot and id
+        people = [np.array(slot[1:], float).reshape(14, 3)[:, :2] for slot in slots if slot[0]]
+        for joints in truths:  # both people, where they are on this frame
+            moved = joints + [4 * frame, 0]
+            assert min(np.median(torso_errors(p, moved)) for p in people) < 0.3
+    with pytest.raises(DunetError, match="--people 2: following several people needs a pose model"):
+        process_video(tiny_landmarker(), path, tmp_path, people=2, progress=False)

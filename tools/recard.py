@@ -1,7 +1,12 @@
 """Rewrite the model card of shipped model files in the current card version, leaving their weights as they are.
 
     .venv/bin/python tools/recard.py            # every file models.json lists, int8 IRs included
-    .venv/bin/python tools/recard.py --check    # exit 1 if a file's card is not the current version
+    .venv/bin/python tools/recard.py --check    # exit 1 if a file's card is not current
+    .venv/bin/python tools/recard.py --force lsp-dunet4 lsp-lspet-dunet4   # rewrite these cards even if current
+
+A card is current when it is of the current card version, has the training config beside it, and names the
+crop detector of its model's task (`dunet.card.detector_for`: a shipped pose model's card names BlazePose's
+person detector since dunet finds people).
 
 A `.safetensors` file gets a new header (the tensor bytes are copied as they are: safetensors keeps its metadata
 in the JSON header before them); an OpenVINO IR gets new rt_info and is saved again (its .bin compared before
@@ -74,21 +79,34 @@ def rewrite_ir(xml: Path, metadata: dict[str, str]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only check that every card is the current version")
+    parser.add_argument("--check", action="store_true", help="only check that every card is current")
+    parser.add_argument("--force", action="store_true", help="rewrite the cards even where they are current")
+    parser.add_argument("names", nargs="*", help="only these shipped models (default: every one)")
     args = parser.parse_args()
+    known = {entry["name"] for entry in list_pretrained()}
+    unknown = [name for name in args.names if name not in known]
+    if unknown:
+        raise SystemExit(f"not a shipped model: {', '.join(unknown)} (models.json lists {', '.join(sorted(known))})")
     index_path = PRETRAINED_DIR / "models.json"
     index = json.loads(index_path.read_text())
     stale = []
     for entry in list_pretrained():
+        if args.names and entry["name"] not in args.names:
+            continue
         files = [PRETRAINED_DIR / entry["file"]]
         if "openvino_int8" in entry:
             files.append(PRETRAINED_DIR / entry["openvino_int8"]["file"])
         for path in files:
             metadata = _metadata(path)
-            version = json.loads(metadata[METADATA_KEY]).get("card_version") if METADATA_KEY in metadata else None
-            if version == CARD_VERSION and TRAINING_KEY in metadata:
+            card = json.loads(metadata[METADATA_KEY]) if METADATA_KEY in metadata else {}
+            version = card.get("card_version")
+            detector = (card.get("crop") or {}).get("detector")
+            current = (version == CARD_VERSION and TRAINING_KEY in metadata
+                       and detector == (detector_for(entry["task"]) or detector))
+            if current and not args.force:
                 continue
-            stale.append(path.name)
+            if not current:
+                stale.append(path.name)
             if args.check:
                 continue
             fresh = new_metadata(metadata, str(path), entry["task"])
@@ -96,9 +114,11 @@ def main() -> int:
                 rewrite_ir(path, fresh)
             else:
                 rewrite_safetensors(path, fresh)
-            print(f"{path.name}: card version {version} -> {CARD_VERSION}")
+            print(f"{path.name}: card version {version} -> {CARD_VERSION}, detector {detector} -> "
+                  f"{json.loads(fresh[METADATA_KEY])['crop']['detector']}")
     if args.check:
-        print("\n".join(f"{name}: card not version {CARD_VERSION}" for name in stale) or "every card is current")
+        print("\n".join(f"{name}: card not current (version {CARD_VERSION}, training config, the task's detector)"
+                        for name in stale) or "every card is current")
         return 1 if stale else 0
     for entry in index["models"]:  # the sizes the index records
         entry["bytes"] = (PRETRAINED_DIR / entry["file"]).stat().st_size

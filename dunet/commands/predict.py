@@ -27,13 +27,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict landmarks on images, videos, folders or globs")
     p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory, .safetensors, .onnx or OpenVINO .xml model")
     p.add_argument("inputs", nargs="*", help="images, videos (mp4, avi, mov, ...), folders or glob patterns")
-    p.add_argument("--box", help="x,y,w,h of the face or person in every image (default: the whole image)")
+    p.add_argument("--box", help="x,y,w,h of the face or person in every image (default: as the model's detector "
+                                 "finds them, else the whole image)")
     p.add_argument("--boxes", metavar="FILE",
                    help="boxes per image: JSON {\"image name\": [x,y,w,h] or [[x,y,w,h], ...]} or CSV rows "
                         "image,x,y,w,h (several rows per image for several objects)")
     p.add_argument("--detect-faces", action=argparse.BooleanOptionalAction,
-                   help="find the faces with the shipped BlazeFace detector (offline) and predict each "
-                        "(default: on for a shipped face model, or a file exported from one, given no --box)")
+                   help="find the faces (BlazeFace) or people (BlazePose's person detector) offline and predict "
+                        "each (default: on for a shipped face or pose model, or a file exported from one, given "
+                        "no --box; a model that names no detector: faces)")
+    p.add_argument("--all", action="store_true",
+                   help="every person found per image (default: the largest one); faces: always every face")
     p.add_argument("--out", default="predictions", help="output folder")
     add_model_flags(p, batch_size=8)
     p.add_argument("--no-overlays", action="store_true", help="no overlay images or labelled videos")
@@ -45,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="start this far into the video")
     video.add_argument("--end", type=flag_range(float, 0.0), metavar="SECONDS", help="stop this far into the video")
     video.add_argument("--smooth", action="store_true", help="smooth the points over time (One Euro filter)")
+    video.add_argument("--people", type=flag_range(int, 1), default=1, metavar="N",
+                       help="pose models: follow up to N people, an id each, a column group per person in the CSV")
     video.add_argument("--no-tracking", action="store_true",
                        help="do not follow the object: use the box, detector or whole frame on every frame")
     p.set_defaults(func=run)
@@ -201,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         box = fixed_box if table is None else boxes_of(path, table)[0]
         summary = process_video(landmarker, path, out, name=names[path], every=args.every, start=args.start,
                                 end=args.end, box=box, smooth=args.smooth, track=not args.no_tracking,
-                                labelled=not args.no_overlays)
+                                labelled=not args.no_overlays, people=args.people)
         print(summary.line())
     if not images:
         return 0
@@ -213,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
 
     # predict_batch decodes each file no larger than its crops need (a DunetError naming it if unreadable).
     upright = not args.ignore_exif
-    results = landmarker.predict_batch(images, (boxes_for(p) for p in images), upright=upright)
+    results = landmarker.predict_batch(images, (boxes_for(p) for p in images), upright=upright,
+                                       largest=landmarker.finds == "person" and not args.all)
     entries = []
     for path, found in zip(images, results):
         width, height = image_size(path, upright=upright)
@@ -232,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     empty = [p for p, found in zip(images, results) if not found]
     if empty:
         listed = ", ".join(p.name for p in empty[:5]) + (", ..." if len(empty) > 5 else "")
-        print(f"no face found in {len(empty)} image(s), no overlay written: {listed}")
+        print(f"no {landmarker.finds or 'object'} found in {len(empty)} image(s), no overlay written: {listed}")
     return 0
 
 
@@ -311,16 +318,18 @@ def overlay_png(path: Path, found: list, spec, upright: bool) -> bytes:
 
 
 def csv_text(images: list[Path], results, names) -> str:
-    """predictions.csv: one row per object: image, instance, box, then x, y and score per landmark."""
+    """predictions.csv: one row per object: image, instance (0, 1, ... within the image), box, the detector's
+    score of a detected person (empty otherwise), then x, y and score per landmark."""
     import io
 
     text = io.StringIO(newline="")
     table = csv.writer(text)
-    table.writerow(["image", "instance", "box_x", "box_y", "box_w", "box_h"]
+    table.writerow(["image", "instance", "box_x", "box_y", "box_w", "box_h", "detection_score"]
                    + [f"{n}_{part}" for n in names for part in ("x", "y", "score")])
     for image, found in zip(images, results):
         for i, r in enumerate(found):
             row = [str(image), i] + [f"{v:.2f}" for v in r.box]
+            row.append("" if r.detection_score is None else f"{r.detection_score:.4f}")
             for (x, y), s in zip(r.points, r.scores):
                 row += [f"{x:.2f}", f"{y:.2f}", f"{s:.4f}"]
             table.writerow(row)

@@ -8,6 +8,7 @@ import numpy as np
 
 # After a flip the pairs are swapped back, so each colour must stay on the same body side.
 SIDE_COLOURS = {1: (255, 60, 60), -1: (60, 140, 255), 0: (60, 230, 60)}
+CENTRE_LIMB = (230, 230, 230)  # a line between the sides or along the middle (neck to head, a face's nose)
 LEGEND_MAX = 24  # more names than this (68 face points) would cover the picture: no legend
 LOW_SCORE = 0.3  # points scoring below this are drawn as rings: "not sure"
 
@@ -21,9 +22,12 @@ def draw_overlay(image: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, 
                  scores: np.ndarray | None = None, palette: str = "side", legend: bool = False) -> np.ndarray:
     """Keypoints and skeleton on an (H, W, 3) uint8 RGB image, magnified `scale` times.
 
-    Dots and lines are sized to the image. palette "side": one colour per body side (checks flips);
-    "keypoint": one colour per keypoint. `scores`: points below LOW_SCORE are drawn as rings. `legend`:
-    the keypoint names in their colours, in a panel right of the image (up to LEGEND_MAX of them)."""
+    Dots and lines are sized to the image (a 1280 px picture: 8 px dots, 4 px lines), so they stay readable
+    on a phone photo as on a thumbnail. Lines are coloured by body side (the spec's flip pairs: a left arm
+    and a right arm differ at a glance, and a swapped prediction shows). palette "side": dots too, one colour
+    per body side (checks flips); "keypoint": one colour per keypoint. `scores`: points below LOW_SCORE are
+    drawn as rings. `legend`: the keypoint names in their colours, in a panel right of the image (up to
+    LEGEND_MAX of them)."""
     import cv2
 
     canvas = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR) if scale > 1 else image.copy()
@@ -31,15 +35,16 @@ def draw_overlay(image: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, 
     extent = max(canvas.shape[:2])
     radius = max(2, int(round(extent / 160)))
     thickness = max(1, radius // 2)
+    side = spec.sided()
     if palette == "keypoint":
         colours = keypoint_colours(len(points))
     else:
-        side = spec.sided()
         colours = [SIDE_COLOURS[int(side[k])] for k in range(len(points))]
     shown = [visible[k] > 0 and np.isfinite(points[k]).all() for k in range(len(points))]
     for a, b in spec.skeleton:
         if shown[a] and shown[b]:
-            cv2.line(canvas, _px(points[a]), _px(points[b]), (230, 230, 230), thickness, cv2.LINE_AA)
+            limb = SIDE_COLOURS[int(side[a])] if side[a] == side[b] != 0 else CENTRE_LIMB
+            cv2.line(canvas, _px(points[a]), _px(points[b]), limb, thickness, cv2.LINE_AA)
     for k in range(len(points)):
         if not shown[k]:
             continue

@@ -172,7 +172,7 @@ POSE_TILES = (1, 2)  # besides the whole image: squares of its short side and of
 def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: float = 0.5,
                   tiles: tuple[int, ...] = POSE_TILES) -> list[Box]:
     """People in an RGB (H, W, 3) or grey (H, W) uint8 image as (x, y, w, h) boxes, most confident first;
-    an empty list when there is nobody.
+    an empty list when there is nobody. `scored_people` gives each box's score too.
 
     "blazepose" (default): MediaPipe's BlazePose person detector (Google, Apache License 2.0: the
     `pose_detection.tflite` of the mediapipe 0.10.14 wheel, converted to `dunet/pretrained/pose_detection.onnx`
@@ -186,13 +186,20 @@ def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: 
     docs/pose.md, "Finding people".
     "hog": OpenCV's HOG + linear SVM people detector (no file; upright, walking people at least ~100 px
     tall); `min_score` applies to its SVM margin; `tiles` does not apply."""
+    return [box for box, _ in scored_people(image, detector=detector, min_score=min_score, tiles=tiles)]
+
+
+def scored_people(image: np.ndarray, *, detector: str = "blazepose", min_score: float = 0.5,
+                  tiles: tuple[int, ...] = POSE_TILES) -> list[tuple[Box, float]]:
+    """`detect_people`'s boxes, each with its score (BlazePose: the confidence in [0, 1]; HOG: its SVM margin),
+    most confident first."""
     if detector not in PERSON_DETECTORS:
         raise DunetError(f"person detector {detector!r}: choose one of {', '.join(PERSON_DETECTORS)}")
     rgb = _check_image(image, "detect_people")
     if not all(isinstance(n, int) and n >= 1 for n in tiles):
         raise DunetError(f"detect_people: tiles must be whole numbers >= 1, got {tiles!r}")
     found = _blazepose(rgb, min_score, tuple(tiles)) if detector == "blazepose" else _hog(rgb, min_score)
-    return [box for box, _ in sorted(found, key=lambda f: f[1], reverse=True)]
+    return sorted(found, key=lambda f: f[1], reverse=True)
 
 
 @lru_cache(maxsize=1)

@@ -112,7 +112,7 @@ def test_predict_scores_csv_and_distinct_overlays_for_same_stems(trained_run, tm
     lines = (out / "predictions.csv").read_text().splitlines()
     header = lines[0].split(",")
     assert len(lines) == 4 and header[:6] == ["image", "instance", "box_x", "box_y", "box_w", "box_h"]
-    assert len(header) == 6 + 3 * 68 and header[8] == result["landmarks"][0] + "_score"
+    assert len(header) == 7 + 3 * 68 and header[9] == result["landmarks"][0] + "_score"
 
 
 def test_predict_boxes_file_json_and_csv(trained_run, tmp_path, shared_data):

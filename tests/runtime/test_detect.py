@@ -117,6 +117,15 @@ def test_finds_a_small_person_pasted_into_a_large_scene(shared_data):
     assert len(boxes) <= 2
 
 
+def test_each_person_comes_with_its_score_most_confident_first(shared_data):
+    image, joints = _lsp_person(shared_data, 2)
+    scored = detect.scored_people(image)
+    assert [box for box, _ in scored] == detect.detect_people(image)
+    scores = [score for _, score in scored]
+    assert scores and all(0.5 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+    assert detect.scored_people(np.full((240, 320, 3), 128, np.uint8)) == []
+
+
 def test_nobody_in_plain_images():
     rng = np.random.default_rng(0)
     assert detect.detect_people(np.full((480, 640, 3), 128, np.uint8)) == []
