@@ -57,9 +57,21 @@ def test_suspicion_finds_low_scores_jumps_and_broken_lengths():
     assert max(s[:5].max() for s in signs.values()) < 0.5  # steady frames stay unsuspected
 
 
+def own_model(tmp_path):
+    """lsp-dunet4 as a user's own model is: its card names no detector, so the whole frame is the crop."""
+    import dataclasses
+
+    from dunet.checkpoint import save_checkpoint
+    from dunet.engine.inference import load_torch_model
+
+    shipped = load_torch_model("lsp-dunet4")
+    card = dataclasses.replace(shipped.card, detector=None)
+    return save_checkpoint(tmp_path / "own.safetensors", shipped.model, card, config=shipped.config)
+
+
 def test_outliers_are_written_into_the_project_with_the_models_points(clip, tmp_path, capsys):
     project = tmp_path / "p"
-    assert main(["outliers", "lsp-dunet4", str(clip), "--count", "4", "--project", str(project),
+    assert main(["outliers", str(own_model(tmp_path)), str(clip), "--count", "4", "--project", str(project),
                  "--backend", "torch", "--threads", "1"]) == 0
     assert "suspect frame(s)" in capsys.readouterr().out
     images = sorted((project / "labeled-data" / "clip").glob("img*.png"))

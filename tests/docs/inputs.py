@@ -45,10 +45,16 @@ def make_inputs(shared: Path, out: Path) -> None:
     cut_lsp(shared / "lsp", out / "lsp", range(10), "lsp")
     cut_lsp(shared / "lsp", out / "lsp-test", range(10, 16), "lsp")
     cut_lsp(shared / "lspet", out / "lspet_dataset", range(10), "lspet")
+    # LSP's pictures are cut close around the person; with room around them the person detector finds them.
     person = cv2.resize(cv2.imread(str(shared / "lsp/images/im0001.jpg")), (360, 480))
-    cv2.imwrite(str(out / "runner.jpg"), person)
-    cv2.imwrite(str(out / "team.jpg"), np.hstack([person, person]))
-    write_video(out / "run.mp4", [shifted(person, i) for i in range(44)], fps=2.0)  # 22 s: --start 5 --end 20
+    runner = np.zeros((640, 720, 3), np.uint8)
+    runner[80:560, 180:540] = person
+    team = np.zeros((640, 1200, 3), np.uint8)
+    team[80:560, 120:480] = team[80:560, 720:1080] = person
+    cv2.imwrite(str(out / "runner.jpg"), runner)
+    cv2.imwrite(str(out / "team.jpg"), team)
+    write_video(out / "run.mp4", [shifted(runner, i) for i in range(44)], fps=2.0)  # 22 s: --start 5 --end 20
+    write_video(out / "match.mp4", [shifted(team, i) for i in range(6)])
     # Your own keypoints: a DeepLabCut project of 12 mouse frames, a COCO file, a mouse video and frame.
     cut_dlc(shared / OPENFIELD, out / "project/labeled-data/video1/CollectedData_me.csv", 12)
     cut_dlc(shared / OPENFIELD, out / "openfield-Pranav-2018-10-30/labeled-data/m4s1/CollectedData_Pranav.csv", 12)
