@@ -51,3 +51,13 @@ def machine() -> dict:
     return {"cpu": cpu_name(), "amx": has_cpu_flag("amx_tile"), "avx512_bf16": has_cpu_flag("avx512_bf16"),
             "avx512_vnni": has_cpu_flag("avx512_vnni"), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "isa_limits": limits, "load_average": os.getloadavg()}
+
+
+def results_file(stem: str) -> Path:
+    """bench/results/STEM_CPU.json, the CPU's name in the file name: figures differ between CPUs."""
+    from dunet.runtime.cpu import cpu_name
+
+    cpu = "".join(c if c.isalnum() else "_" for c in cpu_name().lower()).strip("_")
+    while "__" in cpu:
+        cpu = cpu.replace("__", "_")
+    return Path(__file__).resolve().parent / "results" / f"{stem}_{cpu}.json"

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
+from _timing import results_file  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -83,8 +83,7 @@ def main() -> None:
               "side_ratio_quartiles": np.percentile(ratios, [25, 75]).round(3).tolist(),
               "command": f"python bench/pose_box.py --lsp {args.lsp} --lspet {args.lspet}"}
     print(json.dumps(result))
-    cpu = re.sub(r"[^a-z0-9]+", "_", result["cpu"].lower()).strip("_")
-    out = REPO / "bench" / "results" / f"pose_box_{cpu}.json"
+    out = results_file("pose_box")
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
 

@@ -25,12 +25,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
 import numpy as np
-from person_detect import DATA, REPO, SCENE_H, SCENE_W, background, people  # bench/ is on sys.path
+from _timing import results_file  # bench/ is on sys.path when run as a script
+from person_detect import (  # bench/ is on sys.path
+    DATA,
+    SCENE_H,
+    SCENE_W,
+    background,
+    people,
+)
 
 ALPHA = 0.2
 TORSO = (8, 3)  # right shoulder, left hip: LSP's torso size
@@ -182,8 +188,7 @@ def main() -> None:
     print(f"  PCK, true box         {multi['pck_true_box']}")
     print(f"  PCK, found people     {multi['pck_found_detector']}")
     print(f"  PCK, missed count 0   {multi['pck_detector_missed_as_0']}")
-    cpu = re.sub(r"[^a-z0-9]+", "_", results["cpu"].lower()).strip("_")
-    out = REPO / "bench" / "results" / f"pose_wild_{cpu}.json"
+    out = results_file("pose_wild")
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")
 
