@@ -254,6 +254,9 @@ def _load_built(path: Path, precision: str, threads: int) -> LandmarkModel:
 def _load_torch(path: Path, backend: str, precision: str, device: str, threads: int) -> LandmarkModel:
     """The PyTorch network of a model file, run by PyTorch (backend torch), or exported once to ONNX and run by
     onnxruntime or OpenVINO (the file cached: dunet.engine.exported)."""
+    if backend != "torch" and not backends.installed("torch"):
+        raise DunetError(f"{path}: onnxruntime runs ONNX files, and a model file becomes one through PyTorch: "
+                         f"{backends.BACKENDS['torch'].install}, or run it with backend openvino (the default)")
     backends.require("torch")
     from dunet.engine.inference import load_torch_model
 

@@ -67,3 +67,11 @@ def test_compiled_networks_are_kept_in_the_cache_folder(tmp_path):
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
     assert first.returncode == 0 and again.returncode == 0, first.stderr[-2000:] + again.stderr[-2000:]
     assert int(first.stdout) >= 1 and int(again.stdout) == int(first.stdout)  # compiled once, then reused
+
+
+def test_onnxruntime_on_a_model_file_without_torch_says_what_to_do(tmp_path):
+    out = run_without_torch("import dunet\n"
+                            "try:\n    dunet.load('300w-dunet4', backend='onnx')\n"
+                            "except dunet.DunetError as err:\n    print(err)\n", tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "onnxruntime runs ONNX files" in out.stdout and "pip install 'dunet[train]'" in out.stdout
