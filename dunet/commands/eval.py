@@ -147,8 +147,8 @@ def split_of(config, count: int, split: str, data: str) -> list[int]:
                          f"(data.val_fraction {fraction}, data.val {config.data.val!r}); use --split all")
     first = config.data.train[0]  # with several training sources, the held-out split came off the first
     if data != first:
-        print(f"note: --split {split} of {data}, split as the model's training data {first} was "
-              f"(val_fraction {fraction}, split_seed {seed}); the same samples only if it is the same data",
-              file=sys.stderr)
+        print(f"note: --split {split} of {data}: drawn as from the model's training data ({fraction:.0%} held out, "
+              f"split_seed {seed}, over the samples in order); the same samples only if it is the same data, laid "
+              "out the same way (docs/data.md)", file=sys.stderr)
     train, val = split_indices(count, fraction, seed)
     return val if split == "val" else train
