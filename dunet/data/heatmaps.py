@@ -137,10 +137,10 @@ def _gaussian_taps(sigma: float) -> np.ndarray:
 
 
 def _blur(heatmaps: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing of (N, H, W) maps that keeps each map's maximum (DARK-style modulation of
-    predictions). Zero padding: the image outside the map holds no evidence (replicating the edge would pull
-    peaks to it). The maps are stacked into one image with `radius` zero rows between them, so a single
-    separable OpenCV filter blurs each on its own: far cheaper than a small convolution or product per map."""
+    """Gaussian smoothing of (N, H, W) maps (DARK-style modulation of predictions). Zero padding: the image outside
+    the map holds no evidence (replicating the edge would pull peaks to it). The maps are stacked into one image with
+    `radius` zero rows between them, so a single separable OpenCV filter blurs each on its own: far cheaper than a
+    small convolution or product per map."""
     import cv2
 
     n, height, width = heatmaps.shape
@@ -150,9 +150,16 @@ def _blur(heatmaps: np.ndarray, sigma: float) -> np.ndarray:
     stacked[:, :height] = heatmaps
     blurred = cv2.sepFilter2D(stacked.reshape(n * (height + radius), width), -1, taps, taps,
                               borderType=cv2.BORDER_CONSTANT)
-    blurred = blurred.reshape(n, height + radius, width)[:, :height]
-    peak = heatmaps.max(axis=(1, 2), keepdims=True)
-    return blurred * (peak / np.maximum(blurred.max(axis=(1, 2), keepdims=True), 1e-12))
+    return blurred.reshape(n, height + radius, width)[:, :height]
+
+
+# The sub-pixel step reads the 3x3 neighbourhood of a peak, flattened row by row (dy, dx in -1..1): these weights
+# turn it into the central differences x, y (columns 0, 1) and the second differences xx, yy, xy (2, 3, 4).
+_NEIGHBOURS = np.array([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+_DIFFERENCES = np.array([
+    [dx / 2 * (dy == 0), dy / 2 * (dx == 0), (3 * dx * dx - 2) * (dy == 0), (3 * dy * dy - 2) * (dx == 0), dx * dy / 4]
+    for dy, dx in _NEIGHBOURS
+], dtype=np.float64)
 
 
 def decode(heatmaps, refine: str = "taylor", blur_sigma: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +170,8 @@ def decode(heatmaps, refine: str = "taylor", blur_sigma: float = 0.0) -> tuple[n
     neighbour (Newell et al.); "taylor" = one Newton step on the log heatmap around the argmax
     (exact for a Gaussian peak; Zhang et al., DARK), falling back to "quarter" at borders or where
     the log heatmap is not a local maximum. `blur_sigma` > 0 smooths the maps first (useful for
-    network predictions, whose peaks are not clean Gaussians).
+    network predictions, whose peaks are not clean Gaussians): it moves the peak, not its value, which stays
+    the map's own maximum.
 
     numpy inside: a face's 68 small maps take dozens of tiny operations, each several times cheaper in
     numpy than in torch, which is what the per-face latency of video is made of."""
@@ -175,12 +183,14 @@ def decode(heatmaps, refine: str = "taylor", blur_sigma: float = 0.0) -> tuple[n
         maps = np.asarray(heatmaps, dtype=np.float32)
     *lead, height, width = maps.shape
     flat = maps.reshape(-1, height, width)
+    count = flat.shape[0]
     if blur_sigma > 0:
+        peak = flat.reshape(count, -1).max(axis=1)
         flat = _blur(flat, blur_sigma)
-    rows = np.arange(flat.shape[0])
-    index = flat.reshape(flat.shape[0], -1).argmax(axis=1)
+    index = flat.reshape(count, -1).argmax(axis=1)
     py, px = np.divmod(index, width)
-    peak = flat[rows, py, px]
+    if blur_sigma <= 0:
+        peak = flat.reshape(count, -1)[np.arange(count), index]
     coords = np.stack([px, py], axis=1).astype(np.float32)
 
     def result(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -190,38 +200,18 @@ def decode(heatmaps, refine: str = "taylor", blur_sigma: float = 0.0) -> tuple[n
         return result(coords)
 
     # The 3x3 neighbourhood of each argmax, clamped at the borders: all that the sub-pixel step reads.
-    steps = np.arange(-1, 2)
-    ys = np.clip(py[:, None] + steps, 0, height - 1)
-    xs = np.clip(px[:, None] + steps, 0, width - 1)
-    patch = flat[rows[:, None, None], ys[:, :, None], xs[:, None, :]]
-
-    def at(dx: int, dy: int, values: np.ndarray) -> np.ndarray:
-        return values[:, 1 + dy, 1 + dx]
-
-    inner_x = (px > 0) & (px < width - 1)
-    inner_y = (py > 0) & (py < height - 1)
-    quarter = np.stack([
-        np.where(inner_x, 0.25 * np.sign(at(1, 0, patch) - at(-1, 0, patch)), 0.0),
-        np.where(inner_y, 0.25 * np.sign(at(0, 1, patch) - at(0, -1, patch)), 0.0),
-    ], axis=1).astype(np.float32)
-    offset = quarter
+    ys = np.clip(py[:, None] + _NEIGHBOURS[:, 0], 0, height - 1)
+    xs = np.clip(px[:, None] + _NEIGHBOURS[:, 1], 0, width - 1)
+    patch = flat.reshape(count, -1)[np.arange(count)[:, None], ys * width + xs]  # (count, 9)
+    inner = np.stack([(px > 0) & (px < width - 1), (py > 0) & (py < height - 1)], axis=1)
+    offset = np.where(inner, 0.25 * np.sign(patch @ _DIFFERENCES[:, :2]), 0.0).astype(np.float32)
     if refine == "taylor":
         # float64 and a tiny floor: the tails of narrow Gaussians must not be clipped.
-        logs = np.log(np.maximum(patch.astype(np.float64), 1e-30))
-        centre = at(0, 0, logs)
-        gx = (at(1, 0, logs) - at(-1, 0, logs)) / 2
-        gy = (at(0, 1, logs) - at(0, -1, logs)) / 2
-        hxx = at(1, 0, logs) - 2 * centre + at(-1, 0, logs)
-        hyy = at(0, 1, logs) - 2 * centre + at(0, -1, logs)
-        hxy = (at(1, 1, logs) - at(-1, 1, logs) - at(1, -1, logs) + at(-1, -1, logs)) / 4
+        gx, gy, hxx, hyy, hxy = (np.log(np.maximum(patch.astype(np.float64), 1e-30)) @ _DIFFERENCES).T
         det = hxx * hyy - hxy**2
-        safe_det = np.where(np.abs(det) > 1e-12, det, 1.0)
-        # offset = -H^-1 g
-        with np.errstate(invalid="ignore", over="ignore"):
-            newton = np.stack([-(hyy * gx - hxy * gy) / safe_det, -(-hxy * gx + hxx * gy) / safe_det], axis=1)
-            good = (
-                inner_x & inner_y & (det > 1e-12) & (hxx < 0) & (peak > 0)
-                & (np.abs(newton) <= 1.0).all(axis=1) & np.isfinite(newton).all(axis=1)
-            )
-        offset = np.where(good[:, None], newton.astype(np.float32), quarter)
+        safe_det = np.where(det > 1e-12, det, 1.0)  # where it is not, the step is not taken
+        newton = np.stack([hxy * gy - hyy * gx, hxy * gx - hxx * gy], axis=1) / safe_det[:, None]  # -H^-1 g
+        good = (inner.all(axis=1) & (det > 1e-12) & (hxx < 0) & (peak > 0)
+                & (np.abs(newton) <= 1.0).all(axis=1))
+        offset = np.where(good[:, None], newton.astype(np.float32), offset)
     return result(coords + offset)

@@ -34,8 +34,12 @@ def crop_matrix(
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
-    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
-    return np.linalg.inv(full)[:2]
+    """The (2, 3) affine undoing `matrix`: x = A^-1 (y - t). Written out, as np.linalg.inv costs more than the rest of
+    a crop's arithmetic."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    (a, b), (c, d) = matrix[:, :2]
+    linear = np.array([[d, -b], [-c, a]]) / (a * d - b * c)
+    return np.hstack([linear, -(linear @ matrix[:, 2])[:, None]])
 
 
 def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:

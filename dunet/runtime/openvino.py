@@ -189,10 +189,13 @@ class OpenVinoPredictor:
         if self.streams > 1 and len(batch) >= self.streams:
             return self._run_streams(batch)
         request = self.request if len(batch) == 1 or self.fixed_batch else self._batch_request()
-        result = request.infer({0: batch})
+        # The batch as the request's input, without a copy, and no dictionary of results: together ~0.07 ms of a
+        # face's ~3 ms (infer({0: batch}) copies the input and wraps every output).
+        request.set_input_tensor(_openvino().Tensor(batch, shared_memory=True))
+        request.infer()
         self.last_request = request  # for per-layer profiling (bench/infer.py --profile)
         # The final head is the last output (the dunet export convention); a copy: the request reuses its buffers.
-        return np.array(result[request.model_outputs[-1]], dtype=np.float32)
+        return np.array(request.get_tensor(request.model_outputs[-1]).data, dtype=np.float32)
 
     def _batch_request(self):
         if self._batched is None:

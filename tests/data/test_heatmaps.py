@@ -73,19 +73,34 @@ def test_blurred_decoding_of_noisy_maps():
 
 
 @pytest.mark.parametrize("sigma, shape", [(1.5, (2, 3, 32, 32)), (1.0, (4, 24, 40)), (0.4, (1, 9, 7))])
-def test_blur_is_a_zero_padded_gaussian_convolution_that_keeps_each_peak(sigma, shape):
+def test_blur_is_a_zero_padded_gaussian_convolution(sigma, shape):
     from dunet.data.heatmaps import _blur
 
     maps = torch.rand(*shape, generator=torch.Generator().manual_seed(3))
+    reference = _reference_blur(maps, sigma)
+    blurred = torch.from_numpy(_blur(maps.numpy().reshape(-1, *shape[-2:]), sigma)).reshape(shape)
+    assert torch.allclose(blurred, reference, atol=1e-6)
+
+
+def _reference_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, round(3 * sigma))
     taps = torch.exp(-torch.arange(-radius, radius + 1.0) ** 2 / (2 * sigma**2))
     kernel = (taps[:, None] * taps[None, :]) / taps.sum() ** 2
-    flat = maps.reshape(-1, 1, *shape[-2:])
-    reference = torch.nn.functional.conv2d(flat, kernel[None, None], padding=radius).reshape(shape)
-    reference = reference * maps.amax((-2, -1), keepdim=True) / reference.amax((-2, -1), keepdim=True)
-    blurred = torch.from_numpy(_blur(maps.numpy().reshape(-1, *shape[-2:]), sigma)).reshape(shape)
-    assert torch.allclose(blurred, reference, atol=1e-6)
-    assert torch.allclose(blurred.amax((-2, -1)), maps.amax((-2, -1)), atol=1e-6)
+    flat = maps.reshape(-1, 1, *maps.shape[-2:])
+    return torch.nn.functional.conv2d(flat, kernel[None, None], padding=radius).reshape(maps.shape)
+
+
+@pytest.mark.parametrize("refine", ["none", "quarter", "taylor"])
+def test_blurred_decoding_finds_the_blurred_peak_and_keeps_its_height(refine):
+    g = torch.Generator().manual_seed(4)
+    points = _points(g, (3, 17), 32, margin=3)
+    maps = encode_gaussian(points, torch.ones(3, 17), 32, 1.0) + 0.05 * torch.randn(3, 17, 32, 32, generator=g)
+    coords, peak = decode(maps, refine=refine, blur_sigma=1.5)
+    # The same as decoding the blurred maps themselves (a log-based step ignores their scale) ...
+    expected, _ = decode(_reference_blur(maps, 1.5), refine=refine)
+    np.testing.assert_allclose(coords, expected, atol=1e-4)
+    # ... whose peak value is the map's own: a blurred landmark is as confident as it was.
+    np.testing.assert_allclose(peak, maps.amax((-2, -1)).numpy(), atol=1e-6)
 
 
 def test_heatmap_and_input_coordinates_are_inverse_and_flip_consistent():

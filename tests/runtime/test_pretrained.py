@@ -26,7 +26,7 @@ def test_a_shipped_model_reproduces_its_held_out_figures(entry, shared_data, cap
                  "--precision", "fp32", "--backend", "torch"]) == 0
     out = capsys.readouterr()
     metrics = json.loads(out.out)
-    assert "split as the model's training data" in out.err  # the same split of another copy of the data
+    assert "drawn as from the model's training data" in out.err  # the same split of another copy of the data
     figures, count = recorded_figures(entry["validation"])
     assert figures and metrics["n"] == count
     for key, text in figures.items():  # within one unit of the last recorded digit: 0.01 points for percentages
