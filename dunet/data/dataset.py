@@ -122,7 +122,8 @@ class LandmarkDataset(Dataset):
         sample = self.source.samples[index]
         image = self.source.load_image(index)
         size = self.input_size
-        matrix = crop_matrix(sample.center, self.crop_side(index) * params.scale, size, params.rotation, params.flip)
+        side = self.crop_side(index) * params.scale
+        matrix = crop_matrix(sample.center + np.multiply(params.shift, side), side, size, params.rotation, params.flip)
         crop = unit_range(warp_image(image, matrix, size))
         if params.color != (1.0, 1.0, 1.0):
             crop = apply_color(crop, params.color)

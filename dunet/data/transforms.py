@@ -121,6 +121,7 @@ class AugmentParams:
     # A rectangle painted over the crop: (x, y, width, height) as fractions of the crop side, and its colour.
     occluder: tuple[float, float, float, float] | None = None
     occluder_color: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    shift: tuple[float, float] = (0.0, 0.0)  # the crop's centre moved by these fractions of its side (x, y)
 
 
 @dataclass(frozen=True)
@@ -130,13 +131,16 @@ class Augmentation:
     The paper's: scale in scale_range, rotation in +-rotation, flip half the time, per-channel colour
     gain in [1 - color_jitter, 1 + color_jitter] (the reference code's x[0.6, 1.4]). Not in the paper:
     with probability `occlusion`, a rectangle of random colour, 10-40 % of the crop side each way, hides
-    part of the crop (the landmarks under it stay targets, as occluded ones are labelled)."""
+    part of the crop (the landmarks under it stay targets, as occluded ones are labelled). Nor is `shift`: the
+    crop's centre moves by up to `shift` x its side each way, as a detector's box is never centred on the object
+    the way the labelled landmarks' box is."""
 
     scale_range: tuple[float, float] = (0.75, 1.25)
     rotation: float = 30.0  # degrees
     flip: bool = True
     color_jitter: float = 0.4
     occlusion: float = 0.0
+    shift: float = 0.0
 
     def draw(self, rng: np.random.Generator) -> AugmentParams:
         scale = float(rng.uniform(*self.scale_range))
@@ -151,7 +155,10 @@ class Augmentation:
             x, y = rng.uniform(0.0, 1.0 - width), rng.uniform(0.0, 1.0 - height)
             occluder = (float(x), float(y), float(width), float(height))
             occluder_color = tuple(float(c) for c in rng.uniform(0.0, 1.0, size=3))
-        return AugmentParams(scale, angle, mirror, tuple(float(g) for g in gains), occluder, occluder_color)
+        shift = (0.0, 0.0)
+        if self.shift > 0:  # drawn after the rest, for the same reason
+            shift = tuple(float(v) for v in rng.uniform(-self.shift, self.shift, size=2))
+        return AugmentParams(scale, angle, mirror, tuple(float(g) for g in gains), occluder, occluder_color, shift)
 
 
 def apply_occluder(image: np.ndarray, box: tuple[float, float, float, float],

@@ -42,6 +42,7 @@ class DataConfig:
     flip: bool = True  # random horizontal flip with left/right landmarks swapped (paper)
     color_jitter: float = 0.4  # per-channel gain in [1 - j, 1 + j] (reference code: 0.6-1.4)
     occlusion: float = 0.0  # share of crops with a random rectangle painted over them (not in the paper)
+    shift: float = 0.0  # the crop's centre moves by up to this share of its side each way (not in the paper)
     workers: int = -1  # data-loading processes; -1 = auto (sized with the threads: see dunet/engine/hardware.py)
     skip_bad: bool = False  # skip unreadable or invalid samples (counted in the log) instead of failing
     # What PCK / NME divide by: "" = the data set's own (inter-ocular for faces, torso for LSP, box otherwise),
@@ -68,10 +69,12 @@ class DataConfig:
             raise ValueError(f"scale_range {list(self.scale_range)}: low must not exceed high")
         check_range("rotation", self.rotation, 0.0, 180.0, note="degrees")
         check_range("color_jitter", self.color_jitter, 0.0, 1.0)
+        check_range("shift", self.shift, 0.0, 0.5, note="a share of the crop side each way")
 
     @property
     def augmentation(self) -> Augmentation:
-        return Augmentation(tuple(self.scale_range), self.rotation, self.flip, self.color_jitter, self.occlusion)
+        return Augmentation(tuple(self.scale_range), self.rotation, self.flip, self.color_jitter, self.occlusion,
+                            self.shift)
 
 
 @dataclass(frozen=True)

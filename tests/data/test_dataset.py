@@ -109,6 +109,17 @@ def test_points_pushed_out_of_the_crop_are_masked(faces):
     assert item["heatmaps"][outside].abs().max() == 0
 
 
+def test_a_shifted_crop_moves_the_landmarks_the_other_way(faces):
+    still = Augmentation(scale_range=(1.0, 1.0), rotation=0, flip=False, color_jitter=0)
+    moved = Augmentation(scale_range=(1.0, 1.0), rotation=0, flip=False, color_jitter=0, shift=0.25)
+    centred, shifted = (LandmarkDataset(faces, input_size=64, augment=a, seed=3) for a in (still, moved))
+    shift = np.array(shifted.params(0, 0).shift)
+    assert np.abs(shift).min() > 0
+    # The crop's centre moved by shift x its side, which is 64 crop pixels: each landmark moves by -shift x 64.
+    offset = (shifted[0]["keypoints"] - centred[0]["keypoints"]).numpy()
+    np.testing.assert_allclose(offset, np.broadcast_to(-shift * 64, offset.shape), atol=1e-3)
+
+
 def test_normaliser_is_interocular_distance(faces):
     item = LandmarkDataset(faces, 64)[4]
     kp = faces.samples[4].keypoints

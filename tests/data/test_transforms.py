@@ -122,6 +122,16 @@ def test_occlusion_draws_a_box_inside_the_crop_and_leaves_other_draws_alone():
             d.scale, d.rotation, d.flip, d.color)
 
 
+def test_shift_moves_the_centre_within_its_range_and_leaves_other_draws_alone():
+    draws = [Augmentation(occlusion=0.5, shift=0.15).draw(np.random.default_rng(i)) for i in range(400)]
+    shifts = np.array([d.shift for d in draws])
+    assert np.abs(shifts).max() <= 0.15 and shifts.std(axis=0).min() > 0.06
+    for i, d in enumerate(draws):
+        plain = Augmentation(occlusion=0.5).draw(np.random.default_rng(i))
+        assert plain.shift == (0.0, 0.0) and (plain.scale, plain.rotation, plain.flip, plain.color, plain.occluder) == (
+            d.scale, d.rotation, d.flip, d.color, d.occluder)
+
+
 def test_occluder_paints_only_its_rectangle():
     image = np.zeros((10, 10, 3), dtype=np.float32)
     out = apply_occluder(image, (0.2, 0.5, 0.3, 0.4), (1.0, 0.5, 0.25))
