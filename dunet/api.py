@@ -208,10 +208,11 @@ class Landmarker:
     def _detect(self, rgb: np.ndarray) -> list[tuple[Box, float | None]]:
         from dunet.runtime.detect import detect_faces, scored_people
 
+        threads = self.runner.threads or 0  # the detector runs on the landmark model's threads
         if self.detector == "blazepose":
-            found = scored_people(rgb)
+            found = scored_people(rgb, threads=threads)
         else:
-            found = [(b, None) for b in detect_faces(rgb, detector=self.detector or "blazeface")]
+            found = [(b, None) for b in detect_faces(rgb, detector=self.detector or "blazeface", threads=threads)]
         found = sorted(found, key=lambda f: f[0][2] * f[0][3], reverse=True)  # the largest is the most prominent
         return [(tuple(float(v) for v in box), score) for box, score in found]
 

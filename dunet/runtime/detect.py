@@ -2,8 +2,8 @@
 Haar cascade) and people (`detect_people`: MediaPipe's BlazePose person detector, default, or OpenCV's HOG).
 
 BlazeFace (short range, 128x128 input; Apache-2.0, the file `face_detection_short_range.tflite` of the
-mediapipe 0.10.14 wheel) ships in `dunet/pretrained/` (224 KB) and runs through OpenCV's own TFLite reader
-(cv2.dnn), so it needs no package beyond OpenCV. On the 1,207 faces of ../shared/data/300w it misses none,
+mediapipe 0.10.14 wheel) ships in `dunet/pretrained/` (224 KB) and runs in OpenVINO, as the landmark models do
+(`dunet.runtime.openvino.DetectorNetwork`). On the 1,207 faces of ../shared/data/300w it misses none,
 the Haar cascade 149 (12.3 %): `python -m dunet.runtime.detect ../shared/data/300w` (docs/api.md). Those
 images are face crops; BlazeFace short range is made for faces that fill a good part of the picture
 (portraits, selfies, webcams): for small faces in a large photo give a box per face.
@@ -12,14 +12,15 @@ The Haar cascade ships inside the opencv-python(-headless) 4.x wheels (cv2.data.
 dropped it: with it, or without OpenCV, `detect_faces(..., detector="haar")` raises a DunetError that says
 what to install.
 
-The person detector (Apache-2.0, `pose_detection.tflite` of the same wheel) ships as ONNX, 6.0 MB: OpenCV's
-TFLite reader cannot run the original (tools/pose_detector_onnx.py says why and converts it). Its recall and
+The person detector (Apache-2.0, `pose_detection.tflite` of the same wheel) ships as ONNX, 6.0 MB, and runs in
+OpenVINO too (tools/pose_detector_onnx.py converted it when OpenCV ran the detectors, whose TFLite reader could
+not). Its recall and
 false positives against OpenCV's HOG: `python bench/person_detect.py`, docs/pose.md "Finding people".
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -52,13 +53,15 @@ def _check_image(image, caller: str = "detect_faces") -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
-def detect_faces(image: np.ndarray, *, detector: str = "blazeface", min_score: float = 0.5) -> list[Box]:
+def detect_faces(image: np.ndarray, *, detector: str = "blazeface", min_score: float = 0.5,
+                 threads: int = 0) -> list[Box]:
     """Faces in an RGB (H, W, 3) or grey (H, W) uint8 image as (x, y, w, h) boxes, largest first.
-    `detector`: "blazeface" (default; `min_score` is its confidence threshold) or "haar"."""
+    `detector`: "blazeface" (default; `min_score` is its confidence threshold) or "haar". `threads`: of the
+    BlazeFace network (0: every usable core)."""
     if detector not in DETECTORS:
         raise DunetError(f"face detector {detector!r}: choose one of {', '.join(DETECTORS)}")
     rgb = _check_image(image)
-    boxes = _blazeface(rgb, min_score) if detector == "blazeface" else _haar(rgb)
+    boxes = _blazeface(rgb, min_score, threads) if detector == "blazeface" else _haar(rgb)
     return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
@@ -67,14 +70,13 @@ def detect_faces(image: np.ndarray, *, detector: str = "blazeface", min_score: f
 BLAZE_SIZE = 128
 
 
-@lru_cache(maxsize=1)
-def _blazeface_net():
-    cv2 = _cv2()
-    if not BLAZEFACE_FILE.is_file():
-        raise DunetError(f"{BLAZEFACE_FILE}: the face detector model is missing from the installation")
-    if not hasattr(cv2.dnn, "readNetFromTFLite"):
-        raise DunetError(f"OpenCV {cv2.__version__} cannot read TFLite models (4.8 or later can); {INSTALL_HINT}")
-    return cv2.dnn.readNetFromTFLite(str(BLAZEFACE_FILE))
+@cache  # never evicted: a released network would reset the signal stack (dunet.runtime.openvino)
+def _network(path: Path, threads: int):
+    """The detector network in `path`, compiled once per process for `threads` threads (0: every usable core)."""
+    from dunet.runtime.cpu import usable_cores
+    from dunet.runtime.openvino import DetectorNetwork
+
+    return DetectorNetwork(path, threads or usable_cores())
 
 
 @lru_cache(maxsize=1)
@@ -97,7 +99,8 @@ def _ssd_anchors(grids: tuple[tuple[int, int], ...]) -> np.ndarray:
 
 def _letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, int, float, float]:
     """The image padded to a square with black, as MediaPipe does so that shapes keep their proportions,
-    resized to `size` and scaled to [-1, 1] in NCHW for cv2.dnn; with the square's side and the padding."""
+    resized to `size` and scaled to [-1, 1], as a (1, size, size, 3) batch; with the square's side and the
+    padding."""
     cv2 = _cv2()
     height, width = rgb.shape[:2]
     side = max(height, width)
@@ -105,19 +108,18 @@ def _letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, int, float, floa
     square = cv2.copyMakeBorder(rgb, int(pad_y), side - height - int(pad_y), int(pad_x), side - width - int(pad_x),
                                 cv2.BORDER_CONSTANT, value=(0, 0, 0))
     small = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
-    return (small.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None], side, pad_x, pad_y
+    return (small.astype(np.float32) / 127.5 - 1.0)[None], side, pad_x, pad_y
 
 
 def _sigmoid(raw: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-np.clip(raw.reshape(-1).astype(np.float64), -100, 100)))
 
 
-def _blazeface(rgb: np.ndarray, min_score: float) -> list[Box]:
+def _blazeface(rgb: np.ndarray, min_score: float, threads: int = 0) -> list[Box]:
     height, width = rgb.shape[:2]
     blob, side, pad_x, pad_y = _letterbox(rgb, BLAZE_SIZE)
-    net = _blazeface_net()
-    net.setInput(blob)
-    raw_scores, raw_boxes = net.forward(["classificators", "regressors"])
+    outputs = _network(BLAZEFACE_FILE, threads)(blob)  # TFLite's layout: NHWC
+    raw_scores, raw_boxes = outputs["classificators"], outputs["regressors"]
     scores = _sigmoid(raw_scores)
     keep = scores >= min_score
     if not keep.any():
@@ -170,13 +172,13 @@ POSE_TILES = (1, 2)  # besides the whole image: squares of its short side and of
 
 
 def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: float = 0.5,
-                  tiles: tuple[int, ...] = POSE_TILES) -> list[Box]:
+                  tiles: tuple[int, ...] = POSE_TILES, threads: int = 0) -> list[Box]:
     """People in an RGB (H, W, 3) or grey (H, W) uint8 image as (x, y, w, h) boxes, most confident first;
     an empty list when there is nobody. `scored_people` gives each box's score too.
 
     "blazepose" (default): MediaPipe's BlazePose person detector (Google, Apache License 2.0: the
     `pose_detection.tflite` of the mediapipe 0.10.14 wheel, converted to `dunet/pretrained/pose_detection.onnx`
-    by tools/pose_detector_onnx.py so that cv2.dnn runs it). Its box is MediaPipe's body region: a square
+    by tools/pose_detector_onnx.py, run by OpenVINO). Its box is MediaPipe's body region: a square
     centred on the hips whose side is twice the detector's body radius, so it holds the whole person in any
     pose; `min_score` is its confidence threshold. It sees an image at 224x224, where a person under about a
     third of the picture's height is often missed; so it also looks at overlapping squares (half a square
@@ -185,12 +187,14 @@ def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: 
     the whole image only (1 pass, for photos framed on a person); `(1, 2, 3)` also looks at thirds:
     docs/pose.md, "Finding people".
     "hog": OpenCV's HOG + linear SVM people detector (no file; upright, walking people at least ~100 px
-    tall); `min_score` applies to its SVM margin; `tiles` does not apply."""
-    return [box for box, _ in scored_people(image, detector=detector, min_score=min_score, tiles=tiles)]
+    tall); `min_score` applies to its SVM margin; `tiles` does not apply.
+    `threads`: of the detector network (0: every usable core)."""
+    return [box for box, _ in scored_people(image, detector=detector, min_score=min_score, tiles=tiles,
+                                            threads=threads)]
 
 
 def scored_people(image: np.ndarray, *, detector: str = "blazepose", min_score: float = 0.5,
-                  tiles: tuple[int, ...] = POSE_TILES) -> list[tuple[Box, float]]:
+                  tiles: tuple[int, ...] = POSE_TILES, threads: int = 0) -> list[tuple[Box, float]]:
     """`detect_people`'s boxes, each with its score (BlazePose: the confidence in [0, 1]; HOG: its SVM margin),
     most confident first."""
     if detector not in PERSON_DETECTORS:
@@ -198,16 +202,8 @@ def scored_people(image: np.ndarray, *, detector: str = "blazepose", min_score: 
     rgb = _check_image(image, "detect_people")
     if not all(isinstance(n, int) and n >= 1 for n in tiles):
         raise DunetError(f"detect_people: tiles must be whole numbers >= 1, got {tiles!r}")
-    found = _blazepose(rgb, min_score, tuple(tiles)) if detector == "blazepose" else _hog(rgb, min_score)
+    found = _blazepose(rgb, min_score, tuple(tiles), threads) if detector == "blazepose" else _hog(rgb, min_score)
     return sorted(found, key=lambda f: f[1], reverse=True)
-
-
-@lru_cache(maxsize=1)
-def _pose_net():
-    cv2 = _cv2()
-    if not POSE_DETECTOR_FILE.is_file():
-        raise DunetError(f"{POSE_DETECTOR_FILE}: the person detector model is missing from the installation")
-    return cv2.dnn.readNetFromONNX(str(POSE_DETECTOR_FILE))
 
 
 @lru_cache(maxsize=1)
@@ -217,12 +213,13 @@ def _pose_anchors() -> np.ndarray:
     return _ssd_anchors(((28, 2), (14, 2), (7, 6)))
 
 
-def _blazepose(rgb: np.ndarray, min_score: float, tiles: tuple[int, ...] = POSE_TILES) -> list[tuple[Box, float]]:
+def _blazepose(rgb: np.ndarray, min_score: float, tiles: tuple[int, ...] = POSE_TILES,
+               threads: int = 0) -> list[tuple[Box, float]]:
     """The whole image, then overlapping squares of 1/n of its short side for each n in `tiles` (half a
     square apart), so that people far smaller than the picture fill enough of the model's 224 px input.
     All boxes are merged by MediaPipe's weighted suppression."""
     height, width = rgb.shape[:2]
-    corners, scores = _pose_window(rgb)
+    corners, scores = _pose_window(rgb, threads)
     found_corners, found_scores = [corners], [scores]
     for n in tiles:
         side = min(height, width) // n
@@ -230,7 +227,7 @@ def _blazepose(rgb: np.ndarray, min_score: float, tiles: tuple[int, ...] = POSE_
             continue
         for y in _starts(height, side):
             for x in _starts(width, side):
-                corners, scores = _pose_window(rgb[y: y + side, x: x + side])
+                corners, scores = _pose_window(rgb[y: y + side, x: x + side], threads)
                 corners = corners + [x, y, x, y]
                 # A person cut by an inner edge of the square is whole in a neighbouring one: drop it here.
                 margin = 0.1 * (corners[:, 2] - corners[:, 0])
@@ -258,13 +255,12 @@ def _starts(length: int, side: int) -> list[int]:
     return starts if starts[-1] == length - side else starts + [length - side]
 
 
-def _pose_window(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pose_window(rgb: np.ndarray, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One pass of the detector over an image: every anchor's body square (x0, y0, x1, y1) in image pixels
     and its score."""
     blob, side, pad_x, pad_y = _letterbox(rgb, POSE_SIZE)
-    net = _pose_net()
-    net.setInput(blob)
-    raw_boxes, raw_scores = net.forward(["boxes", "scores"])
+    outputs = _network(POSE_DETECTOR_FILE, threads)(blob.transpose(0, 3, 1, 2))  # the ONNX file's layout: NCHW
+    raw_boxes, raw_scores = outputs["boxes"], outputs["scores"]
     scores = _sigmoid(raw_scores)
     keep = scores >= 0.1  # below any useful threshold; saves work in the merge
     # Each row: the face box (x, y, w, h), then 4 keypoints (x, y): hips centre, a point at the body's radius
