@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--mediapipe-python", default=sys.executable,
                         help="a Python with mediapipe installed (see the module docstring)")
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds per method (each: every image once)")
+    parser.add_argument("--model", default="pose", help="dunet's pose model: a name (`dunet models`) or a run")
     args = parser.parse_args()
 
     import dunet
@@ -72,7 +73,7 @@ def main() -> None:
 
     rows = {}
     for name, flip in (("dunet", False), ("dunet, flip test", True)):
-        landmarker = dunet.load("pose", threads=1, flip=flip)
+        landmarker = dunet.load(args.model, threads=1, flip=flip)
         found = [landmarker.predict(image) for image in images]
         rows[name] = {"backend": landmarker.runner.backend, "found": sum(r is not None for r in found),
                       "flags": [correct(None if r is None else r.points, t) for r, t in zip(found, truths)],
@@ -96,7 +97,7 @@ def main() -> None:
               "ms_rounds": theirs["ms_per_image"]}]
     for name, row in rows.items():
         times = dunet_before[name] + dunet_after[name]
-        table.append({"method": f"{name} (lsp-lspet-dunet4)", "backend": row["backend"], "found": row["found"],
+        table.append({"method": f"{name} ({args.model})", "backend": row["backend"], "found": row["found"],
                       "pck_12": pck([f[:SHARED] for f in row["flags"]]), "pck_14": pck(row["flags"]),
                       "ms_per_image": round(float(np.median(times)), 1),
                       "ms_before_after": [round(float(np.median(dunet_before[name])), 1),
@@ -112,7 +113,8 @@ def main() -> None:
     out = results_file("pose_peers")
     out.write_text(json.dumps({"benchmark": "dunet pose vs MediaPipe Pose, 100 held-out LSP people", "cpu": cpu_name(),
                                "people": len(persons), "rounds": args.rounds, "rows": table,
-                               "command": f"python bench/pose_peers.py --rounds {args.rounds}"}, indent=1) + "\n")
+                               "command": f"python bench/pose_peers.py --model {args.model} --rounds {args.rounds}"},
+                              indent=1) + "\n")
     print(f"wrote {out}")
 
 
