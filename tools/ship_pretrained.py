@@ -135,10 +135,8 @@ def main() -> None:
     weights = {"half": ["--half"], "int8": ["--half", "--int8-weights"]}.get(args.format, [])
 
     def export(card_path=None):
-        if args.format == "packed":
-            command = ["--format", "packed"]
-        else:
-            command = ["--format", "safetensors", *weights] + (["--card", str(card_path)] if card_path else [])
+        command = ["--format", "packed"] if args.format == "packed" else ["--format", "safetensors", *weights]
+        command += ["--card", str(card_path)] if card_path else []  # the task in it names the crop detector
         assert dunet(["export", str(checkpoint), *command, "--out", str(shipped), *blur]) == 0
 
     export()  # measured as shipped: the metrics below come from this very file
@@ -174,13 +172,16 @@ def main() -> None:
         card["openvino_int8"] = ship_openvino_int8(shipped, args.name, source, train_idx, val_idx)
     card_path = run / "release_card.json"  # not RUN/last/card.json, the checkpoint's own card
     card_path.write_text(json.dumps(card))
-    if args.format != "packed":
-        export(card_path)  # the same weights again, now with the card in the file's metadata
-        card["bytes"] = shipped.stat().st_size
+    export(card_path)  # the same weights again, now with the card in the file's metadata
+    card["bytes"] = shipped.stat().st_size
     index_path = PRETRAINED / "models.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"models": []}
-    index["models"] = [e for e in index["models"] if e["name"] != args.name]
-    index["models"].append({k: v for k, v in card.items() if k != "metrics"})
+    entry = {k: v for k, v in card.items() if k != "metrics"}
+    names = [e["name"] for e in index["models"]]
+    if args.name in names:  # a model shipped again keeps its place in the list
+        index["models"][names.index(args.name)] = entry
+    else:
+        index["models"].append(entry)
     index_path.write_text(json.dumps(index, indent=1) + "\n")
     print(json.dumps(card["validation"]))
 
