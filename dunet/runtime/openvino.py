@@ -27,6 +27,7 @@ from dunet.runtime.backends import as_batch
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}  # dunet precision -> OpenVINO INFERENCE_PRECISION_HINT
 SUFFIXES = (".onnx", ".xml")
+DETECTOR_SUFFIXES = (".tflite", ".onnx")  # the shipped detectors' files, both of which OpenVINO reads
 RT_INFO_KEY = "dunet"
 ONNX_PREFIX = "dunet."  # the metadata keys of an ONNX file dunet wrote (dunet.deploy.onnx_export)
 
@@ -78,8 +79,8 @@ def _signal_stack_kept():
         sigaltstack(ctypes.byref(before), None)
 
 
-def _read_model(path: Path):
-    if path.suffix not in SUFFIXES:
+def _read_model(path: Path, suffixes: tuple[str, ...] = SUFFIXES):
+    if path.suffix not in suffixes:
         raise DunetError(f"{path}: OpenVINO reads an ONNX file (.onnx) or an OpenVINO IR (.xml)")
     if not path.is_file():
         raise DunetError(f"{path}: no such file")
@@ -166,11 +167,7 @@ class OpenVinoPredictor:
         self._throughput = None  # compiled on the first batch that is split over streams
 
     def _compile(self, model, config: dict):
-        try:
-            with _signal_stack_kept():
-                return core().compile_model(model, "CPU", {**self._config, **config})
-        except Exception as err:
-            raise DunetError(f"{self.path}: OpenVINO cannot compile it ({type(err).__name__}: {err})") from None
+        return _compile(model, {**self._config, **config}, self.path)
 
     def __del__(self):
         # The compiled models go with their requests: released here, where the signal stack is kept.
@@ -228,13 +225,9 @@ class DetectorNetwork:
     def __init__(self, path: Path, threads: int):
         if not path.is_file():
             raise DunetError(f"{path}: the detector model is missing from the installation")
-        try:
-            model = core().read_model(str(path))
-        except Exception as err:
-            raise DunetError(f"{path}: OpenVINO cannot read it ({_reason(err)})") from None
+        model = _read_model(path, DETECTOR_SUFFIXES)
         config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-        with _signal_stack_kept():
-            compiled = core().compile_model(model, "CPU", config)
+        compiled = _compile(model, config, path)
         self.names = [output.get_any_name() for output in compiled.outputs]
         self.request = compiled.create_infer_request()
 
@@ -242,6 +235,15 @@ class DetectorNetwork:
         self.request.set_input_tensor(_openvino().Tensor(np.ascontiguousarray(blob, np.float32), shared_memory=True))
         self.request.infer()
         return {name: np.array(self.request.get_output_tensor(i).data) for i, name in enumerate(self.names)}
+
+
+def _compile(model, config: dict, path: Path):
+    """`model` compiled for the CPU, the calling thread's signal stack kept; a file OpenVINO cannot run fails here."""
+    try:
+        with _signal_stack_kept():
+            return core().compile_model(model, "CPU", config)
+    except Exception as err:
+        raise DunetError(f"{path}: OpenVINO cannot compile it ({type(err).__name__}: {err})") from None
 
 
 def _final_output_only(model):
