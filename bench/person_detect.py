@@ -131,9 +131,9 @@ def measure(detect, images, truths) -> dict:
 
 # The shipped detectors; BlazePose also on the whole image only (no squares), and with squares of a third too.
 CANDIDATES = {
-    "blazepose": lambda image: detect.detect_people(image),
-    "blazepose-whole": lambda image: detect.detect_people(image, tiles=()),
-    "blazepose-1,2,3": lambda image: detect.detect_people(image, tiles=(1, 2, 3)),
+    "blazepose": lambda image: detect.detect_people(image, threads=1),
+    "blazepose-whole": lambda image: detect.detect_people(image, tiles=(), threads=1),
+    "blazepose-1,2,3": lambda image: detect.detect_people(image, tiles=(1, 2, 3), threads=1),
     "hog": lambda image: detect.detect_people(image, detector="hog"),
 }
 

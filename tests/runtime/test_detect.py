@@ -141,3 +141,21 @@ def test_bad_input_to_the_person_detector_is_one_line():
         detect.detect_people(np.zeros((32, 32, 3), np.uint8), detector="yolo")
     with pytest.raises(DunetError, match="tiles"):
         detect.detect_people(np.zeros((32, 32, 3), np.uint8), tiles=(0,))
+
+
+def test_a_person_filling_the_photo_is_found_by_a_second_look_framed(shared_data):
+    """LSP image 626: the plain pass sees nobody (the person fills the picture), the framed one finds them."""
+    image, joints = _lsp_person(shared_data, 626)
+    _, plain_scores = detect._pose_window(image)
+    assert not (plain_scores >= 0.5).any()
+    boxes = detect.detect_people(image)
+    assert len(boxes) == 1 and _holds(boxes[0], joints), boxes
+
+
+def test_boxes_of_parts_of_a_person_are_dropped():
+    whole = ((0.0, 0.0, 100.0, 200.0), 0.9)
+    part = ((20.0, 20.0, 60.0, 80.0), 0.6)  # inside the whole person, less confident
+    surer_part = ((20.0, 120.0, 60.0, 180.0), 0.95)  # inside, but more confident than the whole: kept
+    neighbour = ((90.0, 0.0, 190.0, 200.0), 0.7)  # overlaps a tenth of its area: kept
+    assert detect._drop_parts([whole, part, surer_part, neighbour]) == [whole, surer_part, neighbour]
+    assert detect._drop_parts([]) == []
