@@ -159,7 +159,8 @@ def load_model(target: str | Path, *, backend: str = "auto", precision: str = "a
     run or checkpoint directory, a `.safetensors` or packed model file, or an exported `.onnx` / `.xml` file.
 
     backend "auto": the fastest installed (`backends.fastest`): OpenVINO builds the network of a model file
-    from its weights, and runs a pretrained model's shipped int8 IR where there is one. "torch" runs the
+    from its weights, and runs a pretrained model's shipped int8 IR where there is one and the CPU does not
+    compute bf16 natively (`_runs_int8`). "torch" runs the
     PyTorch network (on `device`: "auto", "cpu", "cuda" or "cuda:N"); "onnx" an ONNX file (a model file is
     exported once and cached, which needs PyTorch). precision: "auto" (bf16 where the CPU computes it
     natively), "fp32" or "bf16". threads: of the runtime, or of PyTorch on the CPU; 0 = every usable core that
@@ -181,7 +182,7 @@ def load_model(target: str | Path, *, backend: str = "auto", precision: str = "a
         if backend == "torch":  # an exported file has no PyTorch network: its own runtime runs it
             backend = "onnx" if path.suffix == ".onnx" and not backends.installed("openvino") else "openvino"
         model = _load_exported(path, backend, precision, threads)
-    elif backend == "openvino" and int8 is not None:
+    elif backend == "openvino" and int8 is not None and _runs_int8(precision):
         model = _load_exported(int8, "openvino", precision, threads)
     elif backend == "openvino":
         model = _load_built(path, precision, threads)
@@ -190,6 +191,16 @@ def load_model(target: str | Path, *, backend: str = "auto", precision: str = "a
     if name is not None:
         model.source = name  # the model the user named, not its file
     return model
+
+
+def _runs_int8(precision: str) -> bool:
+    """Whether OpenVINO runs a pretrained model's int8 IR rather than the network built from its weights: unless
+    the network runs in bf16 (asked, or auto on a CPU that computes it natively), which keeps the float model's
+    accuracy. bench/peers.py, 1 thread, an Intel Xeon with AMX, ms per face built in bf16 / by the int8 IR:
+    300w-dunet2-w64 2.79 / 2.98 (NME 3.52 / 3.55 %), 300w-dunet2-w80 3.17 / 3.27, 300w-dunet2-192 7.53 / 6.76
+    (3.30 / 3.33 %): bench/results/peers_xeon_amx_bf16_vs_int8.json. Without native bf16 (the same CPU with
+    ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI), fp32 took twice the int8 IR's time: 300w-dunet2-w64 6.1 / 3.2."""
+    return not (precision == "bf16" or (precision == "auto" and cpu.native_bf16()[0]))
 
 
 def _resolve(target: str) -> tuple[Path, Path | None, str | None]:

@@ -56,9 +56,9 @@ def test_a_shipped_int8_file_reproduces_its_held_out_figures(entry, shared_data,
         assert metrics[key] == pytest.approx(float(text), abs=unit, rel=INT8_KERNELS_REL), key
 
 
-def test_a_pretrained_model_with_an_int8_file_runs_it_when_openvino_is_the_backend(tmp_path, tiny_config, monkeypatch):
+def test_a_pretrained_model_with_an_int8_file_runs_it_where_the_cpu_lacks_bf16(tmp_path, tiny_config, monkeypatch):
     pytest.importorskip("openvino")
-    from dunet.runtime import backends, pretrained
+    from dunet.runtime import backends, cpu, pretrained
     from dunet.runtime.model import load_model
 
     run = tmp_path / "run"
@@ -71,9 +71,19 @@ def test_a_pretrained_model_with_an_int8_file_runs_it_when_openvino_is_the_backe
     (tmp_path / "models.json").write_text(json.dumps(index))
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
 
+    monkeypatch.setattr(cpu, "native_bf16", lambda: (False, "no AVX-512 BF16 (as on a Zen 3)"))
     runner = load_model("tiny", backend="auto", threads=1)
     assert runner.backend == "openvino" and runner.source == "tiny"
     assert Path(runner.network.path).name == "tiny-int8.xml"  # the shipped int8 IR, not a network built here
+    # Where bf16 is native (or asked for), the network built from the weights runs in bf16.
+    with pytest.warns(UserWarning, match="emulated"):
+        asked_bf16 = load_model("tiny", backend="openvino", precision="bf16", threads=1)
+    assert Path(asked_bf16.network.path).name != "tiny-int8.xml"
+    monkeypatch.setattr(cpu, "native_bf16", lambda: (True, "AMX"))
+    built = load_model("tiny", backend="auto", threads=1)
+    assert built.backend == "openvino" and built.source == "tiny" and built.precision == "bf16"
+    assert Path(built.network.path).name != "tiny-int8.xml"
+    assert Path(load_model("tiny", precision="fp32", threads=1).network.path).name == "tiny-int8.xml"
     assert load_model("tiny", backend="openvino", threads=1).backend == "openvino"
     assert load_model("tiny", backend="torch").backend == "torch"
     monkeypatch.setattr(backends, "fastest", lambda device="auto": "onnx")  # had only onnxruntime been installed
