@@ -263,13 +263,13 @@ class Trainer:
         metrics: dict = {}
         saved = self.epoch if self.epoch else None  # the epoch `last` holds
         interrupted = False
-        previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop on SIGTERM as on Ctrl-C
+        stop = StopRequest()
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}  # SIGTERM as Ctrl-C
         log, self.log = self.log, self.run_progress.write  # epoch lines go above the run's bar
         try:
             while self.epoch < cfg.optim.epochs:
                 started = time.perf_counter()
-                train_loss, images = self._train_epoch()
+                train_loss, images = self._train_epoch(stop)
                 seconds = time.perf_counter() - started
                 self.epoch += 1
                 last_epoch = self.epoch == cfg.optim.epochs
@@ -282,7 +282,8 @@ class Trainer:
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.run_progress.close()
             self.log = log
         if interrupted:
@@ -308,7 +309,7 @@ class Trainer:
         except (OSError, ValueError):
             return last
 
-    def _train_epoch(self) -> tuple[float, int]:
+    def _train_epoch(self, stop: StopRequest) -> tuple[float, int]:
         cfg = self.cfg
         lr = cfg.optim.lr_at(self.epoch)
         for group in self.optimizer.param_groups:
@@ -326,6 +327,7 @@ class Trainer:
         self.net.train()
         total, seen = 0.0, 0
         for item in batches:
+            stop.check()
             images = item["image"].to(self.device, non_blocking=True).contiguous(memory_format=fmt)
             heatmaps = item["heatmaps"].to(self.device, non_blocking=True)
             visible = item["visible"].to(self.device, non_blocking=True)
@@ -398,6 +400,23 @@ class Trainer:
         shown = f", {key} {format_value(key, value)}" + (" (best)" if improved else "") if value is not None else ""
         self.log(f"epoch {self.epoch}/{self.cfg.optim.epochs}: loss {train_loss:.6f}, "
                  f"{images_per_s:.1f} img/s{shown}")
+
+
+class StopRequest:
+    """The handler of SIGINT and SIGTERM during training: a KeyboardInterrupt, remembered. Python drops an
+    exception raised where it cannot propagate (a fork hook of the data loader, a finaliser: "Exception ignored
+    in ..."), and a run of 1,000 epochs then went on; `check`, between batches, raises it again."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, number, frame):
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
 
 
 @contextmanager

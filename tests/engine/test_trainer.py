@@ -282,6 +282,30 @@ def test_an_interrupt_while_an_epoch_is_saved_waits_for_the_save(tmp_path, monke
     assert f"{run / 'last'} holds epoch 1, the last completed one; --resume continues with epoch 2" in lines[-1]
 
 
+def test_an_interrupt_that_python_drops_still_stops_the_run(tmp_path, monkeypatch):
+    """A SIGTERM whose KeyboardInterrupt lands where Python cannot raise it (the data loader's fork hooks,
+    a finaliser: "Exception ignored in ...") still stops the run at the next batch."""
+    import signal
+
+    real, calls = trainer_module.total_loss, {"n": 0}
+
+    def loss_with_a_dropped_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # epoch 2's first step
+            try:  # the handler runs, as for a SIGTERM arriving now...
+                signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+            except KeyboardInterrupt:  # ...and its exception is dropped, as Python drops it in a fork hook
+                pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "total_loss", loss_with_a_dropped_interrupt)
+    run, lines = tmp_path / "run", []
+    with pytest.raises(KeyboardInterrupt):
+        train(fast_config(**{"optim.epochs": 4}), run, log=lines.append)
+    assert load_checkpoint(run / "last").train_state["epoch"] == 1
+    assert calls["n"] == 3  # no step after the signal's
+
+
 def test_an_interrupt_in_the_first_epoch_saves_nothing(tmp_path, monkeypatch):
     import signal
 
