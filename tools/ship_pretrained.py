@@ -99,7 +99,8 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("--name", required=True)
     parser.add_argument("--task", required=True, choices=["face", "pose"])
-    parser.add_argument("--data", required=True, help="what the weights were learned from, in words (the card's data line)")
+    parser.add_argument("--data", required=True,
+                        help="what the weights were learned from, in words (the card's data line)")
     parser.add_argument("--recipe", required=True)
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best",
                         help="best: the epoch with the best held-out metric (chosen on the samples it is then scored "

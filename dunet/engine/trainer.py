@@ -263,8 +263,10 @@ class Trainer:
         metrics: dict = {}
         saved = self.epoch if self.epoch else None  # the epoch `last` holds
         interrupted = False
+        # SIGTERM stops the run as Ctrl-C does; a SIGINT ignored from the start (a job run with `&`) stays ignored.
         stop = StopRequest()
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}  # SIGTERM as Ctrl-C
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM,) + (() if ignored else (signal.SIGINT,))}
         log, self.log = self.log, self.run_progress.write  # epoch lines go above the run's bar
         try:
             while self.epoch < cfg.optim.epochs:

@@ -155,12 +155,20 @@ def _weighted_nms(corners: np.ndarray, scores: np.ndarray, iou_threshold: float 
     return merged
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def _intersection(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Area of `box` (x0, y0, x1, y1) shared with each of `boxes` (N, 4)."""
     x0, y0 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
     x1, y1 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
+    return np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    inter = _intersection(box, boxes)
+    return inter / np.maximum(_area(box) + _area(boxes) - inter, 1e-9)
 
 
 # --- people ----------------------------------------------------------------------------------------------
@@ -169,6 +177,8 @@ POSE_DETECTOR_FILE = Path(__file__).resolve().parents[1] / "pretrained" / "pose_
 PERSON_DETECTORS = ("blazepose", "hog")
 POSE_SIZE = 224
 POSE_TILES = (1, 2)  # besides the whole image: squares of its short side and of half of it
+CONTAINED = 0.7  # share of a box's area inside a larger, more confident one that makes it a part of a person
+FRAMED_MIN_SCORE = 0.7  # the framed second look's threshold: at 0.5 it saw people in a fifth of mouse frames
 
 
 def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: float = 0.5,
@@ -252,23 +262,17 @@ def _blazepose(rgb: np.ndarray, min_score: float, tiles: tuple[int, ...] = POSE_
     return found
 
 
-CONTAINED = 0.7  # share of a box's area inside a larger, more confident one that makes it a part of a person
-FRAMED_MIN_SCORE = 0.7  # the framed second look's threshold: at 0.5 it saw people in a fifth of mouse frames
-
-
 def _drop_parts(found: list) -> list:
     """`found` without the boxes of parts of people: a box lying mostly inside a larger and more confident
     one. A square of the picture that holds part of a person shows the detector a smaller person, and
     suppression keeps its box, which overlaps the whole person's by little."""
     boxes = np.array([box for box, _ in found]).reshape(-1, 4)
     scores = np.array([score for _, score in found])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    areas = _area(boxes)
     kept = []
     for i, box in enumerate(boxes):
         larger = (areas > areas[i]) & (scores > scores[i])
-        x0, y0 = np.maximum(box[0], boxes[larger, 0]), np.maximum(box[1], boxes[larger, 1])
-        x1, y1 = np.minimum(box[2], boxes[larger, 2]), np.minimum(box[3], boxes[larger, 3])
-        inside = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None) / max(areas[i], 1e-9)
+        inside = _intersection(box, boxes[larger]) / max(areas[i], 1e-9)
         if not (inside >= CONTAINED).any():
             kept.append(found[i])
     return kept

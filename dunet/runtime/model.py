@@ -196,10 +196,8 @@ def load_model(target: str | Path, *, backend: str = "auto", precision: str = "a
 def _runs_int8(precision: str) -> bool:
     """Whether OpenVINO runs a pretrained model's int8 IR rather than the network built from its weights: unless
     the network runs in bf16 (asked, or auto on a CPU that computes it natively), which keeps the float model's
-    accuracy. bench/peers.py, 1 thread, an Intel Xeon with AMX, ms per face built in bf16 / by the int8 IR:
-    300w-dunet2-w64 2.79 / 2.98 (NME 3.52 / 3.55 %), 300w-dunet2-w80 3.17 / 3.27, 300w-dunet2-192 7.53 / 6.76
-    (3.30 / 3.33 %): bench/results/peers_xeon_amx_bf16_vs_int8.json. Without native bf16 (the same CPU with
-    ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI), fp32 took twice the int8 IR's time: 300w-dunet2-w64 6.1 / 3.2."""
+    accuracy at about the int8 IR's speed; without native bf16, fp32 takes about twice the int8 IR's time
+    (measured in docs/api.md, "Backends")."""
     return not (precision == "bf16" or (precision == "auto" and cpu.native_bf16()[0]))
 
 
