@@ -159,3 +159,12 @@ def test_boxes_of_parts_of_a_person_are_dropped():
     neighbour = ((90.0, 0.0, 190.0, 200.0), 0.7)  # overlaps a tenth of its area: kept
     assert detect._drop_parts([whole, part, surer_part, neighbour]) == [whole, surer_part, neighbour]
     assert detect._drop_parts([]) == []
+
+
+def test_squares_only_where_they_show_people_larger():
+    assert detect._square_sides(960, 1280, (1, 1.5, 2)) == [960, 640, 480]  # a 4:3 photo: 1.33x, 2x, 2.67x
+    assert detect._square_sides(960, 1280, (3, 8, 9)) == [320, 120]  # a ninth, 106 px, cannot hold a person
+    assert detect._square_sides(140, 126, (1, 2)) == []  # squares of 126 px show a 140 px picture 1.11x larger
+    assert detect._square_sides(300, 200, (1, 2)) == [200]  # 1.5x; squares of 100 px cannot hold a person
+    assert detect._square_sides(290, 190, (1, 2)) == []  # a person the whole image hides is under 100 px
+    assert detect._square_sides(400, 400, (1, 2)) == [200]  # the whole image is no square of its own
