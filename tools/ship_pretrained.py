@@ -8,7 +8,10 @@ training:
 A binary or ternary run can ship as a packed file instead (`--format packed`: 1-2 bits per quantized weight,
 dunet.quant.packing); its metrics are then measured on the packed file itself. `--openvino-int8` also ships an
 OpenVINO int8 IR of the weights (NAME-int8.xml/.bin), which OpenVINO runs for that model by default; a user's
-machine has no calibration images, so the fast face model ships its int8 file ready.
+machine has no calibration images, so the fast face model ships its int8 file ready. A model already shipped
+gets one with `--add-openvino-int8 NAME` (its weights file and card stay as they are):
+
+    .venv/bin/python tools/ship_pretrained.py --add-openvino-int8 lsp-lspet-dunet4
 
 The validation metrics are measured here, on the run's held-out split, not copied from the log.
 """
@@ -73,6 +76,29 @@ def ship_openvino_int8(shipped: Path, name: str, source, train_idx: list[int], v
             "validation": describe(headline, len(idx), runner.config), "measured_on": measured_on()}
 
 
+def add_openvino_int8(name: str) -> dict:
+    """`ship_openvino_int8` for the shipped model `name`, on the held-out split its config names; its
+    models.json entry gains the file."""
+    from dunet.data.readers import open_source
+    from dunet.engine.inference import load_torch_model
+    from dunet.engine.trainer import split_indices
+    from dunet.runtime.pretrained import resolve_pretrained
+
+    shipped = resolve_pretrained(name)
+    cfg = load_torch_model(shipped, precision="fp32").config  # a shipped file keeps its training config
+    source = open_source(cfg.data.train[0])
+    train_idx, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
+    int8 = ship_openvino_int8(shipped, name, source, train_idx, val_idx)
+    index = json.loads((PRETRAINED / "models.json").read_text())
+    next(entry for entry in index["models"] if entry["name"] == name)["openvino_int8"] = int8
+    write_index(index)
+    return int8
+
+
+def write_index(index: dict) -> None:
+    (PRETRAINED / "models.json").write_text(json.dumps(index, indent=1) + "\n")
+
+
 def measured_on() -> str:
     """The CPU whose kernels computed a figure, and the oneDNN ISA cap if one was set: int8 figures differ between
     CPU families (bench/isa_spread.py)."""
@@ -96,12 +122,11 @@ def describe(headline: dict, count: int, cfg) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("run")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--task", required=True, choices=["face", "pose"])
-    parser.add_argument("--data", required=True,
-                        help="what the weights were learned from, in words (the card's data line)")
-    parser.add_argument("--recipe", required=True)
+    parser.add_argument("run", nargs="?")
+    parser.add_argument("--name")
+    parser.add_argument("--task", choices=["face", "pose"])
+    parser.add_argument("--data", help="what the weights were learned from, in words (the card's data line)")
+    parser.add_argument("--recipe")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best",
                         help="best: the epoch with the best held-out metric (chosen on the samples it is then scored "
                              "on, so slightly optimistic); last: the end of the schedule, with no such choice")
@@ -114,7 +139,15 @@ def main() -> None:
     parser.add_argument("--openvino-int8", action="store_true",
                         help="also ship an OpenVINO int8 IR of the shipped weights (calibrated on 300 training-split "
                              "crops), scored on the held-out split; OpenVINO then runs it for this model by default")
+    parser.add_argument("--add-openvino-int8", metavar="NAME",
+                        help="only make the OpenVINO int8 file of the shipped model NAME (no run needed)")
     args = parser.parse_args()
+    if args.add_openvino_int8:
+        print(json.dumps(add_openvino_int8(args.add_openvino_int8)["validation"]))
+        return
+    missing = [flag for flag in ("run", "name", "task", "data", "recipe") if getattr(args, flag) is None]
+    if missing:
+        parser.error("needed to ship a run: " + ", ".join(missing))
 
     from dunet.data.readers import open_source
     from dunet.engine.evaluate import predict_source, score
@@ -183,7 +216,7 @@ def main() -> None:
         index["models"][names.index(args.name)] = entry
     else:
         index["models"].append(entry)
-    index_path.write_text(json.dumps(index, indent=1) + "\n")
+    write_index(index)
     print(json.dumps(card["validation"]))
 
 
