@@ -45,7 +45,7 @@ Found = tuple[Box, str, float | None]
 # ../shared/data/300w`. People (BlazePose's body square around the box of the 14 LSP joints): LSP training
 # people and LSPET people, `python bench/pose_box.py --lsp 400 --lspet 400` (bench/results/pose_box_*.json).
 DETECTOR_BOX = {"blazeface": (1.026, (0.001, 0.052)), "haar": (1.148, (0.004, 0.164)),
-                "blazepose": (1.274, (0.0, -0.027))}
+                "blazepose": (1.268, (-0.005, 0.068))}
 # The long side, in pixels, that an image file is decoded at for each detector: BlazeFace shrinks the image
 # to 128 px anyway (this is 8x that); the Haar cascade finds faces down to 24 px, so it gets the full size;
 # BlazePose's finest squares are half the short side, shrunk to 224 px: 4x224 keeps them sharp.
