@@ -79,20 +79,30 @@ def ship_openvino_int8(shipped: Path, name: str, source, train_idx: list[int], v
 def add_openvino_int8(name: str) -> dict:
     """`ship_openvino_int8` for the shipped model `name`, on the held-out split its config names; its
     models.json entry gains the file."""
-    from dunet.data.readers import open_source
     from dunet.engine.inference import load_torch_model
-    from dunet.engine.trainer import split_indices
     from dunet.runtime.pretrained import resolve_pretrained
 
     shipped = resolve_pretrained(name)
     cfg = load_torch_model(shipped, precision="fp32").config  # a shipped file keeps its training config
-    source = open_source(cfg.data.train[0])
-    train_idx, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
-    int8 = ship_openvino_int8(shipped, name, source, train_idx, val_idx)
-    index = json.loads((PRETRAINED / "models.json").read_text())
+    int8 = ship_openvino_int8(shipped, name, *held_out_split(cfg))
+    index = read_index()
     next(entry for entry in index["models"] if entry["name"] == name)["openvino_int8"] = int8
     write_index(index)
     return int8
+
+
+def held_out_split(cfg) -> tuple:
+    """The training config's first source (the held-out split comes off it), its training and held-out indices."""
+    from dunet.data.readers import open_source
+    from dunet.engine.trainer import split_indices
+
+    source = open_source(cfg.data.train[0])
+    return source, *split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
+
+
+def read_index() -> dict:
+    path = PRETRAINED / "models.json"
+    return json.loads(path.read_text()) if path.exists() else {"models": []}
 
 
 def write_index(index: dict) -> None:
@@ -149,10 +159,9 @@ def main() -> None:
     if missing:
         parser.error("needed to ship a run: " + ", ".join(missing))
 
-    from dunet.data.readers import open_source
     from dunet.engine.evaluate import predict_source, score
     from dunet.engine.inference import load_torch_model
-    from dunet.engine.trainer import evenly_spaced, split_indices
+    from dunet.engine.trainer import evenly_spaced
     from dunet.models.config import ModelConfig
 
     run = Path(args.run)
@@ -161,8 +170,7 @@ def main() -> None:
     checkpoint = run / args.checkpoint
     model = load_torch_model(checkpoint, precision="fp32")  # to tune the decoding on training samples
     cfg = model.config  # the training config: where the held-out split comes from
-    source = open_source(cfg.data.train[0])  # the held-out split comes off the first source
-    train_idx, val_idx = split_indices(len(source), cfg.data.val_fraction, cfg.data.split_seed)
+    source, train_idx, val_idx = held_out_split(cfg)
     blur = []
     if args.tune_decode:
         blur = ["--decode-blur", str(tune_decode_blur(model, source, evenly_spaced(train_idx, 300)))]
@@ -208,8 +216,7 @@ def main() -> None:
     card_path.write_text(json.dumps(card))
     export(card_path)  # the same weights again, now with the card in the file's metadata
     card["bytes"] = shipped.stat().st_size
-    index_path = PRETRAINED / "models.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {"models": []}
+    index = read_index()
     entry = {k: v for k, v in card.items() if k != "metrics"}
     names = [e["name"] for e in index["models"]]
     if args.name in names:  # a model shipped again keeps its place in the list

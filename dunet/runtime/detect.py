@@ -190,19 +190,19 @@ FRAMED_MIN_SCORE = 0.7  # the framed second look's threshold: at 0.5 it saw peop
 
 
 def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: float = 0.5,
-                  tiles: tuple[int, ...] = POSE_TILES, threads: int = 0) -> list[Box]:
+                  tiles: tuple[float, ...] = POSE_TILES, threads: int = 0) -> list[Box]:
     """People in an RGB (H, W, 3) or grey (H, W) uint8 image as (x, y, w, h) boxes, most confident first;
     an empty list when there is nobody. `scored_people` gives each box's score too.
 
     "blazepose" (default): MediaPipe's BlazePose person detector (Google, Apache License 2.0: the
     `pose_detection.tflite` of the mediapipe 0.10.14 wheel, converted to `dunet/pretrained/pose_detection.onnx`
     by tools/pose_detector_onnx.py, run by OpenVINO). Its box is a square whose side is twice the
-    detector's body radius, as MediaPipe's body region, but centred 0.35 of the way from the hips to the
-    shoulders where MediaPipe's is centred on the hips (TORSO_POINT), so it holds the whole person in any pose;
+    detector's body radius, as MediaPipe's body region, but centred TORSO_POINT of the way from the hips to
+    the shoulders where MediaPipe's is centred on the hips, so it holds the whole person in any pose;
     `min_score` is its confidence threshold. It sees an image at 224x224, where a person under about a third
     of the picture's height is often missed; so it also looks at overlapping squares (half a square
-    apart) of 1/n of the short side for each n in `tiles`, where they show people at least 1.25x larger than
-    the whole image does. The default, squares of the short side, of two thirds and of half of it, finds
+    apart) of 1/n of the short side for each n in `tiles`, where they show people at least MIN_ZOOM times
+    larger than the whole image does. The default, squares of the short side, of two thirds and of half of it, finds
     people down to about 100 px tall in a 1280x960 photo at 24 passes (the detector finds people best in a
     square little larger than them); `tiles=()` looks at the whole image only (1 pass, for photos framed on a
     person); `(1, 1.5, 2, 3)` also looks at thirds. The box of a part of a person (inside a larger, surer box)
@@ -216,7 +216,7 @@ def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: 
 
 
 def scored_people(image: np.ndarray, *, detector: str = "blazepose", min_score: float = 0.5,
-                  tiles: tuple[int, ...] = POSE_TILES, threads: int = 0) -> list[tuple[Box, float]]:
+                  tiles: tuple[float, ...] = POSE_TILES, threads: int = 0) -> list[tuple[Box, float]]:
     """`detect_people`'s boxes, each with its score (BlazePose: the confidence in [0, 1]; HOG: its SVM margin),
     most confident first."""
     if detector not in PERSON_DETECTORS:
@@ -235,7 +235,7 @@ def _pose_anchors() -> np.ndarray:
     return _ssd_anchors(((28, 2), (14, 2), (7, 6)))
 
 
-def _blazepose(rgb: np.ndarray, min_score: float, tiles: tuple[int, ...] = POSE_TILES,
+def _blazepose(rgb: np.ndarray, min_score: float, tiles: tuple[float, ...] = POSE_TILES,
                threads: int = 0) -> list[tuple[Box, float]]:
     """The whole image, then overlapping squares of 1/n of its short side for each n in `tiles` (half a
     square apart), so that people far smaller than the picture fill enough of the model's 224 px input. All
@@ -270,7 +270,7 @@ def _blazepose(rgb: np.ndarray, min_score: float, tiles: tuple[int, ...] = POSE_
     return found
 
 
-def _square_sides(height: int, width: int, tiles: tuple[int, ...]) -> list[int]:
+def _square_sides(height: int, width: int, tiles: tuple[float, ...]) -> list[int]:
     """The sides of the squares to look at besides the whole image: 1/n of the short side for each n in
     `tiles`, but none too small to hold a person, nor one that shows people hardly larger than the whole
     image does (a square of a near-square picture); and none in a picture too small to hold a person whom the
