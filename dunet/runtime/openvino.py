@@ -232,7 +232,9 @@ class DetectorNetwork:
         self.request = compiled.create_infer_request()
 
     def __call__(self, blob: np.ndarray) -> dict[str, np.ndarray]:
-        self.request.set_input_tensor(_openvino().Tensor(np.ascontiguousarray(blob, np.float32), shared_memory=True))
+        # Named, so that a contiguous copy lives until the request has read it: the tensor shares its memory.
+        blob = np.ascontiguousarray(blob, np.float32)
+        self.request.set_input_tensor(_openvino().Tensor(blob, shared_memory=True))
         self.request.infer()
         return {name: np.array(self.request.get_output_tensor(i).data) for i, name in enumerate(self.names)}
 
