@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dunet import DunetError
+from dunet.runtime.backends import import_optional
 
 FILTERS = ("none", "median", "oneeuro")
 MEDIAN_WINDOW = 5  # frames: removes a one- or two-frame jump without smearing real motion at 30 fps
@@ -227,7 +228,7 @@ def analyse_video(landmarker, video: str | Path, out_dir: str | Path, *, filter:
 
 
 def _frame_size(video: Path, stats) -> None:
-    import cv2
+    cv2 = import_optional("cv2")  # the `video` extra
 
     capture = cv2.VideoCapture(str(video))
     try:

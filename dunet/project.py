@@ -25,6 +25,7 @@ import numpy as np
 from dunet import DunetError
 from dunet.data.images import IMAGE_EXTENSIONS
 from dunet.data.readers import DlcLabels, read_dlc_labels, write_dlc_labels
+from dunet.runtime.backends import import_optional
 
 LABELLED_DATA = "labeled-data"
 
@@ -226,7 +227,7 @@ def _save_crop(image: str, sample, margin: float, path: Path) -> np.ndarray:
 
 
 def _video_size(path: Path) -> tuple[int, int]:
-    import cv2
+    cv2 = import_optional("cv2")  # the `video` extra
 
     capture = cv2.VideoCapture(str(path))
     try:
@@ -288,7 +289,7 @@ def frame_name(index: int, frames: int) -> str:
 
 def video_frames(path: str | Path) -> int:
     """The frame count a video's header gives (0 if unknown); a DunetError naming the file if it cannot be opened."""
-    import cv2
+    cv2 = import_optional("cv2")  # the `video` extra
 
     path = Path(path)
     if not path.is_file():
@@ -306,7 +307,7 @@ def pick_frames(video: str | Path, count: int, method: str = "kmeans", seed: int
     """`count` frame indices of `video`, sorted. "uniform": evenly spaced; "kmeans": the frame nearest the
     centre of each of `count` clusters of grey thumbnails, so rare poses and places get a frame as common
     ones do (as DeepLabCut's kmeans extraction)."""
-    import cv2
+    cv2 = import_optional("cv2")  # the `video` extra
 
     from dunet.video import FrameStats, read_frames
 
@@ -368,7 +369,7 @@ def project_of(video: str | Path) -> Path | None:
 def save_frames(video: str | Path, indices, folder: str | Path) -> list[Path]:
     """Write the frames `indices` of `video` as DeepLabCut's PNGs in `folder` (each atomically; a frame
     already there is kept, as DeepLabCut keeps it). Returns the paths, in index order."""
-    import cv2
+    cv2 = import_optional("cv2")  # the `video` extra
 
     from dunet.files import atomic_write_file
     from dunet.video import read_frames

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dunet import DunetError
+from dunet.runtime.backends import import_optional
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 MAX_FAILED_IN_A_ROW = 50  # then the rest of the file is taken as unreadable
@@ -51,7 +52,7 @@ def read_frames(path: str | Path, *, every: int = 1, start: float = 0.0, end: fl
                 stats: FrameStats | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
     """(frame index, time in s, (H, W, 3) uint8 RGB) for every `every`-th frame from `start` to `end` seconds,
     decoded one at a time. Frames that fail to decode are skipped and counted in `stats.failed`."""
-    import cv2
+    cv2 = import_optional("cv2")  # the `video` extra
 
     path = Path(path)
     if every < 1:
@@ -185,7 +186,7 @@ def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: st
     person: `csv_header`)."""
     import time as clock
 
-    import cv2
+    cv2 = import_optional("cv2")  # the `video` extra
 
     from dunet.api import check_box
     from dunet.data.draw import draw_overlay

@@ -13,6 +13,7 @@ import numpy as np
 from dunet import DunetError
 from dunet.config import flag_range
 from dunet.data.draw import draw_overlay
+from dunet.runtime.backends import import_optional
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -132,7 +133,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 # Overlay colours (RGB): the first landmark of each flip pair, the second, and unpaired landmarks.
 def run_show(args: argparse.Namespace) -> int:
-    import cv2
+    cv2 = import_optional("cv2")  # the `video` extra
 
     from dunet.data import LandmarkDataset, open_source
 

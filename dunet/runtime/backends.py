@@ -35,8 +35,8 @@ BACKENDS = {
 }
 CHOICES = ("auto", *BACKENDS)
 # The extra of pyproject.toml that installs each package the runtime install leaves out.
-EXTRA_OF = {"torch": "train", "scipy": "train", "matplotlib": "train", "onnx": "train", "onnxscript": "train",
-            "nncf": "train", "onnxruntime": "onnx", "pandas": "dlc", "tables": "dlc"}
+EXTRA_OF = {"cv2": "video", "torch": "train", "scipy": "train", "matplotlib": "train", "onnx": "train",
+            "onnxscript": "train", "nncf": "train", "onnxruntime": "onnx", "pandas": "dlc", "tables": "dlc"}
 
 
 def missing_package_line(name: str) -> str | None:
@@ -44,6 +44,16 @@ def missing_package_line(name: str) -> str | None:
     top = name.split(".")[0]
     return f"this needs {top}, which `pip install dunet` leaves out: pip install 'dunet[{EXTRA_OF[top]}]'" \
         if top in EXTRA_OF else None
+
+
+def import_optional(name: str):
+    """A package of an extra (`EXTRA_OF`), imported; or a DunetError naming the extra to install."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise DunetError(missing_package_line(name) or f"this needs the {name} package") from None
+
+
 FASTEST_FIRST = ("openvino", "onnx", "torch")  # bench/infer.py: OpenVINO bf16 / int8 are 2-4x PyTorch on a CPU
 
 

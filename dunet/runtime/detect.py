@@ -8,9 +8,9 @@ the Haar cascade 149 (12.3 %): `python -m dunet.runtime.detect ../shared/data/30
 images are face crops; BlazeFace short range is made for faces that fill a good part of the picture
 (portraits, selfies, webcams): for small faces in a large photo give a box per face.
 
-The Haar cascade ships inside the opencv-python(-headless) 4.x wheels (cv2.data.haarcascades). OpenCV 5
-dropped it: with it, or without OpenCV, `detect_faces(..., detector="haar")` raises a DunetError that says
-what to install.
+The Haar cascade ships inside the opencv-python(-headless) 4.x wheels (cv2.data.haarcascades), which the `video`
+extra installs; BlazeFace and the person detector need no OpenCV. OpenCV 5 dropped the cascade: with it, or without
+OpenCV, `detect_faces(..., detector="haar")` raises a DunetError that says what to install.
 
 The person detector (Apache-2.0, `pose_detection.tflite` of the same wheel) ships as ONNX, 6.0 MB, and runs in
 OpenVINO too (tools/pose_detector_onnx.py converted it when OpenCV ran the detectors, whose TFLite reader could
@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from dunet import DunetError
+from dunet.data.transforms import square_average
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 BLAZEFACE_FILE = Path(__file__).resolve().parents[1] / "pretrained" / "blazeface_short_range.tflite"
-INSTALL_HINT = "install it with: pip install 'opencv-python-headless>=4.9,<5'"
+INSTALL_HINT = "install it with: pip install 'dunet[video]' (OpenCV 4)"
 DETECTORS = ("blazeface", "haar")
 
 Box = tuple[int, int, int, int]  # x, y, width, height in image pixels
@@ -39,7 +40,7 @@ def _cv2():
     try:
         import cv2
     except ImportError:
-        raise DunetError(f"face detection needs OpenCV; {INSTALL_HINT}") from None
+        raise DunetError(f"the Haar and HOG detectors need OpenCV; {INSTALL_HINT}") from None
     return cv2
 
 
@@ -99,16 +100,13 @@ def _ssd_anchors(grids: tuple[tuple[int, int], ...]) -> np.ndarray:
 
 def _letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, int, float, float]:
     """The image padded to a square with black, as MediaPipe does so that shapes keep their proportions,
-    resized to `size` and scaled to [-1, 1], as a (1, size, size, 3) batch; with the square's side and the
-    padding."""
-    cv2 = _cv2()
+    averaged down (or up) to `size` and scaled to [-1, 1], as a (1, size, size, 3) batch; with the square's side and
+    the padding."""
     height, width = rgb.shape[:2]
     side = max(height, width)
     pad_x, pad_y = (side - width) / 2, (side - height) / 2
-    square = cv2.copyMakeBorder(rgb, int(pad_y), side - height - int(pad_y), int(pad_x), side - width - int(pad_x),
-                                cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    small = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
-    return (small.astype(np.float32) / 127.5 - 1.0)[None], side, pad_x, pad_y
+    small = square_average(rgb, (-int(pad_x), -int(pad_y)), side, size)
+    return (small / 127.5 - 1.0)[None], side, pad_x, pad_y
 
 
 def _sigmoid(raw: np.ndarray) -> np.ndarray:

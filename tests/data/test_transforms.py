@@ -3,7 +3,8 @@ import pytest
 
 from dunet.data.spec import SPECS
 from dunet.data.transforms import (
-    Augmentation, apply_affine, apply_color, apply_occluder, crop_matrix, flip_keypoints, invert_affine, warp_image,
+    Augmentation, apply_affine, apply_color, apply_occluder, crop_matrix, flip_keypoints, invert_affine, square_average,
+    warp_image,
 )
 
 
@@ -139,3 +140,50 @@ def test_occluder_paints_only_its_rectangle():
     assert painted[5:9, 2:5].all() and painted.sum() == 12
     np.testing.assert_allclose(out[6, 3], [1.0, 0.5, 0.25])
     assert (image == 0).all()  # the input is not modified
+
+
+@pytest.mark.parametrize("rotation", [0.0, 17.0])
+@pytest.mark.parametrize("box_size", [100.0, 180.0])
+def test_the_crop_is_opencvs_bilinear_warp(box_size, rotation):
+    """warp_image (numpy, so that inference needs no OpenCV) samples as cv2.warpAffine with INTER_LINEAR and a
+    constant black border does, to the rounding of OpenCV's fixed-point arithmetic (positions in 1/32 px: up to 8
+    grey levels across the step from a white image to the black outside), crops reaching past the image included."""
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(6)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (700, 900, 3), dtype=np.uint8), (0, 0), 2)
+    image[:, :, 2] = 255  # a sharp edge where the image ends
+    for centre, most in (([450.3, 350.8], 1), ([30.0, 650.0], 8)):
+        matrix = crop_matrix(np.array(centre), box_size, 128, rotation, flip=True)
+        crop = warp_image(image, matrix, 128).astype(int)
+        expected = cv2.warpAffine(image, matrix, (128, 128), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        difference = np.abs(crop - expected.astype(int))
+        assert difference.max() <= most and difference.mean() < 0.1, (centre, difference.max(), difference.mean())
+
+
+def test_large_reductions_average_blocks_as_opencv_does():
+    cv2 = pytest.importorskip("cv2")
+    image = np.random.default_rng(7).integers(0, 256, (700, 910, 3), dtype=np.uint8)
+    matrix = crop_matrix(np.array([455.0, 350.0]), 960.0, 128)  # the whole image: 7.5 times smaller, 7 by blocks
+    crop = warp_image(image, matrix, 128).astype(int)
+    # OpenCV: the same 7x7 block means (INTER_AREA at an exact factor), then the same bilinear warp.
+    small = cv2.resize(image, (130, 100), interpolation=cv2.INTER_AREA)
+    to_small = np.array([[1 / 7, 0, -3 / 7], [0, 1 / 7, -3 / 7], [0, 0, 1]])  # block centres at 3, 10, 17, ...
+    local = (np.vstack([matrix, [0, 0, 1]]) @ np.linalg.inv(to_small))[:2]
+    expected = cv2.warpAffine(small, local, (128, 128), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    difference = np.abs(crop - expected.astype(int))  # both round each block's mean, then each sample
+    assert difference.max() <= 3 and difference.mean() < 0.2, (difference.max(), difference.mean())
+
+
+@pytest.mark.parametrize("shape,size", [((960, 1280, 3), 224), ((300, 200, 3), 224), ((150, 120, 3), 128)])
+def test_a_padded_square_averages_as_opencvs_inter_area(shape, size):
+    """The detectors' input: the image in a black square, averaged to `size`, as OpenCV's copyMakeBorder and
+    INTER_AREA resize make it, to one grey level (the last case enlarges)."""
+    cv2 = pytest.importorskip("cv2")
+    image = cv2.GaussianBlur(np.random.default_rng(8).integers(0, 256, shape, dtype=np.uint8), (0, 0), 2)
+    height, width = shape[:2]
+    side = max(height, width)
+    left, top = (side - width) // 2, (side - height) // 2
+    square = cv2.copyMakeBorder(image, top, side - height - top, left, side - width - left, cv2.BORDER_CONSTANT)
+    expected = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA).astype(int)
+    difference = np.abs(square_average(image, (-left, -top), side, size) - expected)
+    assert difference.max() <= 1 and difference.mean() < 0.1

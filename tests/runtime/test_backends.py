@@ -75,3 +75,15 @@ def test_onnxruntime_on_a_model_file_without_torch_says_what_to_do(tmp_path):
                             "except dunet.DunetError as err:\n    print(err)\n", tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "onnxruntime runs ONNX files" in out.stdout and "pip install 'dunet[train]'" in out.stdout
+
+
+def test_a_video_without_opencv_is_one_line_naming_the_extra(tmp_path):
+    """Photos need no OpenCV (the test above's predict does not either); a video names the `video` extra."""
+    (tmp_path / "clip.mp4").write_bytes(b"not read")
+    code = ("import sys; sys.modules['cv2'] = None\n"  # as in `pip install dunet`: importing OpenCV fails
+            "from dunet.cli import main\n"
+            f"sys.exit(main(['predict', '--model', 'face', {str(tmp_path / 'clip.mp4')!r}, "
+            f"'--out', {str(tmp_path / 'out')!r}]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().endswith("this needs cv2, which `pip install dunet` leaves out: pip install 'dunet[video]'")
