@@ -58,11 +58,11 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, output_size: int) -> np.nd
 
     Large reductions first shrink the needed region by area averaging, so small crops of big
     images do not alias."""
-    return warp_pixels(image, matrix, output_size).astype(image.dtype)
+    return _warp(image, matrix, output_size).astype(image.dtype)
 
 
-def warp_pixels(image: np.ndarray, matrix: np.ndarray, output_size: int) -> np.ndarray:
-    """`warp_image` as float32 (whole values), for a network input: no round trip through uint8."""
+def _warp(image: np.ndarray, matrix: np.ndarray, output_size: int) -> np.ndarray:
+    """`warp_image` as float32 (whole values): a network input needs no round trip through uint8."""
     zoom = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
     height, width = image.shape[:2]
     corners = np.array([[-0.5, -0.5], [output_size - 0.5, -0.5], [-0.5, output_size - 0.5],
@@ -200,7 +200,7 @@ def crop_image(image: np.ndarray, center, scale: float, input_size: int) -> tupl
     `sample.scale * spec.box_margin`. Returns the network input (`network_input`) and the (2, 3) float32 affine
     that maps crop pixels back to image pixels (apply it to decoded keypoints)."""
     matrix = crop_matrix(np.asarray(center, dtype=np.float64), scale, input_size)
-    crop = warp_pixels(image, matrix, input_size)
+    crop = _warp(image, matrix, input_size)
     crop *= np.float32(1.0 / 255.0)  # as `unit_range` scales a uint8 crop, to the same floats
     return network_input(crop), invert_affine(matrix).astype(np.float32)
 
