@@ -166,7 +166,7 @@ def square_average(image: np.ndarray, corner: tuple[float, float], side: float, 
     rows = _footprint_sums(image, corner[1], scale, size)
     both = _footprint_sums(np.ascontiguousarray(rows.transpose(1, 0, 2)), corner[0], scale, size)
     both *= np.float32(1.0 / (scale * scale))
-    return np.ascontiguousarray(np.rint(both, out=both).transpose(1, 0, 2))
+    return np.rint(both, out=both).transpose(1, 0, 2)
 
 
 def _footprint_sums(values: np.ndarray, start: float, scale: float, cells: int) -> np.ndarray:
@@ -187,9 +187,9 @@ def _footprint_sums(values: np.ndarray, start: float, scale: float, cells: int) 
 
 
 def unit_range(crop: np.ndarray) -> np.ndarray:
-    """An (S, S, 3) uint8 RGB crop as float32 in [0, 1]: the pixel values every dunet network takes (its model
-    card says so), in training and inference alike."""
-    return crop.astype(np.float32) * np.float32(1.0 / 255.0)
+    """An (S, S, 3) RGB crop of values 0-255 (uint8, or whole floats) as float32 in [0, 1]: the pixel values every
+    dunet network takes (its model card says so), in training and inference alike."""
+    return np.multiply(crop, np.float32(1.0 / 255.0), dtype=np.float32)
 
 
 def network_input(crop: np.ndarray) -> np.ndarray:
@@ -204,9 +204,8 @@ def crop_image(image: np.ndarray, center, scale: float, input_size: int) -> tupl
     `sample.scale * spec.box_margin`. Returns the network input (`network_input`) and the (2, 3) float32 affine
     that maps crop pixels back to image pixels (apply it to decoded keypoints)."""
     matrix = crop_matrix(np.asarray(center, dtype=np.float64), scale, input_size)
-    crop = _warp(image, matrix, input_size)
-    crop *= np.float32(1.0 / 255.0)  # as `unit_range` scales a uint8 crop, to the same floats
-    return network_input(crop), invert_affine(matrix).astype(np.float32)
+    # The warp's whole float values scaled as a uint8 crop would be: no round trip through uint8.
+    return network_input(unit_range(_warp(image, matrix, input_size))), invert_affine(matrix).astype(np.float32)
 
 
 def flip_keypoints(keypoints: np.ndarray, visible: np.ndarray, width: int, flip_index: np.ndarray):

@@ -27,6 +27,7 @@ import numpy as np
 
 from dunet import DunetError
 from dunet.data.transforms import square_average
+from dunet.runtime.backends import import_optional
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 BLAZEFACE_FILE = Path(__file__).resolve().parents[1] / "pretrained" / "blazeface_short_range.tflite"
@@ -34,14 +35,6 @@ INSTALL_HINT = "install it with: pip install 'dunet[video]' (OpenCV 4)"
 DETECTORS = ("blazeface", "haar")
 
 Box = tuple[int, int, int, int]  # x, y, width, height in image pixels
-
-
-def _cv2():
-    try:
-        import cv2
-    except ImportError:
-        raise DunetError(f"the Haar and HOG detectors need OpenCV; {INSTALL_HINT}") from None
-    return cv2
 
 
 def _check_image(image, caller: str = "detect_faces") -> np.ndarray:
@@ -330,14 +323,14 @@ def _pose_window(rgb: np.ndarray, threads: int = 0, framed: bool = False) -> tup
 
 @lru_cache(maxsize=1)
 def _hog_detector():
-    cv2 = _cv2()
+    cv2 = import_optional("cv2")  # the `video` extra
     hog = cv2.HOGDescriptor()  # the default 64x128 window of Dalal and Triggs
     hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
     return hog
 
 
 def _hog(rgb: np.ndarray, min_score: float, min_side: int = 480) -> list[tuple[Box, float]]:
-    cv2 = _cv2()
+    cv2 = import_optional("cv2")  # the `video` extra
     # Its window is 128 px tall and it only scales the image down: enlarge small images so that the people
     # of a person-sized crop fit it.
     factor = max(1.0, min_side / min(rgb.shape[:2]))
@@ -353,7 +346,7 @@ def _hog(rgb: np.ndarray, min_score: float, min_side: int = 480) -> list[tuple[B
 
 def cascade_path() -> Path:
     """Where the bundled frontal-face cascade is, or a DunetError saying why there is none."""
-    cv2 = _cv2()
+    cv2 = import_optional("cv2")  # the `video` extra
     folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
     if not hasattr(cv2, "CascadeClassifier") or folder is None:
         raise DunetError(f"OpenCV {cv2.__version__} has no Haar cascade classifier (OpenCV 5 removed it); "
@@ -375,7 +368,7 @@ def _classifier(path: str):
 
 
 def _haar(rgb: np.ndarray, min_size: int = 24) -> list[Box]:
-    cv2 = _cv2()
+    cv2 = import_optional("cv2")  # the `video` extra
     classifier = _classifier(str(cascade_path()))
     grey = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))  # the cascade was trained on normalised faces
     found = classifier.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
