@@ -180,23 +180,46 @@ class EpochSampler(Sampler[int]):
         return iter(order[self.rank * share:(self.rank + 1) * share])
 
 
-def leave_sigterm_to_the_main_process(worker_id: int) -> None:
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class SignalSafeLoader(DataLoader):
+    """A DataLoader whose workers leave SIGTERM to the main process, and are started with SIGINT and SIGTERM held.
+
+    A SIGTERM sent to the whole process group (`kill -- -PGID`, a service manager, a job scheduler) must reach the
+    training process, which saves a checkpoint and then shuts its workers down; a worker killed by it first made
+    the run fail with "DataLoader worker ... exited unexpectedly" instead of saving. A forked worker runs the
+    training process's handlers until its init has run: a signal landing in that moment (workers are started
+    each epoch) raised KeyboardInterrupt in the worker, which then died, or, stopped inside a fork hook, could not
+    exit, and the run hung after saving. So the signals are held while the workers start, and each worker lets
+    them through once SIGTERM is ignored (a held SIGINT, from Ctrl-C, then stops the worker as it would have)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, worker_init_fn=_leave_sigterm_to_the_main_process, **kwargs)
+
+    def __iter__(self):
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return super().__iter__()  # starts the workers; forked with the signals held
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # one that came meanwhile is acted on now
+
+
+def _leave_sigterm_to_the_main_process(worker_id: int) -> None:
     """`worker_init_fn` of every data-loading worker."""
-    # A SIGTERM sent to the whole process group (`kill -- -PGID`, a service manager, a job scheduler) must
-    # reach the training process, which saves a checkpoint and then shuts its workers down. A worker killed
-    # by it first makes the main process fail with "DataLoader worker ... killed" instead of saving.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def build_loader(
     dataset: LandmarkDataset, batch_size: int, workers: int = 2, sampler: EpochSampler | None = None,
     drop_last: bool = False, pin_memory: bool = False,
-) -> DataLoader:
+) -> SignalSafeLoader:
     """DataLoader for `dataset` in the order of `sampler` (default: `EpochSampler(dataset)`). Call
     `dataset.set_epoch(e)` before iterating epoch e: workers are started per epoch (not persistent) so
     they see the new epoch. (Torch already runs each worker single-threaded; OpenCV's thread count is
     left alone: changing it in a forked worker can hang.)"""
-    return DataLoader(
+    return SignalSafeLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler if sampler is not None else EpochSampler(dataset),
@@ -204,5 +227,4 @@ def build_loader(
         drop_last=drop_last,
         persistent_workers=False,
         pin_memory=pin_memory,
-        worker_init_fn=leave_sigterm_to_the_main_process,
     )

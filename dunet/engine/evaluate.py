@@ -6,7 +6,7 @@ import logging
 import sys
 
 import numpy as np
-from torch.utils.data import DataLoader, Subset, default_collate
+from torch.utils.data import Subset, default_collate
 
 from dunet import DunetError
 from dunet.data.sample import BadItem, Source, normalisers
@@ -31,13 +31,12 @@ def predict_source(predict_crops, source: Source, input_size: int, *, indices=No
 
     A sample whose image cannot be read is never replaced by another (it would be scored twice): it is a
     DunetError naming the file, or with `skip_bad` it is left out (logged; the returned indices lack it)."""
-    from dunet.data.dataset import LandmarkDataset, leave_sigterm_to_the_main_process
+    from dunet.data.dataset import LandmarkDataset, SignalSafeLoader
 
     dataset = LandmarkDataset(source, input_size=input_size, augment=False, bad_sample="skip")
     if indices is not None:
         dataset = Subset(dataset, list(indices))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=_split_bad, worker_init_fn=leave_sigterm_to_the_main_process)
+    loader = SignalSafeLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_split_bad)
     from dunet.engine.progress import progress as report
 
     batches = report(loader, total_images=len(dataset), desc="eval", enabled=progress,

@@ -1,4 +1,5 @@
 import math
+import signal
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from dunet import DunetError
 from dunet.data import (
     Augmentation, EpochSampler, HeatmapCodec, LandmarkDataset, build_loader, crop_image, open_source,
 )
+from dunet.data.dataset import STOP_SIGNALS, SignalSafeLoader
 from dunet.data.heatmaps import decode
 from dunet.data.sample import Sample, Source
 from dunet.data.spec import DatasetSpec
@@ -197,6 +199,34 @@ def test_workers_give_the_same_batches(faces):
     double = list(build_loader(dataset, 8, workers=2))
     assert len(single) == len(double) == 5
     assert all(_same(a, b) for a, b in zip(single, double))
+
+
+class _SignalState(torch.utils.data.Dataset):
+    """Each item: whether SIGTERM is ignored, and which of SIGINT and SIGTERM are held, in the process reading it."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        return signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, sorted(int(s) for s in STOP_SIGNALS & held)
+
+
+def test_workers_start_with_stop_signals_held_and_then_ignore_sigterm(monkeypatch):
+    import multiprocessing.process
+
+    held_at_start = []
+    start = multiprocessing.process.BaseProcess.start
+
+    def recording_start(process):
+        held_at_start.append(STOP_SIGNALS <= signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        start(process)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", recording_start)
+    items = list(SignalSafeLoader(_SignalState(), batch_size=None, num_workers=2))
+    assert held_at_start == [True, True]  # a signal to a worker before its init waits
+    assert items == [[True, []], [True, []]]  # then: SIGTERM ignored, nothing held
+    assert not STOP_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])  # and the main process holds nothing
 
 
 class _Epoch:

@@ -262,6 +262,49 @@ def test_sigterm_to_the_process_group_saves_and_exits(tmp_path):
     assert "interrupted: saved" in out + err and "killed by signal" not in err and "exited unexpectedly" not in err
 
 
+def test_sigterm_to_workers_as_they_start_still_saves_and_exits(tmp_path):
+    """Workers start each epoch; a group SIGTERM can land on one before its init ran. Each new worker gets one the
+    moment it appears (before the fix: the run failed, "worker exited unexpectedly", in 4 runs of 4); then the
+    training process."""
+    import signal
+    import time
+
+    import psutil
+    import yaml
+
+    from tests.engine.conftest import TINY
+
+    config = tmp_path / "tiny.yaml"
+    tiny = {**TINY, "data": {**TINY["data"], "train": "synthetic:40:0", "workers": 1}}
+    config.write_text(yaml.safe_dump({**tiny, "optim": {**TINY["optim"], "epochs": 1000}}))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dunet", "train", str(config), "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    hit: set[int] = set()
+    try:
+        trainer = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 120
+        while len(hit) < 6 and proc.poll() is None:
+            assert time.monotonic() < deadline, "training did not get going"
+            try:
+                for worker in trainer.children():
+                    if worker.pid not in hit:
+                        hit.add(worker.pid)
+                        worker.send_signal(signal.SIGTERM)
+            except psutil.Error:  # a worker gone meanwhile
+                pass
+        while proc.poll() is None and not (run / "last" / "card.json").exists():
+            assert time.monotonic() < deadline, "no epoch completed"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: saved" in out + err and "exited unexpectedly" not in err
+
+
 def _eval_json(target, capsys, data="synthetic:6:5"):
     capsys.readouterr()
     assert main(["eval", str(target), "--data", data, "--json", "--precision", "fp32", "--backend", "torch"]) == 0
