@@ -39,11 +39,15 @@ EXTRA_OF = {"cv2": "video", "torch": "train", "scipy": "train", "matplotlib": "t
             "onnxscript": "train", "nncf": "train", "onnxruntime": "onnx", "pandas": "dlc", "tables": "dlc"}
 
 
+# What users call the packages whose import name is not their project's name.
+PROJECT_OF = {"cv2": "OpenCV (cv2)", "torch": "PyTorch", "tables": "PyTables"}
+
+
 def missing_package_line(name: str) -> str | None:
     """The line that names the extra to install for a missing package, or None for one no extra installs."""
     top = name.split(".")[0]
-    return f"this needs {top}, which `pip install dunet` leaves out: pip install 'dunet[{EXTRA_OF[top]}]'" \
-        if top in EXTRA_OF else None
+    return f"this needs {PROJECT_OF.get(top, top)}, which `pip install dunet` leaves out: pip install " \
+        f"'dunet[{EXTRA_OF[top]}]'" if top in EXTRA_OF else None
 
 
 def import_optional(name: str):

@@ -41,7 +41,7 @@ def test_a_training_command_without_torch_is_one_line_naming_the_extra(tmp_path)
                             f"sys.exit(main(['train', 'configs/demo.yaml', '--out', {str(tmp_path / 'run')!r}]))\n",
                             tmp_path)
     assert out.returncode == 2, out.stderr[-2000:]
-    assert out.stderr.strip() == "dunet train: error: this needs torch, which `pip install dunet` leaves out: " \
+    assert out.stderr.strip() == "dunet train: error: this needs PyTorch, which `pip install dunet` leaves out: " \
                                  "pip install 'dunet[train]'"
 
 
@@ -86,4 +86,4 @@ def test_a_video_without_opencv_is_one_line_naming_the_extra(tmp_path):
             f"'--out', {str(tmp_path / 'out')!r}]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 2, out.stderr[-2000:]
-    assert out.stderr.strip().endswith("this needs cv2, which `pip install dunet` leaves out: pip install 'dunet[video]'")
+    assert out.stderr.strip().endswith("this needs OpenCV (cv2), which `pip install dunet` leaves out: pip install 'dunet[video]'")
