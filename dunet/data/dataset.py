@@ -198,6 +198,8 @@ class SignalSafeLoader(DataLoader):
         super().__init__(*args, worker_init_fn=_leave_sigterm_to_the_main_process, **kwargs)
 
     def __iter__(self):
+        if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks, and workers are spawned, not forked
+            return super().__iter__()
         held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             return super().__iter__()  # starts the workers; forked with the signals held
@@ -208,7 +210,8 @@ class SignalSafeLoader(DataLoader):
 def _leave_sigterm_to_the_main_process(worker_id: int) -> None:
     """`worker_init_fn` of every data-loading worker."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def build_loader(
