@@ -225,10 +225,10 @@ def test_torchrun_two_processes(tmp_path):
     assert (run / "last" / "model.safetensors").exists()
 
 
-@pytest.mark.slow
-def test_sigterm_to_the_process_group_saves_and_exits(tmp_path):
-    """A SIGTERM to every process of the run (as `kill -- -PGID` or a service manager sends it) saves `last`:
-    the data-loading workers leave it to the training process instead of dying first."""
+def _stopped_by_sigterm(tmp_path, samples: int, signal_workers) -> tuple[int, str]:
+    """Start an endless tiny run with one data-loading worker, let `signal_workers(proc, trainer, run, deadline)` signal
+    its workers (it returns once done), then SIGTERM the training process once it has saved an epoch: its return
+    code and output."""
     import signal
     import time
 
@@ -238,61 +238,14 @@ def test_sigterm_to_the_process_group_saves_and_exits(tmp_path):
     from tests.engine.conftest import TINY
 
     config = tmp_path / "tiny.yaml"
-    tiny = {**TINY, "data": {**TINY["data"], "train": "synthetic:400:0", "workers": 1}}
+    tiny = {**TINY, "data": {**TINY["data"], "train": f"synthetic:{samples}:0", "workers": 1}}
     config.write_text(yaml.safe_dump({**tiny, "optim": {**TINY["optim"], "epochs": 1000}}))
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "dunet", "train", str(config), "--out", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not (run / "last" / "card.json").exists() or not psutil.Process(proc.pid).children():
-            assert proc.poll() is None and time.monotonic() < deadline, "training did not get going"
-            time.sleep(0.05)
-        time.sleep(1.0)  # let the worker start up
-        # As a group kill can land: the worker first, the training process a moment later.
-        for worker in psutil.Process(proc.pid).children():
-            worker.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted: saved" in out + err and "killed by signal" not in err and "exited unexpectedly" not in err
-
-
-def test_sigterm_to_workers_as_they_start_still_saves_and_exits(tmp_path):
-    """Workers start each epoch; a group SIGTERM can land on one before its init ran. Each new worker gets one the
-    moment it appears (before the fix: the run failed, "worker exited unexpectedly", in 4 runs of 4); then the
-    training process."""
-    import signal
-    import time
-
-    import psutil
-    import yaml
-
-    from tests.engine.conftest import TINY
-
-    config = tmp_path / "tiny.yaml"
-    tiny = {**TINY, "data": {**TINY["data"], "train": "synthetic:40:0", "workers": 1}}
-    config.write_text(yaml.safe_dump({**tiny, "optim": {**TINY["optim"], "epochs": 1000}}))
-    run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "dunet", "train", str(config), "--out", str(run)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    hit: set[int] = set()
-    try:
-        trainer = psutil.Process(proc.pid)
-        deadline = time.monotonic() + 120
-        while len(hit) < 6 and proc.poll() is None:
-            assert time.monotonic() < deadline, "training did not get going"
-            try:
-                for worker in trainer.children():
-                    if worker.pid not in hit:
-                        hit.add(worker.pid)
-                        worker.send_signal(signal.SIGTERM)
-            except psutil.Error:  # a worker gone meanwhile
-                pass
+        signal_workers(proc, psutil.Process(proc.pid), run, deadline)
         while proc.poll() is None and not (run / "last" / "card.json").exists():
             assert time.monotonic() < deadline, "no epoch completed"
             time.sleep(0.05)
@@ -301,8 +254,56 @@ def test_sigterm_to_workers_as_they_start_still_saves_and_exits(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted: saved" in out + err and "exited unexpectedly" not in err
+    return proc.returncode, out + err
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_saves_and_exits(tmp_path):
+    """A SIGTERM to every process of the run (as `kill -- -PGID` or a service manager sends it) saves `last`:
+    the data-loading workers leave it to the training process instead of dying first."""
+    import signal
+    import time
+
+    def workers_first(proc, trainer, run, deadline):
+        while not (run / "last" / "card.json").exists() or not trainer.children():
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not get going"
+            time.sleep(0.05)
+        time.sleep(1.0)  # let the worker start up
+        # As a group kill can land: the worker first, the training process a moment later.
+        for worker in trainer.children():
+            worker.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+
+    code, said = _stopped_by_sigterm(tmp_path, 400, workers_first)
+    assert code == 130, said[-2000:]
+    assert "interrupted: saved" in said and "killed by signal" not in said and "exited unexpectedly" not in said
+
+
+@pytest.mark.slow
+def test_sigterm_to_workers_as_they_start_still_saves_and_exits(tmp_path):
+    """Workers start each epoch; a group SIGTERM can land on one before its init ran. Each new worker gets one the
+    moment it appears (before the fix: the run failed, "worker exited unexpectedly", in 4 runs of 4); then the
+    training process."""
+    import signal
+    import time
+
+    import psutil
+
+    def each_new_worker(proc, trainer, run, deadline):
+        hit: set[int] = set()
+        while len(hit) < 6 and proc.poll() is None:  # a run that fails ends the loop; the caller sees its code
+            assert time.monotonic() < deadline, "training did not get going"
+            try:
+                for worker in trainer.children():
+                    if worker.pid not in hit:
+                        hit.add(worker.pid)
+                        worker.send_signal(signal.SIGTERM)
+            except psutil.Error:  # a worker gone meanwhile
+                pass
+
+    code, said = _stopped_by_sigterm(tmp_path, 40, each_new_worker)
+    assert code == 130, said[-2000:]
+    assert "interrupted: saved" in said and "exited unexpectedly" not in said
 
 
 def _eval_json(target, capsys, data="synthetic:6:5"):
