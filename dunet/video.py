@@ -180,10 +180,10 @@ def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: st
                   labelled: bool = True, progress: bool = True, people: int = 1) -> VideoSummary:
     """Predict every `every`-th frame of `path` from `start` to `end` s; write OUT/NAME.csv (frame, time, then
     x, y, score per landmark; empty cells where no object was found) and, with `labelled`, OUT/NAME_labelled.mp4.
-    `box`: x, y, w, h of the object in the first frame (default: the largest face or person the model's
-    detector finds, else the whole frame). `smooth`: One Euro filter on the points. `people`: with a pose
-    model, follow up to this many people, each with an id (`PeopleTracker`; the CSV has a column group per
-    person: `csv_header`)."""
+    `box`: x, y, w, h of the object in the first frame (default: the face or person `Landmarker.predict` picks
+    from those the model's detector finds, else the whole frame). `smooth`: One Euro filter on the points.
+    `people`: with a pose model, follow up to this many people, each with an id (`PeopleTracker`; the CSV has a
+    column group per person: `csv_header`)."""
     import time as clock
 
     cv2 = import_optional("cv2")  # the `video` extra
@@ -264,10 +264,10 @@ def process_video(landmarker, path: str | Path, out_dir: str | Path, *, name: st
             if tracked is not None or box is not None:
                 result = landmarker.predict(rgb, box=tracked if tracked is not None else box)
             else:
-                result = landmarker.predict(rgb)  # the largest detected face, or the whole frame
+                result = landmarker.predict(rgb)  # the detected face or person `predict` picks, or the whole frame
             if result is not None and float(np.mean(result.scores)) < min_score and tracked is not None:
                 tracked = None  # lost: start over on this frame rather than report a drifted box
-                result = landmarker.predict(rgb, box=box)  # the given box, else the largest detected face
+                result = landmarker.predict(rgb, box=box)  # the given box, else the one `predict` picks
             row = [index, f"{time:.3f}"]
             if result is None:
                 summary.frames_without_object += 1

@@ -12,7 +12,7 @@ import torch
 
 import dunet
 from dunet import DunetError
-from dunet.api import Landmarker, as_rgb, box_around, check_box, landmark_box
+from dunet.api import SURE_WITHIN, Landmarker, as_rgb, box_around, check_box, landmark_box, prominent_first
 
 
 def tiny_landmarker(**options) -> Landmarker:
@@ -348,15 +348,23 @@ def test_a_pose_model_finds_the_person_in_a_larger_photo(pose, shared_data):
     assert person.to_dict()["detection_score"] == pytest.approx(person.detection_score, abs=1e-4)
 
 
-def test_predict_all_returns_every_person_largest_first(pose, shared_data):
+def test_predict_all_returns_every_person_the_most_prominent_first(pose, shared_data):
     scene, truths = lsp_scene(shared_data, 2, 6)
     people = pose.predict_all(scene)
     assert len(people) >= 2
-    sides = [max(p.box[2:]) for p in people]
-    assert sides == sorted(sides, reverse=True)
+    order = [(p.box, p.detection_score) for p in people]
+    assert order == prominent_first(order) and people[0].box == pose.predict(scene).box
     for joints in truths:  # each person has a result close to its joints
         assert min(np.median(torso_errors(p.points, joints)) for p in people) < 0.3
     assert all(p.detection_score is not None for p in people)
+
+
+def test_the_most_prominent_person_is_the_largest_of_the_nearly_surest():
+    big_doubted, small_sure, mid_sure, tiny = (0, 0, 400, 400), (0, 0, 100, 200), (0, 0, 150, 150), (0, 0, 10, 10)
+    found = [(small_sure, 0.95), (big_doubted, 0.55), (mid_sure, 0.96 - SURE_WITHIN + 0.02), (tiny, 0.96)]
+    assert [box for box, _ in prominent_first(found)] == [mid_sure, small_sure, tiny, big_doubted]
+    faces = [(tiny, None), (big_doubted, None), (small_sure, None)]  # no scores: the largest first
+    assert [box for box, _ in prominent_first(faces)] == [big_doubted, small_sure, tiny]
 
 
 def test_a_photo_without_people_gives_none_and_a_box_outside_is_one_line(pose):

@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "each (default: on for a shipped face or pose model, or a file exported from one, given "
                         "no --box; a model that names no detector: faces)")
     p.add_argument("--all", action="store_true",
-                   help="every person found per image (default: the largest one); faces: always every face")
+                   help="every person found per image (default: the most prominent one); faces: always every face")
     p.add_argument("--out", default="predictions", help="output folder")
     add_model_flags(p, batch_size=8)
     p.add_argument("--no-overlays", action="store_true", help="no overlay images or labelled videos")
