@@ -181,6 +181,7 @@ class EpochSampler(Sampler[int]):
 
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+SIGNAL_MASKS = hasattr(signal, "pthread_sigmask")  # not on Windows, whose workers are spawned, not forked
 
 
 class SignalSafeLoader(DataLoader):
@@ -198,7 +199,7 @@ class SignalSafeLoader(DataLoader):
         super().__init__(*args, worker_init_fn=_leave_sigterm_to_the_main_process, **kwargs)
 
     def __iter__(self):
-        if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks, and workers are spawned, not forked
+        if not SIGNAL_MASKS:
             return super().__iter__()
         held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
@@ -210,7 +211,7 @@ class SignalSafeLoader(DataLoader):
 def _leave_sigterm_to_the_main_process(worker_id: int) -> None:
     """`worker_init_fn` of every data-loading worker."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
+    if SIGNAL_MASKS:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
