@@ -114,7 +114,8 @@ def points_box(points: np.ndarray) -> tuple[float, float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=f"300w:{REPO.parent / 'shared' / 'data' / '300w'}")
-    parser.add_argument("--models", nargs="+", default=["300w-dunet2-w64", "300w-dunet2-w80", "300w-dunet2-192"])
+    parser.add_argument("--models", nargs="+",
+                        default=["300w-dunet2-w64", "300w-dunet1-w64", "300w-dunet2-w80", "300w-dunet2-192"])
     parser.add_argument("--backend", default="auto", help="dunet's backend (auto: the fastest installed)")
     parser.add_argument("--rounds", type=int, default=7, help="timing rounds; every method is timed once per round")
     parser.add_argument("--faces", type=int, default=10, help="faces per method per round (each timed once)")
