@@ -185,39 +185,45 @@ class Landmarker:
         picture, found = self._job(image, None)
         return self._run([(picture, found[:1])])[0][0] if found else None
 
-    def predict_all(self, image) -> list[Landmarks]:
-        """Landmarks of every face or person the model's detector finds in `image`, the one `predict` gives first
+    def predict_all(self, image, *, thorough: bool = True) -> list[Landmarks]:
+        """Landmarks of every face or person the model's detector finds in `image`, the most prominent first
         (`prominent_first`), each with its box (and, for people, `detection_score`); [] when there is none.
-        Without a detector: the whole image."""
-        return self._run([self._job(image, None)])[0]
+        Without a detector: the whole image. People are looked for more thoroughly than by `predict`, which needs
+        only the most prominent one (`detect_people` with THOROUGH_TILES and THOROUGH_STEP: about 4x the time on
+        a large photo); `thorough=False` looks as `predict` does (videos, which look again every few frames)."""
+        return self._run([self._job(image, None, thorough=thorough)])[0]
 
     def predict_batch(self, images: Iterable, boxes: Iterable | None = None, *, upright: bool = True,
                       largest: bool = False) -> list[list[Landmarks]]:
-        """One list of results per image. `boxes`: per image None (every detected face or person, or the
-        whole image; `largest`: only the one `predict` gives, the largest face or the most prominent person) or a
-        list of x, y, w, h. Images are read, cropped and dropped one by one and the crops run through the network
-        `batch_size` at a time, so a long list never sits in memory. `upright=False`: image files are used as
-        stored, not turned by their EXIF orientation."""
+        """One list of results per image. `boxes`: per image None (every detected face or person, as `predict_all`
+        finds them, or the whole image; `largest`: only the one `predict` gives, the largest face or the most
+        prominent person, found as `predict` finds it) or a list of x, y, w, h. Images are read, cropped and
+        dropped one by one and the crops run through the network `batch_size` at a time, so a long list never
+        sits in memory. `upright=False`: image files are used as stored, not turned by their EXIF orientation."""
         per_image = boxes if boxes is not None else _nones()
 
         def jobs():
             for image, image_boxes in zip(images, per_image):
-                picture, found = self._job(image, image_boxes, upright)
+                picture, found = self._job(image, image_boxes, upright, thorough=not largest)
                 yield picture, (found[:1] if largest and image_boxes is None else found)
 
         return self._run(jobs())
 
-    def detect(self, image) -> list[Box]:
+    def detect(self, image, *, thorough: bool = True) -> list[Box]:
         """Boxes (x, y, w, h) of the faces or people the model's detector finds (faces without one), in
-        `prominent_first` order: the detector's own boxes, before they become landmark boxes."""
-        return [box for box, _ in self._detect(as_rgb(image))]
+        `prominent_first` order: the detector's own boxes, before they become landmark boxes. `thorough`: as
+        in `predict_all`."""
+        return [box for box, _ in self._detect(as_rgb(image), thorough)]
 
-    def _detect(self, rgb: np.ndarray) -> list[tuple[Box, float | None]]:
-        from dunet.runtime.detect import detect_faces, scored_people
+    def _detect(self, rgb: np.ndarray, thorough: bool = False) -> list[tuple[Box, float | None]]:
+        from dunet.runtime.detect import (
+            POSE_TILES, SQUARE_STEP, THOROUGH_STEP, THOROUGH_TILES, detect_faces, scored_people,
+        )
 
         threads = self.runner.threads or 0  # the detector runs on the landmark model's threads
         if self.detector == "blazepose":
-            found = scored_people(rgb, threads=threads)
+            tiles, step = (THOROUGH_TILES, THOROUGH_STEP) if thorough else (POSE_TILES, SQUARE_STEP)
+            found = scored_people(rgb, tiles=tiles, step=step, threads=threads)
         else:
             found = [(b, None) for b in detect_faces(rgb, detector=self.detector or "blazeface", threads=threads)]
         return [(tuple(float(v) for v in box), score) for box, score in prominent_first(found)]
@@ -241,22 +247,23 @@ class Landmarker:
     def _crop_side(self, box: Box, kind: str) -> float:
         return max(box[2], box[3]) * (self.runner.spec.box_margin if kind == "object" else 1.0)
 
-    def _job(self, image, boxes: list | None, upright: bool = True) -> tuple[ReducedImage, list[Found]]:
+    def _job(self, image, boxes: list | None, upright: bool = True,
+             thorough: bool = False) -> tuple[ReducedImage, list[Found]]:
         """The pixels of one image and its boxes (given, detected, or the whole image) as _run takes them. A
         file is decoded at the smallest size that its crops (and the detector) still get every detail
-        from; an image in memory is used as it is."""
+        from; an image in memory is used as it is. `thorough`: how people are looked for (`predict_all`)."""
         from dunet.data.images import ReducedImage, image_size, load_reduced, reduction_for
 
         if not isinstance(image, (str, Path)):
             picture = ReducedImage.of(as_rgb(image))
-            return picture, self._boxes(boxes, picture.full_size, picture)
+            return picture, self._boxes(boxes, picture.full_size, picture, thorough)
         size = image_size(image, upright=upright)
         picture = None
         if boxes is None and self.detector is not None:
             detail = reduction_for(max(size), DETECTOR_SIDE[self.detector])
             picture = load_reduced(image, detail, upright=upright)
         try:
-            found = self._boxes(boxes, size, picture)
+            found = self._boxes(boxes, size, picture, thorough)
         except DunetError as err:  # a box that does not fit: say which image
             raise DunetError(f"{image}: {err}") from None
         crop_detail = CROP_DETAIL * self.runner.input_size
@@ -265,7 +272,8 @@ class Landmarker:
             picture = load_reduced(image, factor, upright=upright)
         return picture, found
 
-    def _boxes(self, boxes: list | None, size: tuple[int, int], picture: ReducedImage | None) -> list[Found]:
+    def _boxes(self, boxes: list | None, size: tuple[int, int], picture: ReducedImage | None,
+               thorough: bool = False) -> list[Found]:
         """Given boxes, checked against the image size; else the faces or people detected in `picture`, or the
         whole image."""
         width, height = size
@@ -274,7 +282,7 @@ class Landmarker:
         if self.detector is None:
             return [((0.0, 0.0, float(width), float(height)), "image", None)]
         found = []
-        for (x, y, w, h), score in self._detect(picture.pixels):
+        for (x, y, w, h), score in self._detect(picture.pixels, thorough):
             corner = picture.to_full([[x - 0.5, y - 0.5]])[0] + 0.5  # the box's top-left pixel edge
             box = landmark_box((*corner, w * picture.factor, h * picture.factor), self.detector)
             found.append((box, "object", score))

@@ -346,7 +346,9 @@ class PeopleTracker:
         if free and (not self.track or not any(out) or self.since_detect >= REDETECT_EVERY):
             self.since_detect = 0
             taken = [box_around(r.points) for _, r in filter(None, out)]
-            for result in self.landmarker.predict_all(rgb):
+            # The quick search: it looks again every REDETECT_EVERY frames, and a person missed in one frame is
+            # found in a later one.
+            for result in self.landmarker.predict_all(rgb, thorough=False):
                 found = box_around(result.points)
                 if found is None or any(_iou(found, box) > SAME_PERSON_IOU for box in taken):
                     continue  # someone already followed

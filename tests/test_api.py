@@ -353,10 +353,30 @@ def test_predict_all_returns_every_person_the_most_prominent_first(pose, shared_
     people = pose.predict_all(scene)
     assert len(people) >= 2
     order = [(p.box, p.detection_score) for p in people]
-    assert order == prominent_first(order) and people[0].box == pose.predict(scene).box
+    assert order == prominent_first(order)
+    assert pose.predict_all(scene, thorough=False)[0].box == pose.predict(scene).box  # the same search
     for joints in truths:  # each person has a result close to its joints
         assert min(np.median(torso_errors(p.points, joints)) for p in people) < 0.3
     assert all(p.detection_score is not None for p in people)
+
+
+def test_every_person_is_looked_for_thoroughly_and_the_most_prominent_one_quickly(pose, monkeypatch):
+    from dunet.runtime import detect
+
+    searches = []
+
+    def scored_people(rgb, *, tiles, step, threads):
+        searches.append((tiles, step))
+        return []
+
+    monkeypatch.setattr(detect, "scored_people", scored_people)
+    photo = np.full((480, 640, 3), 128, np.uint8)
+    quick, thorough = (detect.POSE_TILES, detect.SQUARE_STEP), (detect.THOROUGH_TILES, detect.THOROUGH_STEP)
+    assert pose.predict(photo) is None and pose.predict_all(photo) == [] and pose.detect(photo) == []
+    assert pose.predict_batch([photo], largest=True) == [[]] and pose.predict_batch([photo]) == [[]]
+    assert pose.predict_all(photo, thorough=False) == []
+    assert searches == [quick, thorough, thorough, quick, thorough, quick]
+    assert thorough[0][:len(quick[0])] == quick[0] and thorough[1] < quick[1]
 
 
 def test_the_most_prominent_person_is_the_largest_of_the_nearly_surest():

@@ -96,7 +96,8 @@ def render() -> str:
     lines += [f"### `dunet.{_signature('load', load)}`", ""] + _doc(load)
     lines += [f"### `dunet.api.{_signature('Landmarker', Landmarker)}`", ""] + _doc(Landmarker)
     lines += ["Made by `dunet.load`; the constructor takes a `dunet.runtime.model.LandmarkModel` from `dunet.runtime.model.load_model`.", ""]
-    lines += _members(Landmarker, ["predict", "predict_batch", "detect", "names", "spec", "name"], "Landmarker")
+    members = ["predict", "predict_all", "predict_batch", "detect", "names", "spec", "name"]
+    lines += _members(Landmarker, members, "Landmarker")
     lines += ["### `dunet.api.Landmarks`", ""] + _doc(Landmarks) + _fields(Landmarks)
     lines += _members(Landmarks, ["to_dict"], "Landmarks")
     lines += [f"### `dunet.video.{_signature('process_video', process_video)}`", ""] + _doc(process_video)

@@ -168,6 +168,13 @@ POSE_DETECTOR_FILE = Path(__file__).resolve().parents[1] / "pretrained" / "pose_
 PERSON_DETECTORS = ("blazepose", "hog")
 POSE_SIZE = 224
 POSE_TILES = (1, 1.5, 2)  # besides the whole image: squares of its short side, of two thirds and of half of it
+SQUARE_STEP = 0.5  # neighbouring squares lie half a square apart
+# The search for every person in a photo (Landmarker.predict_all): thirds of the short side too, and squares a
+# third of a square apart, so that someone cut by the edges of one square is whole in another. Picked on 100
+# scenes of 2-3 LSP *training* people (bench/pose_wild.py's compositing, a one-off script): people found
+# 91.5 % with the squares above, 94.7 % with thirds too, 95.9 % with thirds a third apart, at 4.3x the time.
+THOROUGH_TILES = (1, 1.5, 2, 3)
+THOROUGH_STEP = 1 / 3
 CONTAINED = 0.7  # share of a box's area inside a larger, more confident one that makes it a part of a person
 SMALLEST_PERSON = 100  # px tall: the squares look for people from this height to a third of the picture's
 MIN_ZOOM = 1.25  # a square shows people at least this much larger than the whole image: fewer passes, same recall
@@ -181,7 +188,7 @@ FRAMED_MIN_SCORE = 0.7  # the framed second look's threshold: at 0.5 it saw peop
 
 
 def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: float = 0.5,
-                  tiles: tuple[float, ...] = POSE_TILES, threads: int = 0) -> list[Box]:
+                  tiles: tuple[float, ...] = POSE_TILES, step: float = SQUARE_STEP, threads: int = 0) -> list[Box]:
     """People in an RGB (H, W, 3) or grey (H, W) uint8 image as (x, y, w, h) boxes, most confident first;
     an empty list when there is nobody. `scored_people` gives each box's score too.
 
@@ -191,23 +198,25 @@ def detect_people(image: np.ndarray, *, detector: str = "blazepose", min_score: 
     detector's body radius, as MediaPipe's body region, but centred TORSO_POINT of the way from the hips to
     the shoulders where MediaPipe's is centred on the hips, so it holds the whole person in any pose;
     `min_score` is its confidence threshold. It sees an image at 224x224, where a person under about a third
-    of the picture's height is often missed; so it also looks at overlapping squares (half a square
-    apart) of 1/n of the short side for each n in `tiles`, where they show people at least MIN_ZOOM times
+    of the picture's height is often missed; so it also looks at overlapping squares (`step` of a square
+    apart: half) of 1/n of the short side for each n in `tiles`, where they show people at least MIN_ZOOM times
     larger than the whole image does. The default, squares of the short side, of two thirds and of half of it, finds
     people down to about 100 px tall in a 1280x960 photo at 24 passes (the detector finds people best in a
     square little larger than them); `tiles=()` looks at the whole image only (1 pass, for photos framed on a
-    person); `(1, 1.5, 2, 3)` also looks at thirds. The box of a part of a person (inside a larger, surer box)
+    person); `tiles=THOROUGH_TILES, step=THOROUGH_STEP` also looks at thirds, and at squares a third apart (4.3x
+    the time; what `predict_all` looks with). The box of a part of a person (inside a larger, surer box)
     is dropped; and when nobody is found, it looks again at the whole image in a black frame, for a person
     who fills the picture: docs/pose.md, "Finding people".
     "hog": OpenCV's HOG + linear SVM people detector (no file; upright, walking people at least ~100 px
     tall); `min_score` applies to its SVM margin; `tiles` does not apply.
     `threads`: of the detector network (0: every usable core)."""
-    return [box for box, _ in scored_people(image, detector=detector, min_score=min_score, tiles=tiles,
+    return [box for box, _ in scored_people(image, detector=detector, min_score=min_score, tiles=tiles, step=step,
                                             threads=threads)]
 
 
 def scored_people(image: np.ndarray, *, detector: str = "blazepose", min_score: float = 0.5,
-                  tiles: tuple[float, ...] = POSE_TILES, threads: int = 0) -> list[tuple[Box, float]]:
+                  tiles: tuple[float, ...] = POSE_TILES, step: float = SQUARE_STEP,
+                  threads: int = 0) -> list[tuple[Box, float]]:
     """`detect_people`'s boxes, each with its score (BlazePose: the confidence in [0, 1]; HOG: its SVM margin),
     most confident first."""
     if detector not in PERSON_DETECTORS:
@@ -215,7 +224,10 @@ def scored_people(image: np.ndarray, *, detector: str = "blazepose", min_score: 
     rgb = _check_image(image, "detect_people")
     if not all(isinstance(n, (int, float)) and n >= 1 for n in tiles):
         raise DunetError(f"detect_people: tiles must be numbers >= 1, got {tiles!r}")
-    found = _blazepose(rgb, min_score, tuple(tiles), threads) if detector == "blazepose" else _hog(rgb, min_score)
+    if not (isinstance(step, (int, float)) and 0 < step <= 1):
+        raise DunetError(f"detect_people: step must be a fraction of a square in (0, 1], got {step!r}")
+    found = (_blazepose(rgb, min_score, tuple(tiles), step, threads) if detector == "blazepose"
+             else _hog(rgb, min_score))
     return sorted(found, key=lambda f: f[1], reverse=True)
 
 
@@ -227,8 +239,8 @@ def _pose_anchors() -> np.ndarray:
 
 
 def _blazepose(rgb: np.ndarray, min_score: float, tiles: tuple[float, ...] = POSE_TILES,
-               threads: int = 0) -> list[tuple[Box, float]]:
-    """The whole image, then overlapping squares of 1/n of its short side for each n in `tiles` (half a
+               step: float = SQUARE_STEP, threads: int = 0) -> list[tuple[Box, float]]:
+    """The whole image, then overlapping squares of 1/n of its short side for each n in `tiles` (`step` of a
     square apart), so that people far smaller than the picture fill enough of the model's 224 px input. All
     boxes are merged by MediaPipe's weighted suppression, then the boxes of parts of people dropped. Nobody
     found: a second look at the whole image, framed (`_pose_window`), at the stricter FRAMED_MIN_SCORE."""
@@ -236,8 +248,8 @@ def _blazepose(rgb: np.ndarray, min_score: float, tiles: tuple[float, ...] = POS
     corners, scores = _pose_window(rgb, threads)
     found_corners, found_scores = [corners], [scores]
     for side in _square_sides(height, width, tiles):
-        for y in _starts(height, side):
-            for x in _starts(width, side):
+        for y in _starts(height, side, step):
+            for x in _starts(width, side, step):
                 corners, scores = _pose_window(rgb[y: y + side, x: x + side], threads)
                 corners = corners + [x, y, x, y]
                 # A person cut by an inner edge of the square is whole in a neighbouring one: drop it here.
@@ -288,11 +300,11 @@ def _drop_parts(found: list) -> list:
     return kept
 
 
-def _starts(length: int, side: int) -> list[int]:
-    """Where squares of `side` start along `length`, half a square apart, the last one flush with the end."""
+def _starts(length: int, side: int, step: float = SQUARE_STEP) -> list[int]:
+    """Where squares of `side` start along `length`, `step` of a square apart, the last one flush with the end."""
     if length <= side:
         return [0]
-    starts = list(range(0, length - side + 1, max(side // 2, 1)))
+    starts = list(range(0, length - side + 1, max(int(side * step), 1)))
     return starts if starts[-1] == length - side else starts + [length - side]
 
 

@@ -141,6 +141,8 @@ def test_bad_input_to_the_person_detector_is_one_line():
         detect.detect_people(np.zeros((32, 32, 3), np.uint8), detector="yolo")
     with pytest.raises(DunetError, match="tiles"):
         detect.detect_people(np.zeros((32, 32, 3), np.uint8), tiles=(0,))
+    with pytest.raises(DunetError, match=r"step must be a fraction of a square in \(0, 1\], got 0"):
+        detect.detect_people(np.zeros((32, 32, 3), np.uint8), step=0)
 
 
 def test_a_person_filling_the_photo_is_found_by_a_second_look_framed(shared_data):
@@ -168,6 +170,13 @@ def test_squares_only_where_they_show_people_larger():
     assert detect._square_sides(300, 200, (1, 2)) == [200]  # 1.5x; squares of 100 px cannot hold a person
     assert detect._square_sides(290, 190, (1, 2)) == []  # a person the whole image hides is under 100 px
     assert detect._square_sides(400, 400, (1, 2)) == [200]  # the whole image is no square of its own
+
+
+def test_squares_lie_a_step_apart_and_the_last_one_flush_with_the_edge():
+    assert detect._starts(1280, 480) == [0, 240, 480, 720, 800]  # half a square apart
+    assert detect._starts(1280, 480, 1 / 3) == [0, 160, 320, 480, 640, 800]
+    assert detect._starts(960, 320, 1 / 3) == [0, 106, 212, 318, 424, 530, 636, 640]
+    assert detect._starts(400, 480) == [0]
 
 
 def test_the_detector_reads_an_input_laid_out_in_any_order():
