@@ -170,9 +170,8 @@ POSE_SIZE = 224
 POSE_TILES = (1, 1.5, 2)  # besides the whole image: squares of its short side, of two thirds and of half of it
 SQUARE_STEP = 0.5  # neighbouring squares lie half a square apart
 # The search for every person in a photo (Landmarker.predict_all): thirds of the short side too, and squares a
-# third of a square apart, so that someone cut by the edges of one square is whole in another. Picked on 100
-# scenes of 2-3 LSP *training* people (bench/pose_wild.py's compositing, a one-off script): people found
-# 91.5 % with the squares above, 94.7 % with thirds too, 95.9 % with thirds a third apart, at 4.3x the time.
+# third of a square apart, so that someone cut by the edges of one square is whole in another. Picked on scenes of
+# LSP training people; the figures are in docs/pose.md, "Finding people".
 THOROUGH_TILES = (1, 1.5, 2, 3)
 THOROUGH_STEP = 1 / 3
 CONTAINED = 0.7  # share of a box's area inside a larger, more confident one that makes it a part of a person
